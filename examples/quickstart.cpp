@@ -1,0 +1,64 @@
+// quickstart — wrap functions once, call them with `co_await fn.remote(...)`.
+//
+// A free function, a member function, a static method and an async function,
+// each wrapped in one line and called from a coroutine. The blocking ones run
+// on framex's thread pool; the async one is awaited right here.
+#include <framex/framex.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// Legacy code, untouched.
+int heavy_job(int x) { return x * 2; }
+
+class Worker {
+ public:
+  int total(std::vector<int> v) const { return std::accumulate(v.begin(), v.end(), 0); }
+  static int scale(int x) { return x * 10; }
+  asio::awaitable<std::string> fetch(std::string key) {
+    asio::steady_timer t(co_await asio::this_coro::executor, 1ms);  // stands in for real I/O
+    co_await t.async_wait(asio::use_awaitable);
+    co_return "value-of-" + key;
+  }
+};
+
+// One line per function.
+inline constexpr auto heavy = framex::remote<&heavy_job>;
+inline constexpr auto total = framex::remote<&Worker::total>;
+inline constexpr auto scale = framex::remote<&Worker::scale>;
+inline constexpr auto fetch = framex::remote<&Worker::fetch>;
+
+asio::awaitable<void> handler() {
+  Worker w;
+  std::vector<int> values{1, 2, 3};
+  int a = co_await heavy.remote(21);                            // on the pool
+  int b = co_await total.remote(w, values);                     // object first, as std::invoke
+  int c = co_await scale.remote(2);                             // static method
+  std::string d = co_await fetch.remote(w, "answer");           // async: awaited here
+  int e = co_await heavy.with({.timeout = 2s}).remote(1);       // per-call options
+  int f = heavy(21);                                            // the plain call still works
+  std::printf("heavy.remote(21)          = %d\n", a);
+  std::printf("total.remote(w, {1,2,3})  = %d\n", b);
+  std::printf("scale.remote(2)           = %d\n", c);
+  std::printf("fetch.remote(w, \"answer\") = %s\n", d.c_str());
+  std::printf("heavy.with(2s).remote(1)  = %d\n", e);
+  std::printf("heavy(21)                 = %d\n", f);
+}
+
+int main() {
+  asio::io_context io;
+  asio::co_spawn(io, handler(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  io.run();
+}

@@ -1,0 +1,165 @@
+// The asynchronous operation behind `.remote()` of a blocking function in local
+// mode: run the body on the runtime's pool, resume the caller on its own
+// executor.
+//
+// Flow. `start` (caller's executor) allocates one `blocking_call`, which is at
+// once the pool task, the cancellation handler's target and the timer's target,
+// and queues it. A pool thread runs the body and posts `deliver` to the caller's
+// executor, which invokes the handler. A cancellation or the timeout (both on
+// the caller's executor) may win instead: a call not yet started is dropped from
+// the pool's point of view; a running one is abandoned (its body finishes, its
+// result is destroyed) unless it is pinned to caller memory, in which case the
+// error is delivered when the body returns. The phase decides who completes the
+// handler: `deliver` is posted only if no cancellation moved the call to
+// `abandoned` first, and only the cancellation that made that move completes.
+//
+// References: one for the caller (dropped when the handler runs), one for the
+// pool (dropped after the body, or in `deliver`), one for a pending timer wait.
+#pragma once
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "framex/detail/outcome.hpp"
+#include "framex/runtime.hpp"
+
+namespace framex::detail {
+
+template <class R, class Invoker, class Handler>
+class blocking_call final : public pool_task {
+  using work_executor = std::decay_t<decltype(boost::asio::prefer(
+      boost::asio::get_associated_executor(std::declval<Handler&>()),
+      boost::asio::execution::outstanding_work.tracked))>;
+  using slot_type = boost::asio::associated_cancellation_slot_t<Handler>;
+  // The timer must not track work: it lives as long as the call, and an
+  // abandoned call may outlive its caller's interest by the whole body.
+  using timer_type = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                       boost::asio::wait_traits<std::chrono::steady_clock>,
+                                                       boost::asio::associated_executor_t<Handler>>;
+
+  enum phase : std::uint8_t { queued, running, cancel_requested, finished, abandoned };
+
+ public:
+  static void start(runtime& rt, std::chrono::steady_clock::duration timeout, Invoker&& invoker,
+                    Handler&& handler) {
+    auto* self = new blocking_call(std::move(invoker), std::move(handler));
+    if (self->slot_.is_connected()) self->slot_.template emplace<cancel_handler>(self);
+    if (timeout > std::chrono::steady_clock::duration::zero()) {
+      self->refs_.fetch_add(1, std::memory_order_relaxed);
+      self->timer_.emplace(boost::asio::get_associated_executor(self->handler_), timeout);
+      self->timer_->async_wait([self](const boost::system::error_code& ec) {
+        if (!ec) self->cancel(errc::timeout);
+        self->release();
+      });
+    }
+    submit(rt, *self);
+  }
+
+  // Pool thread.
+  void run(bool stopping) noexcept override {
+    std::uint8_t expected = queued;
+    if (stopping) {
+      if (!phase_.compare_exchange_strong(expected, finished, std::memory_order_acq_rel)) return release();
+      result_.set_error(errc::cancelled);
+      return post_deliver();
+    }
+    if (!phase_.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) return release();
+    result_.capture(invoker_);
+    const std::uint8_t before = phase_.exchange(finished, std::memory_order_acq_rel);
+    if (before == abandoned) return release();  // nobody waits; the result dies here
+    cancel_seen_ = before == cancel_requested;
+    post_deliver();
+  }
+
+ private:
+  struct cancel_handler {
+    explicit cancel_handler(blocking_call* s) noexcept : self(s) {}
+    blocking_call* self;
+    void operator()(boost::asio::cancellation_type type) const {
+      if (type != boost::asio::cancellation_type::none) self->cancel(errc::cancelled);
+    }
+  };
+
+  blocking_call(Invoker&& invoker, Handler&& handler)
+      : invoker_(std::move(invoker)),
+        handler_(std::move(handler)),
+        slot_(boost::asio::get_associated_cancellation_slot(handler_)),
+        work_(std::in_place, boost::asio::prefer(boost::asio::get_associated_executor(handler_),
+                                                 boost::asio::execution::outstanding_work.tracked)) {}
+
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void post_deliver() noexcept {
+    boost::asio::post(*work_, [this] { deliver(); });
+  }
+
+  // Caller's executor, after the body finished (or was skipped at shutdown).
+  void deliver() {
+    if (cancel_seen_) {
+      outcome<R> out;
+      out.set_error(deferred_);
+      return complete(std::move(out), 2);
+    }
+    complete(std::move(result_), 2);  // moved into complete's parameter before `this` may go
+  }
+
+  // Caller's executor: the slot fired or the timer expired.
+  void cancel(errc why) {
+    std::uint8_t p = phase_.load(std::memory_order_acquire);
+    for (;;) {
+      if (p == queued || (p == running && !Invoker::pinned)) {
+        if (!phase_.compare_exchange_weak(p, abandoned, std::memory_order_acq_rel)) continue;
+        deferred_ = why;
+        // Not from inside the slot's emit: the handler runs from the executor.
+        boost::asio::post(*work_, [this] {
+          outcome<R> out;
+          out.set_error(deferred_);
+          complete(std::move(out), 1);
+        });
+        return;
+      }
+      if (p == running) {  // pinned: the body may write into the caller's memory
+        deferred_ = why;
+        if (!phase_.compare_exchange_weak(p, cancel_requested, std::memory_order_acq_rel)) continue;
+      }
+      return;  // finished (delivery is on its way) or already cancelled
+    }
+  }
+
+  void complete(outcome<R> out, int references) {
+    if (slot_.is_connected()) slot_.clear();
+    if (timer_) timer_->cancel();
+    Handler handler = std::move(handler_);
+    // Once completing, nothing posts through work_ again, so the caller's
+    // executor may run out of work even while an abandoned body still runs.
+    work_.reset();
+    if (refs_.fetch_sub(references, std::memory_order_acq_rel) == references) delete this;
+    std::move(handler)(std::move(out));
+  }
+
+  Invoker invoker_;
+  Handler handler_;
+  slot_type slot_;
+  std::optional<work_executor> work_;
+  std::optional<timer_type> timer_;
+  outcome<R> result_;
+  errc deferred_ = errc::cancelled;
+  bool cancel_seen_ = false;
+  std::atomic<std::uint8_t> phase_{queued};
+  std::atomic<int> refs_{2};
+};
+
+}  // namespace framex::detail

@@ -1,0 +1,60 @@
+// framex/error.hpp — the one error enum framex reports, and the exception that
+// carries a failure raised on the far side of a call.
+//
+// Every failure framex itself detects is a `framex::errc` inside a
+// `std::error_code`; the `co_await` surface throws it as `std::system_error`, so
+// callers write `catch (const std::system_error& e) { if (e.code() ==
+// framex::errc::timeout) ... }`. The numeric values are part of the wire (they
+// travel in the `code` field of an error object) and never change.
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace framex {
+
+/// Why a call failed, when framex (not the called function) decided it.
+enum class errc : int {
+  worker_lost = 1,         ///< the process running the call went away mid-call
+  timeout = 2,             ///< the per-call deadline passed first
+  cancelled = 3,           ///< the caller cancelled, or the runtime shut down
+  unknown_function = 4,    ///< no function of that name is registered
+  bad_arguments = 5,       ///< arguments did not decode as the signature needs
+  signature_mismatch = 6,  ///< caller and worker disagree on a function's signature
+  too_large = 7,           ///< a message exceeded the configured size limit
+  overloaded = 8,          ///< the callee refused the call for lack of capacity
+  unauthorized = 9,        ///< the callee refused the caller's credentials
+};
+
+/// The category of `framex::errc`; its name is "framex".
+/// Thread safety: safe to call from any thread.
+const std::error_category& error_category() noexcept;
+
+/// Makes `e` an error code in framex's category (found by ADL).
+std::error_code make_error_code(errc e) noexcept;
+
+/// An exception raised by the called function where it ran, delivered to the
+/// caller. Local calls rethrow the original exception object instead; this type
+/// appears when only a description could cross the boundary.
+class remote_error : public std::system_error {
+ public:
+  /// @param code   why the call failed, as framex classifies it
+  /// @param type   the remote exception's type name, e.g. "std::runtime_error"
+  /// @param message the remote exception's `what()`
+  remote_error(errc code, std::string type, std::string message);
+
+  /// The remote exception's type name.
+  [[nodiscard]] const std::string& remote_type() const noexcept { return type_; }
+  /// The remote exception's message, without the type prefix `what()` adds.
+  [[nodiscard]] const std::string& remote_message() const noexcept { return message_; }
+
+ private:
+  std::string type_;
+  std::string message_;
+};
+
+}  // namespace framex
+
+template <>
+struct std::is_error_code_enum<framex::errc> : std::true_type {};

@@ -1,0 +1,13 @@
+// framex/framex.hpp — everything a user includes.
+//
+// @code
+// #include <framex/framex.hpp>
+// int heavy_job(int x) { return x * 2; }
+// inline constexpr auto heavy = framex::remote<&heavy_job>;
+// boost::asio::awaitable<void> handler() { int a = co_await heavy.remote(21); }
+// @endcode
+#pragma once
+
+#include "framex/error.hpp"
+#include "framex/remote.hpp"
+#include "framex/runtime.hpp"

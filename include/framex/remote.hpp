@@ -1,0 +1,200 @@
+// framex/remote.hpp — wrap a function once, call it with `co_await fn.remote(...)`.
+//
+// `framex::remote<&f>` is a constexpr object describing a function `f`: a free
+// function, a static member function or a member function (overloads are picked
+// by a cast: `remote<static_cast<int (*)(int)>(&f)>`). Its `.remote(args...)`
+// returns an awaitable for `f`'s result; where the work runs is the runtime's
+// business, never the call site's:
+//
+// | `f` returns          | local runtime                                          |
+// |----------------------|--------------------------------------------------------|
+// | `asio::awaitable<T>` | co_awaited directly on the caller's executor, no hop   |
+// | anything else        | run on the runtime's pool; the caller resumes on its   |
+// |                      | own executor, never on a pool thread                   |
+//
+// Arguments are checked against `f`'s parameters at compile time: `.remote`
+// takes exactly `f`'s parameter types (so braced lists such as `{1, 2, 3}` work),
+// and a call that does not fit fails with a static_assert whose instantiation
+// names `f`, the argument's position and both types.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <type_traits>
+#include <utility>
+
+#include "framex/detail/signature.hpp"
+#include "framex/runtime.hpp"
+
+namespace framex {
+
+/// Per-call options, given through `fn.with({...})`.
+struct call_options {
+  /// Deadline for the call, measured from when it is awaited; zero means none.
+  /// On expiry the wait ends with `framex::errc::timeout`.
+  std::chrono::steady_clock::duration timeout{};
+  /// Runtime to run on; null means `runtime::current()`.
+  framex::runtime* runtime = nullptr;
+};
+
+namespace detail {
+template <class... T>
+inline constexpr bool always_false = false;
+template <auto F, class Awaitable, class... Ps, class Object, class... Args>
+Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& object, Args&&... args);
+template <auto F, class Object, class... Args>
+decltype(auto) invoke_now(Object&& object, Args&&... args);
+}  // namespace detail
+
+/// A wrapped function: see the top of this file. `Bound` is the type holding a
+/// bound object (see `bind`), `void` when none is bound. Cheap to copy.
+template <auto F, class Bound = void, class Params = typename detail::fn_traits<decltype(F)>::params>
+class basic_remote;
+
+template <auto F, class Bound, class... Ps>
+class basic_remote<F, Bound, detail::type_list<Ps...>> {
+  using traits = detail::fn_traits<decltype(F)>;
+  using object_type = typename traits::object;
+  using held_bound = std::conditional_t<std::is_void_v<Bound>, detail::no_object, Bound>;
+
+ public:
+  /// What `F` returns.
+  using function_result = typename traits::result;
+  /// True when `F` returns `asio::awaitable<T>`.
+  static constexpr bool is_async = detail::awaited<function_result>::is_awaitable;
+  /// What `co_await fn.remote(...)` yields.
+  using value_type = typename detail::awaited<function_result>::type;
+  /// What `.remote(...)` returns.
+  using awaitable_type = std::conditional_t<is_async, function_result, boost::asio::awaitable<value_type>>;
+  /// True when a call must name the object first (an unbound member function).
+  static constexpr bool needs_object = traits::is_member && std::is_void_v<Bound>;
+
+ private:
+  // The shapes of call that fit F; used to route misfits to a clear diagnostic.
+  static void accept(Ps...)
+    requires(!needs_object);
+  template <class O>
+    requires(needs_object && detail::object_for<object_type, O>)
+  static void accept(O&&, Ps...);
+  template <class... Args>
+  static constexpr bool fits = requires(Args&&... a) { accept(static_cast<Args&&>(a)...); };
+
+  template <class... Args>
+  static constexpr bool diagnose() {
+    if constexpr (needs_object) {
+      return detail::diagnose<F, detail::type_list<object_type&, Ps...>, Args...>::run();
+    } else {
+      return detail::diagnose<F, detail::type_list<Ps...>, Args...>::run();
+    }
+  }
+
+ public:
+  static_assert(!std::is_reference_v<value_type>,
+                "framex::remote: the wrapped function returns a reference; a remote call returns "
+                "values, so return by value");
+
+  constexpr basic_remote() noexcept = default;
+  constexpr basic_remote(held_bound object, call_options options) noexcept
+      : object_(std::move(object)), options_(options) {}
+
+  /// Starts a call of `F` with `args` and returns an awaitable for its result.
+  ///
+  /// Completion: the awaitable yields `F`'s result or throws. A local call rethrows
+  /// the exception `F` threw, as its original type; framex's own failures throw
+  /// `std::system_error` with a `framex::errc` code.
+  ///
+  /// Arguments: a blocking call stores every argument by value before it starts,
+  /// except non-const lvalue reference parameters, which alias the caller's object
+  /// (so the function's writes are seen by the caller).
+  ///
+  /// Cancellation: honours the awaiting coroutine's cancellation slot (e.g.
+  /// `awaitable_operators` `||`) and `call_options::timeout`. A blocking call not
+  /// yet started never starts; one running is abandoned at once (its body finishes
+  /// on the pool and its result is dropped) and the wait ends with `cancelled` or
+  /// `timeout`; if the call aliases caller memory (a reference parameter, or an
+  /// object passed by reference or raw pointer), the wait ends when the body
+  /// returns, so the body never writes into a frame that is gone. An async
+  /// function's cancellation is its own: Asio cancels what it awaits; with a
+  /// timeout, the wait ends with `timeout` once the function has stopped.
+  ///
+  /// Thread safety: may be called from any thread, concurrently.
+  awaitable_type remote(Ps... args) const
+    requires(!needs_object)
+  {
+    return detail::start_call<F, awaitable_type>(detail::type_list<Ps...>{}, options_, object_, static_cast<Ps&&>(args)...);
+  }
+
+  /// As above, for an unbound member function: the object comes first, as with
+  /// `std::invoke` (a reference, a pointer, a smart pointer, or an rvalue that
+  /// the call then owns).
+  template <class O>
+    requires(needs_object && detail::object_for<object_type, O>)
+  awaitable_type remote(O&& object, Ps... args) const {
+    return detail::start_call<F, awaitable_type>(detail::type_list<Ps...>{}, options_, static_cast<O&&>(object), static_cast<Ps&&>(args)...);
+  }
+
+  /// Catches calls whose arguments do not fit, to say which argument and why.
+  template <class... Args>
+    requires(!fits<Args...>)
+  void remote(Args&&...) const {
+    static_assert(diagnose<Args...>() && detail::always_false<Args...>,
+                  "framex: these arguments do not fit the wrapped function");
+  }
+
+  /// Calls `F` directly, here and now, as if it had not been wrapped.
+  function_result operator()(Ps... args) const
+    requires(!needs_object)
+  {
+    return detail::invoke_now<F>(object_, static_cast<Ps&&>(args)...);
+  }
+  template <class O>
+    requires(needs_object && detail::object_for<object_type, O>)
+  function_result operator()(O&& object, Ps... args) const {
+    return std::invoke(F, static_cast<O&&>(object), static_cast<Ps&&>(args)...);
+  }
+  template <class... Args>
+    requires(!fits<Args...>)
+  void operator()(Args&&...) const {
+    static_assert(diagnose<Args...>() && detail::always_false<Args...>,
+                  "framex: these arguments do not fit the wrapped function");
+  }
+
+  /// The same function with per-call options: `fn.with({.timeout = 200ms}).remote(x)`.
+  [[nodiscard]] constexpr basic_remote with(call_options options) const noexcept { return {object_, options}; }
+
+  /// Binds the object of a member function, so calls read `bound.remote(args...)`.
+  /// Takes a named object (referred to, which pins calls to it: see `remote`) or a
+  /// pointer or smart pointer (a `std::shared_ptr` keeps the object alive for
+  /// every call, so calls can be abandoned at once).
+  template <class O>
+    requires(needs_object && detail::object_for<object_type, O>)
+  [[nodiscard]] auto bind(O&& object) const {
+    using store = detail::object_store<object_type, O>;
+    static_assert(!store::is_object || std::is_lvalue_reference_v<O>,
+                  "framex: bind() refers to its object; pass a named object or a smart pointer, "
+                  "not a temporary");
+    return basic_remote<F, typename store::type>(store::make(static_cast<O&&>(object)), options_);
+  }
+
+  [[nodiscard]] constexpr const call_options& options() const noexcept { return options_; }
+
+ private:
+  [[no_unique_address]] held_bound object_{};
+  call_options options_{};
+};
+
+/// The wrapper for `F`; see the top of this file.
+///
+/// @code
+/// int heavy_job(int x) { return x * 2; }
+/// inline constexpr auto heavy = framex::remote<&heavy_job>;
+/// int a = co_await heavy.remote(21);                                   // 42
+/// int b = co_await heavy.with({.timeout = 200ms}).remote(21);
+/// @endcode
+template <auto F>
+inline constexpr basic_remote<F> remote{};
+
+}  // namespace framex
+
+#include "framex/impl/remote.hpp"

@@ -1,0 +1,113 @@
+// framex/runtime.hpp — where `.remote()` calls run.
+//
+// A `framex::runtime` owns the thread pool that blocking functions run on. The
+// wrapper templates in remote.hpp never see the pool: they hand it a
+// type-erased `detail::pool_task` through `detail::submit`, which is compiled
+// into the library, so a user's translation units carry no pool machinery.
+//
+// Every call picks a runtime: the one given in `call_options::runtime`, else the
+// current one (`runtime::current()`), which is the runtime installed by the
+// innermost live `runtime_scope`, else a default runtime built on first use with
+// one thread per hardware thread. Quickstart code therefore needs no set-up;
+// tests and services build their own.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace framex {
+
+/// How a runtime is built.
+struct runtime_options {
+  /// Threads in the blocking-call pool; 0 means `std::thread::hardware_concurrency()`
+  /// (at least 1).
+  std::size_t threads = 0;
+};
+
+class runtime;
+
+namespace detail {
+class pool_task;
+class runtime_impl;
+/// Queues `task` on `rt`'s pool; after shutdown, runs `task.run(true)` inline.
+void submit(runtime& rt, pool_task& task) noexcept;
+}  // namespace detail
+
+/// Owns the resources calls run on. Not copyable or movable: calls hold a
+/// reference to it until they complete.
+///
+/// Shutdown (`shutdown()` or the destructor): calls not yet started complete with
+/// `framex::errc::cancelled`; bodies already running finish and deliver their
+/// results; calls made afterwards complete with `cancelled` at once; then every
+/// pool thread is joined. It must not be called from inside a blocking body.
+///
+/// Thread safety: all members are safe to call concurrently.
+class runtime {
+ public:
+  runtime();
+  explicit runtime(runtime_options options);
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Threads in the blocking-call pool.
+  [[nodiscard]] std::size_t thread_count() const noexcept;
+
+  /// Stops the runtime as described above and waits for its threads. Idempotent.
+  void shutdown() noexcept;
+
+  /// True once shutdown has begun: calls made from then on complete with
+  /// `framex::errc::cancelled`.
+  [[nodiscard]] bool stopping() const noexcept;
+
+  /// The runtime calls use when none is named: the innermost live
+  /// `runtime_scope`'s, else the process-wide default (built on first use).
+  [[nodiscard]] static runtime& current() noexcept;
+
+ private:
+  friend void detail::submit(runtime&, detail::pool_task&) noexcept;
+  std::unique_ptr<detail::runtime_impl> impl_;
+};
+
+/// Makes a runtime the current one for the whole process while the scope lives,
+/// and restores the previous one when it ends. Scopes must nest (end in reverse
+/// order of creation).
+///
+/// @code
+/// framex::runtime rt{{.threads = 4}};
+/// framex::runtime_scope scope{rt};
+/// co_await heavy.remote(21);   // runs on rt's pool
+/// @endcode
+class [[nodiscard]] runtime_scope {
+ public:
+  explicit runtime_scope(runtime& rt) noexcept;
+  ~runtime_scope();
+  runtime_scope(const runtime_scope&) = delete;
+  runtime_scope& operator=(const runtime_scope&) = delete;
+
+ private:
+  runtime* previous_;
+};
+
+namespace detail {
+
+/// A unit of blocking work the pool runs. The task owns its own lifetime: the
+/// pool calls `run` exactly once and never touches the task again.
+class pool_task {
+ public:
+  /// @param stopping true when the runtime is shutting down: the task must not
+  ///        run its body and completes its caller with `errc::cancelled`.
+  virtual void run(bool stopping) noexcept = 0;
+
+ protected:
+  pool_task() = default;
+  ~pool_task() = default;
+  pool_task(const pool_task&) = delete;
+  pool_task& operator=(const pool_task&) = delete;
+
+ private:
+  friend class thread_pool;
+  pool_task* next_ = nullptr;
+};
+}  // namespace detail
+}  // namespace framex

@@ -1,0 +1,42 @@
+#include "framex/error.hpp"
+
+#include <utility>
+
+namespace framex {
+namespace {
+
+class category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "framex"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::worker_lost: return "the worker running the call was lost";
+      case errc::timeout: return "the call timed out";
+      case errc::cancelled: return "the call was cancelled";
+      case errc::unknown_function: return "no such function is registered";
+      case errc::bad_arguments: return "the arguments do not match the function";
+      case errc::signature_mismatch: return "caller and callee disagree on the function's signature";
+      case errc::too_large: return "the message exceeds the size limit";
+      case errc::overloaded: return "the callee is overloaded";
+      case errc::unauthorized: return "the caller is not authorized";
+    }
+    return "unknown framex error " + std::to_string(value);
+  }
+};
+
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const category instance;
+  return instance;
+}
+
+std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+remote_error::remote_error(errc code, std::string type, std::string message)
+    : std::system_error(make_error_code(code), type + ": " + message),
+      type_(std::move(type)),
+      message_(std::move(message)) {}
+
+}  // namespace framex

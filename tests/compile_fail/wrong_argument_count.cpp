@@ -1,0 +1,9 @@
+// Must not compile: three arguments for a function of two.
+#include <framex/framex.hpp>
+
+int legacy_sum(int a, int b) { return a + b; }
+constexpr auto sum = framex::remote<&legacy_sum>;
+
+boost::asio::awaitable<int> call() { co_return co_await sum.remote(1, 2, 3); }
+
+int main() {}

@@ -1,0 +1,229 @@
+// The local runtime under real load: real threads, real timers, real time.
+// Time bounds here are generous functional limits (is the work parallel, does a
+// timeout end the wait early), not performance figures.
+#include "framex/framex.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
+using framex::test::clock;
+using framex::test::error_of;
+using framex::test::run;
+using framex::test::since;
+
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+constexpr auto sleeper = framex::remote<&sleep_ms>;
+
+TEST(LocalRuntime, TheCallersIoContextKeepsServingTimersWhileBlockingCallsRun) {
+  framex::runtime rt({.threads = 4});
+  asio::io_context io;  // one thread: everything below shares it
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 4; ++i) {
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      co_await sleeper.with({.runtime = &rt}).remote(200);
+      ++finished;
+    }, asio::detached);
+  }
+  std::vector<std::chrono::milliseconds> gaps;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    asio::steady_timer timer(io);
+    auto last = clock::now();
+    while (finished < 4) {
+      timer.expires_after(10ms);
+      co_await timer.async_wait(asio::use_awaitable);
+      gaps.push_back(since(last));
+      last = clock::now();
+    }
+  }, asio::detached);
+  io.run();
+
+  EXPECT_EQ(finished, 4);
+  ASSERT_GE(gaps.size(), 10u);  // ~20 ticks of 10 ms fit in 200 ms
+  for (const auto gap : gaps) EXPECT_LT(gap, 60ms) << "the io_context was blocked";
+}
+
+TEST(LocalRuntime, BlockingCallsRunInParallelUpToThePoolSize) {
+  constexpr int n = 4;
+  framex::runtime rt({.threads = n});
+  const auto start = clock::now();
+  run([&]() -> asio::awaitable<void> {
+    auto all = sleeper.with({.runtime = &rt}).remote(100) && sleeper.with({.runtime = &rt}).remote(100) &&
+               sleeper.with({.runtime = &rt}).remote(100) && sleeper.with({.runtime = &rt}).remote(100);
+    co_await std::move(all);
+  });
+  EXPECT_LT(since(start), 250ms) << "4 calls of 100 ms on 4 threads ran one after another";
+}
+
+int add_one(int x) { return x + 1; }
+asio::awaitable<int> async_add_two(int x) { co_return x + 2; }
+
+TEST(LocalRuntime, AHundredThousandConcurrentCallsAllCompleteWithTheRightResults) {
+  constexpr int calls = 100'000;
+  framex::runtime rt({.threads = 4});
+  framex::runtime_scope scope(rt);
+  asio::io_context io;
+  std::atomic<int> right{0};
+  std::atomic<int> wrong{0};
+  for (int i = 0; i < calls; ++i) {
+    asio::co_spawn(io, [i, &right, &wrong]() -> asio::awaitable<void> {
+      const bool blocking = i % 2 == 0;
+      const int got = blocking ? co_await framex::remote<&add_one>.remote(i)
+                               : co_await framex::remote<&async_add_two>.remote(i);
+      (got == i + (blocking ? 1 : 2) ? right : wrong)++;
+    }, asio::detached);
+  }
+  std::thread second([&] { io.run(); });  // two threads drive the callers
+  io.run();
+  second.join();
+  EXPECT_EQ(right, calls);
+  EXPECT_EQ(wrong, 0);
+}
+
+// ---- timeouts ----
+
+std::atomic<int> live_results{0};
+std::atomic<bool> slow_body_done{false};
+struct counted {
+  counted() { ++live_results; }
+  counted(const counted&) { ++live_results; }
+  counted(counted&&) noexcept { ++live_results; }
+  ~counted() { --live_results; }
+};
+counted slow_counted(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  slow_body_done = true;
+  return {};
+}
+
+TEST(LocalRuntime, ATimeoutEndsTheWaitWhileTheBodyFinishesInTheBackgroundAndItsResultIsDropped) {
+  framex::runtime rt({.threads = 1});
+  slow_body_done = false;
+  const auto start = clock::now();
+  const auto ec = run([&]() {
+    return error_of(framex::remote<&slow_counted>.with({.timeout = 30ms, .runtime = &rt}).remote(300));
+  });
+  EXPECT_EQ(ec, framex::errc::timeout);
+  EXPECT_LT(since(start), 250ms);
+  EXPECT_FALSE(slow_body_done);  // the wait did not wait for the body
+  rt.shutdown();                 // joins the pool: the body has finished
+  EXPECT_TRUE(slow_body_done);
+  EXPECT_EQ(live_results, 0);    // and its result was destroyed, not leaked
+}
+
+TEST(LocalRuntime, ACallThatFinishesBeforeItsTimeoutReturnsItsValue) {
+  EXPECT_EQ(run([]() -> asio::awaitable<int> { co_return co_await sleeper.with({.timeout = 5s}).remote(1); }), 1);
+}
+
+std::atomic<bool> queued_body_ran{false};
+int mark_ran(int x) {
+  queued_body_ran = true;
+  return x;
+}
+
+TEST(LocalRuntime, ACallTimedOutBeforeItStartedNeverRuns) {
+  framex::runtime rt({.threads = 1});
+  queued_body_ran = false;
+  asio::io_context io;
+  asio::co_spawn(io, sleeper.with({.runtime = &rt}).remote(150), asio::detached);  // occupies the only thread
+  auto ec = asio::co_spawn(io, error_of(framex::remote<&mark_ran>.with({.timeout = 20ms, .runtime = &rt}).remote(1)),
+                           asio::use_future);
+  io.run();
+  EXPECT_EQ(ec.get(), framex::errc::timeout);
+  rt.shutdown();
+  EXPECT_FALSE(queued_body_ran);
+}
+
+void fill_slowly(std::vector<int>& out) {
+  std::this_thread::sleep_for(150ms);
+  out.assign(1000, 1);  // writes into the caller's vector
+}
+
+TEST(LocalRuntime, ACallAliasingCallerMemoryEndsItsTimeoutOnlyWhenTheBodyReturns) {
+  std::vector<int> out;
+  const auto start = clock::now();
+  const auto ec = run([&]() { return error_of(framex::remote<&fill_slowly>.with({.timeout = 20ms}).remote(out)); });
+  EXPECT_EQ(ec, framex::errc::timeout);
+  EXPECT_GE(since(start), 140ms);
+  EXPECT_EQ(out.size(), 1000u);  // the frame owning `out` was still there for the write
+}
+
+asio::awaitable<int> async_wait_long() {
+  asio::steady_timer t(co_await asio::this_coro::executor, 10s);
+  co_await t.async_wait(asio::use_awaitable);
+  co_return 1;
+}
+
+TEST(LocalRuntime, AnAsyncFunctionUnderATimeoutIsCancelledAndReportsTimeout) {
+  const auto start = clock::now();
+  const auto ec = run([]() { return error_of(framex::remote<&async_wait_long>.with({.timeout = 30ms}).remote()); });
+  EXPECT_EQ(ec, framex::errc::timeout);
+  EXPECT_LT(since(start), 2s);
+}
+
+// ---- cancellation ----
+
+TEST(LocalRuntime, AwaitableOperatorsCancelABlockingCallWhenATimerWinsTheRace) {
+  framex::runtime rt({.threads = 1});
+  const auto start = clock::now();
+  const auto winner = run([&]() -> asio::awaitable<std::size_t> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
+    auto result = co_await (sleeper.with({.runtime = &rt}).remote(300) || timer.async_wait(asio::use_awaitable));
+    co_return result.index();
+  });
+  EXPECT_EQ(winner, 1u);
+  EXPECT_LT(since(start), 250ms);
+}
+
+TEST(LocalRuntime, ACancellationSignalEndsTheWaitWithCancelled) {
+  framex::runtime rt({.threads = 1});
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  std::error_code got;
+  asio::co_spawn(io, sleeper.with({.runtime = &rt}).remote(300),
+                 asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
+                   try {
+                     if (e) std::rethrow_exception(e);
+                   } catch (const std::system_error& err) {
+                     got = err.code();
+                   }
+                 }));
+  asio::steady_timer timer(io, 20ms);
+  timer.async_wait([&](auto) { signal.emit(asio::cancellation_type::terminal); });
+  const auto start = clock::now();
+  io.run();
+  EXPECT_EQ(got, framex::errc::cancelled);
+  EXPECT_LT(since(start), 250ms);
+}
+
+TEST(LocalRuntime, AwaitableOperatorsCancelAnAsyncCall) {
+  const auto winner = run([]() -> asio::awaitable<std::size_t> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
+    auto result = co_await (framex::remote<&async_wait_long>.remote() || timer.async_wait(asio::use_awaitable));
+    co_return result.index();
+  });
+  EXPECT_EQ(winner, 1u);
+}
+
+}  // namespace

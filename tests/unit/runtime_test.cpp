@@ -1,0 +1,136 @@
+#include "framex/runtime.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "framex/remote.hpp"
+#include "support.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using framex::test::error_of;
+using framex::test::run;
+
+std::mutex ids_mutex;
+std::set<std::thread::id> ids;
+
+int record_thread(int x) {
+  std::this_thread::sleep_for(30ms);
+  std::lock_guard lock(ids_mutex);
+  ids.insert(std::this_thread::get_id());
+  return x;
+}
+constexpr auto recorded = framex::remote<&record_thread>;
+
+// Runs `calls` concurrent calls of `fn` and returns the set of pool threads used.
+template <class Fn>
+std::set<std::thread::id> threads_used(Fn fn, int calls) {
+  {
+    std::lock_guard lock(ids_mutex);
+    ids.clear();
+  }
+  asio::io_context io;
+  for (int i = 0; i < calls; ++i) asio::co_spawn(io, fn.remote(i), asio::detached);
+  io.run();
+  std::lock_guard lock(ids_mutex);
+  return ids;
+}
+
+TEST(Runtime, DefaultsToOneThreadPerHardwareThread) {
+  framex::runtime rt;
+  EXPECT_EQ(rt.thread_count(), std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(framex::runtime::current().thread_count(), rt.thread_count());
+}
+
+TEST(Runtime, TheThreadCountIsConfigurable) {
+  framex::runtime rt({.threads = 3});
+  EXPECT_EQ(rt.thread_count(), 3u);
+}
+
+TEST(Runtime, ACallRunsOnTheRuntimeNamedInItsOptions) {
+  framex::runtime rt({.threads = 5});
+  const auto used = threads_used(recorded.with({.runtime = &rt}), 20);
+  EXPECT_EQ(used.size(), 5u);  // the default runtime has fewer threads here
+}
+
+TEST(Runtime, AScopeMakesARuntimeCurrentAndRestoresThePreviousOne) {
+  framex::runtime& before = framex::runtime::current();
+  framex::runtime rt({.threads = 4});
+  {
+    framex::runtime_scope scope(rt);
+    EXPECT_EQ(&framex::runtime::current(), &rt);
+    EXPECT_EQ(threads_used(recorded, 16).size(), 4u);
+  }
+  EXPECT_EQ(&framex::runtime::current(), &before);
+}
+
+std::promise<void>* gate_started = nullptr;
+std::shared_future<void>* gate_open = nullptr;
+int wait_at_gate(int x) {
+  gate_started->set_value();
+  gate_open->wait();
+  return x;
+}
+std::atomic<int> queued_bodies_run{0};
+int count_body(int x) {
+  ++queued_bodies_run;
+  return x;
+}
+
+TEST(Runtime, ShutdownLetsRunningCallsFinishAndCancelsQueuedOnes) {
+  framex::runtime rt({.threads = 1});
+  std::promise<void> started;
+  std::promise<void> open;
+  std::shared_future<void> open_future = open.get_future().share();
+  gate_started = &started;
+  gate_open = &open_future;
+
+  asio::io_context io;
+  auto running = asio::co_spawn(io, framex::remote<&wait_at_gate>.with({.runtime = &rt}).remote(7), asio::use_future);
+  std::vector<std::future<std::error_code>> queued;
+  for (int i = 0; i < 3; ++i) {
+    queued.push_back(asio::co_spawn(io, error_of(framex::remote<&count_body>.with({.runtime = &rt}).remote(i)),
+                                    asio::use_future));
+  }
+  std::thread io_thread([&] { io.run(); });
+
+  started.get_future().wait();
+  std::thread stopper([&] { rt.shutdown(); });
+  while (!rt.stopping()) std::this_thread::yield();
+  open.set_value();
+  stopper.join();
+
+  EXPECT_EQ(running.get(), 7);
+  for (auto& q : queued) EXPECT_EQ(q.get(), framex::errc::cancelled);
+  EXPECT_EQ(queued_bodies_run.load(), 0);
+
+  // After shutdown a call completes at once, with cancelled.
+  auto late = asio::co_spawn(io, error_of(framex::remote<&count_body>.with({.runtime = &rt}).remote(1)),
+                             asio::use_future);
+  io_thread.join();  // io.run() returned: no call was left holding work
+  io.restart();
+  io.run();
+  EXPECT_EQ(late.get(), framex::errc::cancelled);
+  EXPECT_EQ(queued_bodies_run.load(), 0);
+}
+
+TEST(Runtime, ShutdownIsIdempotentAndTheDestructorAfterItIsHarmless) {
+  framex::runtime rt({.threads = 2});
+  rt.shutdown();
+  rt.shutdown();
+  EXPECT_TRUE(rt.stopping());
+}
+
+}  // namespace
