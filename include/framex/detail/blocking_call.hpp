@@ -141,10 +141,12 @@ class blocking_call final : public pool_task {
 
   void complete(outcome<R> out, int references) {
     if (slot_.is_connected()) slot_.clear();
-    if (timer_) timer_->cancel();
     Handler handler = std::move(handler_);
-    // Once completing, nothing posts through work_ again, so the caller's
-    // executor may run out of work even while an abandoned body still runs.
+    // Drop everything that belongs to the caller's execution context now: an
+    // abandoned body may run on long after the caller, and its io_context, are
+    // gone. Destroying the timer aborts a pending wait, whose handler holds its
+    // own reference. Nothing posts through work_ again after this point.
+    timer_.reset();
     work_.reset();
     if (refs_.fetch_sub(references, std::memory_order_acq_rel) == references) delete this;
     std::move(handler)(std::move(out));
