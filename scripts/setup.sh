@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 packages=(
-  build-essential cmake ninja-build ccache clang
+  build-essential cmake ninja-build ccache clang libclang-rt-14-dev
   libboost1.81-all-dev libssl-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-msgpack
