@@ -34,7 +34,8 @@ struct call_options {
   /// Deadline for the call, measured from when it is awaited; zero means none.
   /// On expiry the wait ends with `framex::errc::timeout`.
   std::chrono::steady_clock::duration timeout{};
-  /// Runtime to run on; null means `runtime::current()`.
+  /// Runtime to run on; null means `runtime::current()`. In local mode only
+  /// blocking functions use it (an async function runs on the caller's executor).
   framex::runtime* runtime = nullptr;
 };
 
