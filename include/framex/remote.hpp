@@ -81,13 +81,15 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class... Args>
   static constexpr bool fits = requires(Args&&... a) { accept(static_cast<Args&&>(a)...); };
 
+  // Fails to compile, naming F and the argument that does not fit.
   template <class... Args>
-  static constexpr bool diagnose() {
+  static void reject() {
     if constexpr (needs_object) {
-      return detail::diagnose<F, detail::type_list<object_type&, Ps...>, Args...>::run();
+      static_assert(detail::diagnose<F, detail::type_list<object_type&, Ps...>, Args...>::run());
     } else {
-      return detail::diagnose<F, detail::type_list<Ps...>, Args...>::run();
+      static_assert(detail::diagnose<F, detail::type_list<Ps...>, Args...>::run());
     }
+    static_assert(detail::always_false<Args...>, "framex: these arguments do not fit the wrapped function");
   }
 
  public:
@@ -139,8 +141,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class... Args>
     requires(!fits<Args...>)
   void remote(Args&&...) const {
-    static_assert(diagnose<Args...>() && detail::always_false<Args...>,
-                  "framex: these arguments do not fit the wrapped function");
+    reject<Args...>();
   }
 
   /// Calls `F` directly, here and now, as if it had not been wrapped.
@@ -157,8 +158,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class... Args>
     requires(!fits<Args...>)
   void operator()(Args&&...) const {
-    static_assert(diagnose<Args...>() && detail::always_false<Args...>,
-                  "framex: these arguments do not fit the wrapped function");
+    reject<Args...>();
   }
 
   /// The same function with per-call options: `fn.with({.timeout = 200ms}).remote(x)`.

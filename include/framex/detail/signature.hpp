@@ -135,15 +135,7 @@ class invoker {
     if constexpr (std::is_same_v<Object, no_object>) {
       return std::invoke(F, stored<Ps>::get(std::get<I>(args_))...);
     } else {
-      return std::invoke(F, deref(object_.value), stored<Ps>::get(std::get<I>(args_))...);
-    }
-  }
-  template <class T>
-  static decltype(auto) deref(T& held) {
-    if constexpr (std::is_pointer_v<T> && !std::is_pointer_v<std::remove_pointer_t<T>>) {
-      return *held;  // std::invoke would accept the pointer too; this keeps const-ness exact
-    } else {
-      return (held);
+      return std::invoke(F, object_.value, stored<Ps>::get(std::get<I>(args_))...);
     }
   }
 
