@@ -20,6 +20,7 @@ class category final : public std::error_category {
       case errc::too_large: return "the message exceeds the size limit";
       case errc::overloaded: return "the callee is overloaded";
       case errc::unauthorized: return "the caller is not authorized";
+      case errc::exception: return "the called function threw an exception";
     }
     return "unknown framex error " + std::to_string(value);
   }

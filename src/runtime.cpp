@@ -4,6 +4,9 @@
 #include <atomic>
 #include <thread>
 
+#include "distributed.hpp"
+#include "framex/config.hpp"
+#include "framex/detail/wire.hpp"
 #include "thread_pool.hpp"
 
 namespace framex {
@@ -11,10 +14,13 @@ namespace detail {
 
 class runtime_impl {
  public:
-  explicit runtime_impl(const runtime_options& o)
-      : pool(o.threads != 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency())) {}
+  runtime_impl(std::size_t threads, const config* distributed_config)
+      : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) {
+    if (distributed_config != nullptr) remote.emplace(distributed_config->distributed);
+  }
 
   thread_pool pool;
+  std::optional<distributed_runtime> remote;
 };
 
 }  // namespace detail
@@ -24,20 +30,34 @@ std::atomic<runtime*> installed{nullptr};
 }  // namespace
 
 runtime::runtime() : runtime(runtime_options{}) {}
-runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runtime_impl>(options)) {}
+runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runtime_impl>(options.threads, nullptr)) {}
+runtime::runtime(const config& cfg)
+    : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads,
+                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr)) {}
 runtime::~runtime() { shutdown(); }
 
 std::size_t runtime::thread_count() const noexcept { return impl_->pool.size(); }
-void runtime::shutdown() noexcept { impl_->pool.shutdown(); }
+void runtime::shutdown() noexcept {
+  if (impl_->remote) impl_->remote->shutdown();
+  impl_->pool.shutdown();
+}
 bool runtime::stopping() const noexcept { return impl_->pool.stopping(); }
+mode runtime::current_mode() const noexcept { return impl_->remote ? mode::distributed : mode::local; }
 
-runtime& runtime::current() noexcept {
+runtime& runtime::current() {
   if (runtime* rt = installed.load(std::memory_order_acquire)) return *rt;
-  static runtime fallback;
+  static runtime fallback(config::load());
   return fallback;
 }
 
 void detail::submit(runtime& rt, pool_task& task) noexcept { rt.impl_->pool.submit(task); }
+
+bool detail::is_distributed(const runtime& rt) noexcept { return rt.impl_->remote.has_value(); }
+
+void detail::start_remote(runtime& rt, const function_entry& fn, message_buffer params,
+                          std::chrono::steady_clock::duration timeout, reply_handler handler) {
+  rt.impl_->remote->start(fn, std::move(params), timeout, std::move(handler));
+}
 
 runtime_scope::runtime_scope(runtime& rt) noexcept
     : previous_(installed.exchange(&rt, std::memory_order_acq_rel)) {}

@@ -25,6 +25,7 @@ enum class errc : int {
   too_large = 7,           ///< a message exceeded the configured size limit
   overloaded = 8,          ///< the callee refused the call for lack of capacity
   unauthorized = 9,        ///< the callee refused the caller's credentials
+  exception = 10,          ///< the called function threw (see `remote_error` for its type)
 };
 
 /// The category of `framex::errc`; its name is "framex".

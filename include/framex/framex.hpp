@@ -8,6 +8,9 @@
 // @endcode
 #pragma once
 
+#include "framex/codec.hpp"
+#include "framex/config.hpp"
 #include "framex/error.hpp"
 #include "framex/remote.hpp"
 #include "framex/runtime.hpp"
+#include "framex/worker.hpp"

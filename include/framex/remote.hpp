@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "framex/detail/distributed_call.hpp"
 #include "framex/detail/signature.hpp"
 #include "framex/runtime.hpp"
 
@@ -195,6 +196,21 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
 /// @endcode
 template <auto F>
 inline constexpr basic_remote<F> remote{};
+
+/// True when every type in `F`'s signature can cross the wire (see codec.hpp),
+/// so a distributed runtime ships `F`'s calls to workers. Functions that take
+/// non-const references or types without a codec always run in-process.
+/// `static_assert(framex::distributable<&f>)` makes the requirement explicit.
+template <auto F>
+inline constexpr bool distributable = detail::distributable<F>;
+
+/// Registers `F` with this process's workers without calling it. Any use of
+/// `remote<F>.remote(...)` in the binary registers `F` already; this is for a
+/// worker-only function, called only by other programs.
+template <auto F>
+void expose() {
+  (void)detail::registration<F>::entry;  // a type without a codec fails here, named by codec<T>
+}
 
 }  // namespace framex
 

@@ -12,8 +12,12 @@
 // tests and services build their own.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
+
+#include "framex/config.hpp"
+#include "framex/detail/wire.hpp"
 
 namespace framex {
 
@@ -46,6 +50,9 @@ class runtime {
  public:
   runtime();
   explicit runtime(runtime_options options);
+  /// A runtime as `cfg` describes: local, or distributed over `cfg.distributed.workers`
+  /// (connections are made on first use). Throws `config_error` on a bad worker address.
+  explicit runtime(const config& cfg);
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
@@ -60,12 +67,20 @@ class runtime {
   /// `framex::errc::cancelled`.
   [[nodiscard]] bool stopping() const noexcept;
 
+  /// Where this runtime's calls run.
+  [[nodiscard]] mode current_mode() const noexcept;
+
   /// The runtime calls use when none is named: the innermost live
-  /// `runtime_scope`'s, else the process-wide default (built on first use).
-  [[nodiscard]] static runtime& current() noexcept;
+  /// `runtime_scope`'s, else the process-wide default, built on first use from
+  /// `config::load()` (so `FRAMEX_RUNTIME__MODE=distributed` switches a program
+  /// without code changes). Throws `config_error` if that configuration is bad.
+  [[nodiscard]] static runtime& current();
 
  private:
   friend void detail::submit(runtime&, detail::pool_task&) noexcept;
+  friend bool detail::is_distributed(const runtime&) noexcept;
+  friend void detail::start_remote(runtime&, const detail::function_entry&, detail::message_buffer,
+                                   std::chrono::steady_clock::duration, detail::reply_handler);
   std::unique_ptr<detail::runtime_impl> impl_;
 };
 

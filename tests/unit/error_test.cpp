@@ -19,12 +19,13 @@ TEST(Errc, ValuesAreStableBecauseTheyTravelOnTheWire) {
   EXPECT_EQ(static_cast<int>(framex::errc::worker_lost), 1);
   EXPECT_EQ(static_cast<int>(framex::errc::cancelled), 3);
   EXPECT_EQ(static_cast<int>(framex::errc::unauthorized), 9);
+  EXPECT_EQ(static_cast<int>(framex::errc::exception), 10);
 }
 
 TEST(Errc, EveryValueHasItsOwnMessage) {
   std::set<std::string> messages;
-  for (int v = 1; v <= 9; ++v) messages.insert(framex::make_error_code(static_cast<framex::errc>(v)).message());
-  EXPECT_EQ(messages.size(), 9u);
+  for (int v = 1; v <= 10; ++v) messages.insert(framex::make_error_code(static_cast<framex::errc>(v)).message());
+  EXPECT_EQ(messages.size(), 10u);
   EXPECT_NE(framex::error_category().message(99).find("99"), std::string::npos);
 }
 

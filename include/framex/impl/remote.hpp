@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "framex/detail/blocking_call.hpp"
+#include "framex/detail/distributed_call.hpp"
 #include "framex/detail/outcome.hpp"
 
 namespace framex::detail {
@@ -84,6 +85,13 @@ template <auto F, class Awaitable, class... Ps, class Object, class... Args>
 Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& object, Args&&... args) {
   using traits = fn_traits<decltype(F)>;
   using result = typename traits::result;
+  runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
+  if constexpr (distributable<F>) {
+    if (is_distributed(rt)) {
+      return call_distributed<F, typename awaited<result>::type>(rt, options.timeout, std::forward<Object>(object),
+                                                                 std::forward<Args>(args)...);
+    }
+  }
   if constexpr (awaited<result>::is_awaitable) {
     if (options.timeout <= std::chrono::steady_clock::duration::zero()) {
       return invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...);
@@ -93,7 +101,6 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
   } else {
     using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
                                       no_object>;
-    runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
     return run_blocking<result>(rt, options.timeout,
                                 invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
   }

@@ -1,0 +1,102 @@
+// framex/config.hpp — one place for every setting, and where each came from.
+//
+// A `framex::config` is a plain struct: fill it in code, or `load()` it from a
+// TOML file and `FRAMEX_` environment variables. Precedence, highest first:
+// environment (`FRAMEX_RUNTIME__MODE=distributed`: section, `__`, key) > TOML
+// file > defaults. An unknown key or a wrongly typed value is a
+// `framex::config_error` naming the key and where it came from.
+//
+// @code
+// # framex.toml
+// [runtime]
+// mode = "distributed"
+// [distributed]
+// workers = ["127.0.0.1:7001", "127.0.0.1:7002"]
+// call_timeout_ms = 5000
+// @endcode
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace framex {
+
+/// Where calls run: in this process, or shipped to worker processes.
+enum class mode { local, distributed };
+
+/// A setting that could not be applied: names the key and its source.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Every framex setting. Defaults are usable as they are (local mode).
+struct config {
+  struct runtime_section {
+    framex::mode mode = framex::mode::local;
+    /// Blocking-call pool threads (local mode); 0: one per hardware thread.
+    std::size_t threads = 0;
+  } runtime;
+
+  struct distributed_section {
+    /// "host:port" of each worker.
+    std::vector<std::string> workers;
+    /// Multiplexed connections to each worker; calls use the least loaded.
+    std::size_t connections_per_worker = 1;
+    /// Deadline of a call that gives none itself; zero: none.
+    std::chrono::milliseconds call_timeout{0};
+    /// How long connecting to a worker (and its hello) may take.
+    std::chrono::milliseconds connect_timeout{3000};
+    /// Largest message sent or accepted, in bytes.
+    std::size_t max_message_size = std::size_t{64} << 20;
+    /// Threads running the caller's connections.
+    std::size_t io_threads = 1;
+  } distributed;
+
+  struct worker_section {
+    /// "host:port" a worker listens on; port 0 picks a free one.
+    std::string listen = "127.0.0.1:7001";
+    /// Blocking-call pool threads; 0: one per hardware thread.
+    std::size_t threads = 0;
+    /// Threads running connections and async functions.
+    std::size_t io_threads = 1;
+  } worker;
+
+  struct log_section {
+    std::string level = "info";
+  } log;
+
+  /// Where each key's value came from ("default", "file framex.toml",
+  /// "environment FRAMEX_...", "code"), keyed "section.key".
+  std::map<std::string, std::string> sources;
+
+  /// Loads the defaults, then `file` (or `$FRAMEX_CONFIG`, else `./framex.toml`
+  /// if it exists), then the environment. Throws `config_error`.
+  static config load(std::optional<std::filesystem::path> file = std::nullopt);
+
+  /// Applies TOML text over this config; `origin` names it in errors.
+  void apply_toml(std::string_view text, const std::string& origin);
+
+  /// Applies one "section.key" = text setting (as from the environment or a
+  /// command line); `origin` names it in errors.
+  void apply(std::string_view key, std::string_view value, const std::string& origin);
+
+  /// Applies every `FRAMEX_SECTION__KEY` variable of the environment.
+  void apply_environment();
+
+  /// The effective configuration, one "section.key = value  # source" per line.
+  [[nodiscard]] std::string describe() const;
+};
+
+/// Splits "host:port"; throws `config_error` when it is not one.
+std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text);
+
+}  // namespace framex

@@ -1,0 +1,306 @@
+// How a typed function crosses a process boundary: its wire name and
+// signature, its registration, how a caller packs a call and decodes the
+// result, and how a worker decodes, runs and answers it.
+//
+// Registration is automatic: instantiating a distributed call of `F` (which any
+// `.remote()` of `F` does) instantiates `registration<F>::registered`, whose
+// initialiser adds `F` to the registry before `main`. A worker is the same
+// binary, so it knows every function its callers call.
+#pragma once
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "framex/codec.hpp"
+#include "framex/detail/signature.hpp"
+#include "framex/detail/wire.hpp"
+
+namespace framex {
+
+/// The name a function travels under. Empty (the default) means derived from
+/// its qualified name, e.g. `Worker::total`. Give a stable one that survives
+/// renames by specializing it before the function is used:
+///
+/// @code
+/// template <> inline constexpr std::string_view framex::wire_name<&heavy_job> = "jobs.heavy";
+/// @endcode
+template <auto F>
+inline constexpr std::string_view wire_name{};
+
+namespace detail {
+
+template <auto F>
+std::string derived_name() {
+  // GCC: "... derived_name() [with auto F = heavy_job; ...]" or "= &Worker::total";
+  // Clang: "... derived_name() [F = &heavy_job]".
+  const std::string_view pretty = __PRETTY_FUNCTION__;
+  const std::size_t at = pretty.find("F = ");
+  std::string_view s = pretty.substr(at + 4);
+  s = s.substr(0, s.find_first_of(";]"));
+  if (!s.empty() && s.front() == '(') s = s.substr(s.rfind(')') + 1);  // a cast picking an overload
+  if (!s.empty() && s.front() == '&') s.remove_prefix(1);
+  std::string name(s);
+  for (const std::string_view anon : {"(anonymous namespace)", "{anonymous}"}) {
+    for (std::size_t p; (p = name.find(anon)) != std::string::npos;) name.replace(p, anon.size(), "anon");
+  }
+  return name;
+}
+
+template <auto F>
+std::string name_of() {
+  if constexpr (!wire_name<F>.empty()) {
+    return std::string(wire_name<F>);
+  } else {
+    return derived_name<F>();
+  }
+}
+
+template <class T>
+using decoded_t = std::remove_cvref_t<T>;
+
+template <class T>
+concept wire_value = serializable<decoded_t<T>> && std::default_initializable<decoded_t<T>>;
+
+template <class T>
+concept wire_parameter = wire_value<T> && !(std::is_lvalue_reference_v<T> && !std::is_const_v<std::remove_reference_t<T>>);
+
+template <class Traits, class Params = typename Traits::params>
+struct wire_shape;
+template <class Traits, class... Ps>
+struct wire_shape<Traits, type_list<Ps...>> {
+  using value = typename awaited<typename Traits::result>::type;
+  static constexpr bool object_ok = [] {
+    if constexpr (Traits::is_member) {
+      return wire_value<std::remove_cv_t<typename Traits::object>>;
+    } else {
+      return true;
+    }
+  }();
+  static constexpr bool async_ok = [] {
+    if constexpr (awaited<typename Traits::result>::is_awaitable) {
+      return std::is_same_v<typename awaited<typename Traits::result>::executor_type, boost::asio::any_io_executor>;
+    } else {
+      return true;
+    }
+  }();
+  static constexpr bool value_ok = [] {
+    if constexpr (std::is_void_v<value>) {
+      return true;
+    } else {
+      return wire_value<value>;
+    }
+  }();
+  static constexpr bool ok = object_ok && async_ok && value_ok && (wire_parameter<Ps> && ...);
+
+  static std::string signature() {
+    std::string s = "(";
+    if constexpr (Traits::is_member) s += codec<std::remove_cv_t<typename Traits::object>>::schema();
+    ((s += (s.size() > 1 ? "," : ""), s += codec<decoded_t<Ps>>::schema()), ...);
+    s += ")->";
+    if constexpr (std::is_void_v<value>) {
+      s += "nil";
+    } else {
+      s += codec<value>::schema();
+    }
+    return s;
+  }
+};
+
+/// True when every type in `F`'s signature can cross the wire, so a
+/// distributed runtime ships its calls. Otherwise (non-const reference
+/// parameters, types without a codec) its calls always run in-process.
+template <auto F>
+inline constexpr bool distributable = wire_shape<fn_traits<decltype(F)>>::ok;
+
+// ---- worker side: decode, run, answer ----
+
+template <class T>
+void pack_result(invocation& inv, const T& value) {
+  message_buffer body(invocation::response_headroom);
+  msgpack::packer<message_buffer> p(body);
+  codec<T>::pack(p, value);
+  inv.succeed(std::move(body));
+}
+
+inline void pack_void_result(invocation& inv) {
+  message_buffer body(invocation::response_headroom);
+  msgpack::packer<message_buffer>(body).pack_nil();
+  inv.succeed(std::move(body));
+}
+
+// Reports the exception being handled to the caller.
+inline void fail_current(invocation& inv) noexcept {
+  try {
+    throw;
+  } catch (const remote_error& e) {
+    inv.fail(static_cast<errc>(e.code().value()), e.remote_type(), e.remote_message());
+  } catch (const std::system_error& e) {
+    const errc code = e.code().category() == error_category() ? static_cast<errc>(e.code().value()) : errc::exception;
+    inv.fail(code, current_exception_type(), e.what());
+  } catch (const std::exception& e) {
+    inv.fail(errc::exception, current_exception_type(), e.what());
+  } catch (...) {
+    inv.fail(errc::exception, current_exception_type(), "a non-standard exception");
+  }
+}
+
+template <auto F, class Traits, class Params = typename Traits::params>
+struct served;
+template <auto F, class Traits, class... Ps>
+struct served<F, Traits, type_list<Ps...>> {
+  using object_type = std::remove_cv_t<typename Traits::object>;
+  static constexpr std::size_t arity = sizeof...(Ps) + (Traits::is_member ? 1 : 0);
+  using holder = std::conditional_t<Traits::is_member, std::tuple<object_type, decoded_t<Ps>...>,
+                                    std::tuple<decoded_t<Ps>...>>;
+
+  // Decodes the params array; reports `bad_arguments` and returns false on failure.
+  static bool decode(invocation& inv, holder& args) {
+    const msgpack::object& params = inv.params();
+    if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
+      inv.fail(errc::bad_arguments, "framex.bad_arguments",
+               name() + ": expected " + std::to_string(arity) + " arguments, got " +
+                   (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
+      return false;
+    }
+    std::size_t position = 0;
+    try {
+      std::apply([&](auto&... a) { ((codec<std::remove_cvref_t<decltype(a)>>::unpack(params.via.array.ptr[position], a), ++position), ...); },
+                 args);
+    } catch (const decode_error& e) {
+      const std::string which = Traits::is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (Traits::is_member ? 1 : 0) + 1);
+      inv.fail(errc::bad_arguments, "framex.bad_arguments", name() + ": " + which + ": " + e.what());
+      return false;
+    }
+    return true;
+  }
+
+  // Hands each decoded value to F as its parameter type asks: moved into a
+  // by-value parameter, referred to by a const reference one.
+  static decltype(auto) call(holder& args) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+      if constexpr (Traits::is_member) {
+        return std::invoke(F, std::get<0>(args), static_cast<Ps&&>(std::get<I + 1>(args))...);
+      } else {
+        return std::invoke(F, static_cast<Ps&&>(std::get<I>(args))...);
+      }
+    }(std::index_sequence_for<Ps...>{});
+  }
+
+  static void run_blocking(invocation& inv) {
+    holder args;
+    if (!decode(inv, args)) return;
+    try {
+      if constexpr (std::is_void_v<typename Traits::result>) {
+        call(args);
+        pack_void_result(inv);
+      } else {
+        pack_result(inv, call(args));
+      }
+    } catch (...) {
+      fail_current(inv);
+    }
+  }
+
+  static boost::asio::awaitable<void> run_async(std::unique_ptr<invocation> inv) {
+    holder args;
+    if (!decode(*inv, args)) co_return;
+    try {
+      if constexpr (std::is_void_v<typename awaited<typename Traits::result>::type>) {
+        co_await call(args);
+        pack_void_result(*inv);
+      } else {
+        pack_result(*inv, co_await call(args));
+      }
+    } catch (...) {
+      fail_current(*inv);
+    }
+  }
+
+  static const std::string& name() {
+    static const std::string n = name_of<F>();
+    return n;
+  }
+};
+
+template <auto F>
+struct registration {
+  using traits = fn_traits<decltype(F)>;
+  static const function_entry& make() {
+    using serve = served<F, traits>;
+    function_entry e;
+    e.name = serve::name();
+    e.signature = wire_shape<traits>::signature();
+    e.is_async = awaited<typename traits::result>::is_awaitable;
+    if constexpr (awaited<typename traits::result>::is_awaitable) {
+      e.run_async = &serve::run_async;
+    } else {
+      e.run_blocking = &serve::run_blocking;
+    }
+    return register_function(std::move(e));
+  }
+  static inline const function_entry& entry = make();
+};
+
+// ---- caller side: pack, send, decode ----
+
+template <class O>
+decltype(auto) object_value(O&& o) {
+  if constexpr (requires { o.get(); *o.get(); } || std::is_pointer_v<std::remove_cvref_t<O>>) {
+    return *o;
+  } else if constexpr (is_reference_wrapper<std::remove_cvref_t<O>>::value) {
+    return o.get();
+  } else {
+    return static_cast<O&&>(o);
+  }
+}
+
+template <class T>
+boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, message_buffer params,
+                                       std::chrono::steady_clock::duration timeout) {
+  static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
+  auto [ec, r] = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
+      [&](auto handler) { start_remote(rt, fn, std::move(params), timeout, std::move(handler)); }, token);
+  if (ec) {
+    if (!r.error_type.empty()) throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message));
+    if (!r.error_message.empty()) throw std::system_error(ec, r.error_message);
+    throw std::system_error(ec, fn.name);
+  }
+  if constexpr (!std::is_void_v<T>) {
+    T value{};
+    try {
+      codec<T>::unpack(*r.result, value);
+    } catch (const decode_error& e) {
+      throw std::system_error(make_error_code(errc::signature_mismatch), fn.name + ": the result: " + e.what());
+    }
+    co_return value;
+  }
+}
+
+/// Packs a call of `F` and ships it to a worker of `rt`.
+template <auto F, class T, class Object, class... Args>
+boost::asio::awaitable<T> call_distributed(runtime& rt, std::chrono::steady_clock::duration timeout,
+                                           Object&& object, Args&&... args) {
+  using traits = fn_traits<decltype(F)>;
+  const function_entry& fn = registration<F>::entry;
+  message_buffer params(request_headroom(fn));
+  msgpack::packer<message_buffer> p(params);
+  p.pack_array(static_cast<std::uint32_t>(served<F, traits>::arity));
+  if constexpr (traits::is_member) {
+    codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
+  }
+  (codec<decoded_t<Args>>::pack(p, args), ...);
+  return await_remote<T>(rt, fn, std::move(params), timeout);
+}
+
+}  // namespace detail
+}  // namespace framex

@@ -1,0 +1,121 @@
+// The boundary between the typed templates and the compiled distributed runtime.
+//
+// A typed call becomes: a registered `function_entry` (name, signature string,
+// and the worker-side entry points), the arguments packed as one msgpack array
+// in a `message_buffer`, and a type-erased completion handler that receives a
+// `reply`. The compiled part (src/, net/) never sees a user type.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "framex/codec.hpp"
+#include "framex/error.hpp"
+
+namespace framex {
+class runtime;
+}
+
+namespace framex::detail {
+
+/// The bytes of one outgoing message. Packing appends; `prepend` fills room
+/// reserved at the front, so a header whose length depends on a message id
+/// known only later is written without moving the body.
+class message_buffer {
+ public:
+  message_buffer() = default;
+  explicit message_buffer(std::size_t headroom) : data_(headroom), begin_(headroom) {}
+
+  /// msgpack-c's stream interface.
+  void write(const char* p, std::size_t n) {
+    const std::size_t old = data_.size();
+    if (old + n > data_.capacity()) data_.reserve(std::max<std::size_t>(2 * data_.capacity(), std::max<std::size_t>(old + n, 128)));
+    data_.resize(old + n);
+    if (n != 0) std::memcpy(data_.data() + old, p, n);
+  }
+
+  void prepend(const char* p, std::size_t n) {
+    if (n > begin_) throw std::length_error("framex: message header larger than its reserved room");
+    begin_ -= n;
+    std::memcpy(data_.data() + begin_, p, n);
+  }
+
+  [[nodiscard]] const char* data() const noexcept { return data_.data() + begin_; }
+  [[nodiscard]] std::size_t size() const noexcept { return data_.size() - begin_; }
+
+ private:
+  std::vector<char> data_;
+  std::size_t begin_ = 0;
+};
+
+/// What a worker answered. On success `result` points into `message`.
+struct reply {
+  msgpack::object_handle message;
+  const msgpack::object* result = nullptr;
+  /// Filled when the worker sent an error object.
+  std::string error_type;
+  std::string error_message;
+};
+
+/// A call being served by a worker; implemented by the worker runtime.
+class invocation {
+ public:
+  virtual ~invocation() = default;
+  /// The request's params array.
+  [[nodiscard]] virtual const msgpack::object& params() const noexcept = 0;
+  /// Room to leave at the front of the result buffer for the response header.
+  static constexpr std::size_t response_headroom = 16;
+  /// Sends the result: `body` holds the packed result after `response_headroom`.
+  virtual void succeed(message_buffer body) noexcept = 0;
+  /// Sends an error object `{code, type, message}`.
+  virtual void fail(errc code, std::string type, std::string message) noexcept = 0;
+};
+
+/// A function a worker can run, and what a caller checks it against.
+struct function_entry {
+  std::string name;
+  std::string signature;
+  bool is_async = false;
+  /// Decodes, runs and answers a blocking function, on a pool thread.
+  void (*run_blocking)(invocation&) = nullptr;
+  /// The same for an async function, on the worker's I/O executor.
+  boost::asio::awaitable<void> (*run_async)(std::unique_ptr<invocation>) = nullptr;
+};
+
+/// Adds `entry` to the process's registry; returns it as stored (stable address).
+/// Throws `std::invalid_argument` if another function already has its name.
+const function_entry& register_function(function_entry entry);
+
+/// The registered function called `name`, or null.
+const function_entry* find_function(std::string_view name) noexcept;
+
+/// True when `rt` ships calls to workers.
+bool is_distributed(const runtime& rt) noexcept;
+
+using reply_handler = boost::asio::any_completion_handler<void(std::error_code, reply)>;
+
+/// Sends a call of `fn` with packed `params` (an array, after `request_headroom(fn)`
+/// bytes of room) to a worker of `rt`. Completes with an empty code and the
+/// result, or with an `errc` (a worker's error object fills `error_type` and
+/// `error_message`). Honours the handler's cancellation slot and `timeout`
+/// (zero: the runtime's default).
+void start_remote(runtime& rt, const function_entry& fn, message_buffer params,
+                  std::chrono::steady_clock::duration timeout, reply_handler handler);
+
+/// Room a request header needs in front of the params of a call of `fn`.
+inline std::size_t request_headroom(const function_entry& fn) noexcept { return 16 + fn.name.size(); }
+
+/// The type name of the exception being handled, demangled.
+std::string current_exception_type();
+
+}  // namespace framex::detail

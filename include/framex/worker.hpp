@@ -1,0 +1,62 @@
+// framex/worker.hpp — run this program as a worker that serves its functions.
+//
+// A worker is the user's own executable started in worker role: it links the
+// same functions, so only names and arguments travel and it never runs code it
+// was sent. It answers msgpack-RPC requests for every registered function
+// (every function the binary calls with `.remote()`, plus any `expose<&f>()`),
+// blocking ones on a bounded pool, async ones on its I/O threads.
+//
+// @code
+// int main(int argc, char** argv) {
+//   if (auto exit_code = framex::worker_main(argc, argv)) return *exit_code;  // --framex-worker ...
+//   ...                                                                       // the normal program
+// }
+// @endcode
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "framex/config.hpp"
+
+namespace framex {
+
+/// A worker serving in this process, on its own threads.
+///
+/// Thread safety: all members may be called from any thread.
+class worker {
+ public:
+  /// Listens on `cfg.worker.listen` (port 0 picks a free port) and starts
+  /// serving. Throws `std::system_error` if it cannot listen.
+  explicit worker(const config& cfg);
+  /// Stops, as `stop()`.
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// The port it listens on.
+  [[nodiscard]] std::uint16_t port() const noexcept;
+
+  /// Stops accepting, answers queued calls with `cancelled`, lets running
+  /// bodies finish, closes connections and joins its threads. Idempotent.
+  void stop() noexcept;
+
+  class impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+/// Serves as a worker until SIGINT or SIGTERM. Prints
+/// "framex worker listening on HOST:PORT" once it accepts connections.
+/// Returns the process exit code.
+int serve_worker(const config& cfg);
+
+/// If `argv` contains `--framex-worker`, runs `serve_worker` and returns its
+/// exit code; otherwise returns nothing and the program goes on. Recognised
+/// flags: `--listen HOST:PORT`, `--threads N`, `--config FILE`; the rest of
+/// the configuration comes from the file and the environment (config.hpp).
+std::optional<int> worker_main(int argc, char** argv);
+
+}  // namespace framex

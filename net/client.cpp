@@ -1,0 +1,62 @@
+#include "client.hpp"
+
+#include <vector>
+
+namespace framex::net {
+
+std::uint32_t client::call(std::string_view method, message_buffer body, pending_call& call) {
+  std::uint32_t id = 0;
+  {
+    std::lock_guard lock(calls_mutex_);
+    if (lost_) return 0;
+    do {
+      id = ++next_id_;
+    } while (id == 0 || calls_.contains(id));
+    calls_.emplace(id, &call);
+    outstanding_.fetch_add(1, std::memory_order_relaxed);
+  }
+  prepend_request_header(body, id, method);
+  if (!send(std::move(body)) && forget(id)) return 0;
+  return id;
+}
+
+bool client::forget(std::uint32_t msgid) {
+  std::lock_guard lock(calls_mutex_);
+  if (calls_.erase(msgid) == 0) return false;
+  outstanding_.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+void client::notify(std::string_view method, std::uint64_t argument) { send(notification_message(method, argument)); }
+
+void client::on_message(msgpack::object_handle message) {
+  const msgpack::object& m = message.get();
+  if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
+      m.via.array.ptr[0].via.u64 != response || m.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {
+    return close(std::make_error_code(std::errc::protocol_error));
+  }
+  pending_call* call = nullptr;
+  {
+    std::lock_guard lock(calls_mutex_);
+    const auto it = calls_.find(static_cast<std::uint32_t>(m.via.array.ptr[1].via.u64));
+    if (it == calls_.end()) return;  // a call the caller gave up on
+    call = it->second;
+    calls_.erase(it);
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  call->on_response(std::move(message));
+}
+
+void client::on_close(std::error_code why) {
+  std::vector<pending_call*> lost;
+  {
+    std::lock_guard lock(calls_mutex_);
+    lost_ = true;
+    for (auto& [id, call] : calls_) lost.push_back(call);
+    calls_.clear();
+    outstanding_.store(0, std::memory_order_relaxed);
+  }
+  for (auto* call : lost) call->on_lost(why);
+}
+
+}  // namespace framex::net

@@ -1,0 +1,59 @@
+// The calling side of msgpack-RPC: one connection carrying any number of calls
+// at once. Each call gets a message id; responses come back in any order and
+// are matched by id. Whoever takes a call out of the table (its response, the
+// connection's end, or the caller through `forget`) completes it, exactly once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+#include <unordered_map>
+
+#include "connection.hpp"
+
+namespace framex::net {
+
+/// A call waiting for its response; implemented by the runtime.
+class pending_call {
+ public:
+  /// The response arrived: `[1, msgid, error, result]`, shape checked.
+  virtual void on_response(msgpack::object_handle message) noexcept = 0;
+  /// The connection ended before the response.
+  virtual void on_lost(std::error_code why) noexcept = 0;
+
+ protected:
+  ~pending_call() = default;
+};
+
+class client final : public connection {
+ public:
+  using connection::connection;
+
+  /// Sends a request whose params `body` was packed after
+  /// `detail::request_headroom` bytes of room, and files `call` under its id.
+  /// Returns the id, or 0 when the connection is closed (`call` is not filed).
+  /// Thread safety: any thread.
+  std::uint32_t call(std::string_view method, message_buffer body, pending_call& call);
+
+  /// Takes call `msgid` out of the table; true if it was still there, in
+  /// which case the caller completes it. Thread safety: any thread.
+  bool forget(std::uint32_t msgid);
+
+  /// Sends `[2, method, [argument]]`. Thread safety: any thread.
+  void notify(std::string_view method, std::uint64_t argument);
+
+  /// Calls filed and not yet completed.
+  [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
+
+ private:
+  void on_message(msgpack::object_handle message) override;
+  void on_close(std::error_code why) override;
+
+  std::mutex calls_mutex_;
+  std::unordered_map<std::uint32_t, pending_call*> calls_;
+  std::uint32_t next_id_ = 0;
+  bool lost_ = false;
+  std::atomic<std::size_t> outstanding_{0};
+};
+
+}  // namespace framex::net

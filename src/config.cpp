@@ -1,0 +1,250 @@
+#include "framex/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace framex {
+namespace {
+
+enum class kind { text, integer, list };
+
+struct key_info {
+  const char* name;
+  kind type;
+  // Applies text already known to be of `type`; throws std::invalid_argument with a reason.
+  void (*set)(config&, std::string_view);
+  std::string (*get)(const config&);
+};
+
+std::size_t to_size(std::string_view text) {
+  std::size_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || end != text.data() + text.size()) throw std::invalid_argument("expected a non-negative integer");
+  return v;
+}
+
+std::vector<std::string> to_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ",") + i;
+  return s;
+}
+
+const key_info keys[] = {
+    {"runtime.mode", kind::text,
+     [](config& c, std::string_view v) {
+       if (v == "local") {
+         c.runtime.mode = mode::local;
+       } else if (v == "distributed") {
+         c.runtime.mode = mode::distributed;
+       } else {
+         throw std::invalid_argument("expected \"local\" or \"distributed\"");
+       }
+     },
+     [](const config& c) -> std::string { return c.runtime.mode == mode::local ? "local" : "distributed"; }},
+    {"runtime.threads", kind::integer, [](config& c, std::string_view v) { c.runtime.threads = to_size(v); },
+     [](const config& c) { return std::to_string(c.runtime.threads); }},
+    {"distributed.workers", kind::list,
+     [](config& c, std::string_view v) {
+       auto list = to_list(v);
+       for (const auto& w : list) (void)parse_endpoint(w);
+       c.distributed.workers = std::move(list);
+     },
+     [](const config& c) { return join(c.distributed.workers); }},
+    {"distributed.connections_per_worker", kind::integer,
+     [](config& c, std::string_view v) {
+       c.distributed.connections_per_worker = to_size(v);
+       if (c.distributed.connections_per_worker == 0) throw std::invalid_argument("expected at least 1");
+     },
+     [](const config& c) { return std::to_string(c.distributed.connections_per_worker); }},
+    {"distributed.call_timeout_ms", kind::integer,
+     [](config& c, std::string_view v) { c.distributed.call_timeout = std::chrono::milliseconds(to_size(v)); },
+     [](const config& c) { return std::to_string(c.distributed.call_timeout.count()); }},
+    {"distributed.connect_timeout_ms", kind::integer,
+     [](config& c, std::string_view v) { c.distributed.connect_timeout = std::chrono::milliseconds(to_size(v)); },
+     [](const config& c) { return std::to_string(c.distributed.connect_timeout.count()); }},
+    {"distributed.max_message_size", kind::integer,
+     [](config& c, std::string_view v) {
+       c.distributed.max_message_size = to_size(v);
+       if (c.distributed.max_message_size < 1024) throw std::invalid_argument("expected at least 1024");
+     },
+     [](const config& c) { return std::to_string(c.distributed.max_message_size); }},
+    {"distributed.io_threads", kind::integer,
+     [](config& c, std::string_view v) { c.distributed.io_threads = std::max<std::size_t>(1, to_size(v)); },
+     [](const config& c) { return std::to_string(c.distributed.io_threads); }},
+    {"worker.listen", kind::text,
+     [](config& c, std::string_view v) {
+       (void)parse_endpoint(v);
+       c.worker.listen = std::string(v);
+     },
+     [](const config& c) { return c.worker.listen; }},
+    {"worker.threads", kind::integer, [](config& c, std::string_view v) { c.worker.threads = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.threads); }},
+    {"worker.io_threads", kind::integer,
+     [](config& c, std::string_view v) { c.worker.io_threads = std::max<std::size_t>(1, to_size(v)); },
+     [](const config& c) { return std::to_string(c.worker.io_threads); }},
+    {"log.level", kind::text,
+     [](config& c, std::string_view v) {
+       for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+         if (v == l) {
+           c.log.level = std::string(v);
+           return;
+         }
+       }
+       throw std::invalid_argument("expected one of trace, debug, info, warn, error, critical, off");
+     },
+     [](const config& c) { return c.log.level; }},
+};
+
+const key_info* find_key(std::string_view name) {
+  for (const auto& k : keys) {
+    if (name == k.name) return &k;
+  }
+  return nullptr;
+}
+
+std::string toml_text(const toml::node& node, kind type, const std::string& where) {
+  auto wrong = [&](const char* expected) {
+    return config_error(where + ": expected " + expected + ", got a TOML " +
+                        std::string(toml::impl::node_type_friendly_names[static_cast<int>(node.type())]));
+  };
+  switch (type) {
+    case kind::text:
+      if (auto s = node.value<std::string>(); s && node.is_string()) return *s;
+      throw wrong("a string");
+    case kind::integer:
+      if (node.is_integer()) {
+        const auto v = *node.value<std::int64_t>();
+        if (v < 0) throw config_error(where + ": expected a non-negative integer");
+        return std::to_string(v);
+      }
+      throw wrong("an integer");
+    case kind::list: {
+      const auto* array = node.as_array();
+      if (array == nullptr) throw wrong("an array of strings");
+      std::vector<std::string> items;
+      for (const auto& item : *array) {
+        if (!item.is_string()) throw wrong("an array of strings");
+        items.push_back(*item.value<std::string>());
+      }
+      return join(items);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    throw config_error("\"" + std::string(text) + "\" is not host:port");
+  }
+  unsigned port = 0;
+  const std::string_view digits = text.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || port > 65535) {
+    throw config_error("\"" + std::string(text) + "\" has no valid port");
+  }
+  return {std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
+}
+
+void config::apply(std::string_view key, std::string_view value, const std::string& origin) {
+  const key_info* k = find_key(key);
+  if (k == nullptr) throw config_error(origin + ": unknown key \"" + std::string(key) + "\"");
+  try {
+    k->set(*this, value);
+  } catch (const std::invalid_argument& e) {
+    throw config_error(origin + ": " + std::string(key) + " = \"" + std::string(value) + "\": " + e.what());
+  }
+  sources[k->name] = origin;
+}
+
+void config::apply_toml(std::string_view text, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream s;
+    s << origin << ": not valid TOML: " << e.description() << " (line " << e.source().begin.line << ")";
+    throw config_error(s.str());
+  }
+  for (const auto& [section, node] : table) {
+    const auto* inner = node.as_table();
+    if (inner == nullptr) throw config_error(origin + ": unknown key \"" + std::string(section.str()) + "\"");
+    for (const auto& [name, value] : *inner) {
+      const std::string key = std::string(section.str()) + "." + std::string(name.str());
+      const key_info* k = find_key(key);
+      if (k == nullptr) throw config_error(origin + ": unknown key \"" + key + "\"");
+      apply(key, toml_text(value, k->type, origin + ": " + key), origin);
+    }
+  }
+}
+
+void config::apply_environment() {
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry = *e;
+    if (!entry.starts_with("FRAMEX_")) continue;
+    const std::size_t eq = entry.find('=');
+    const std::string_view name = entry.substr(0, eq);
+    if (name == "FRAMEX_CONFIG") continue;
+    const std::size_t split = name.find("__");
+    const std::string origin = "environment " + std::string(name);
+    if (split == std::string_view::npos) throw config_error(origin + ": unknown key (expected FRAMEX_SECTION__KEY)");
+    std::string key = std::string(name.substr(7, split - 7)) + "." + std::string(name.substr(split + 2));
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    apply(key, eq == std::string_view::npos ? std::string_view{} : entry.substr(eq + 1), origin);
+  }
+}
+
+config config::load(std::optional<std::filesystem::path> file) {
+  config c;
+  if (!file) {
+    if (const char* from_env = std::getenv("FRAMEX_CONFIG")) {
+      file = from_env;
+    } else if (std::filesystem::exists("framex.toml")) {
+      file = "framex.toml";
+    }
+  }
+  if (file) {
+    std::ifstream in(*file);
+    if (!in) throw config_error("file " + file->string() + ": cannot be read");
+    std::ostringstream text;
+    text << in.rdbuf();
+    c.apply_toml(text.str(), "file " + file->string());
+  }
+  c.apply_environment();
+  return c;
+}
+
+std::string config::describe() const {
+  std::string out;
+  for (const auto& k : keys) {
+    const auto source = sources.find(k.name);
+    out += std::string(k.name) + " = " + k.get(*this) + "  # " +
+           (source == sources.end() ? std::string("default") : source->second) + "\n";
+  }
+  return out;
+}
+
+}  // namespace framex

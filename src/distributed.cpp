@@ -1,0 +1,523 @@
+// Distributed mode, caller's side.
+//
+// Each configured worker gets `connections_per_worker` slots; a slot is one
+// multiplexed connection (net::client) and its state: down, connecting (TCP
+// connect, then the `framex.hello` exchange) or ready. A call goes to the ready
+// slot with the fewest calls in flight; if none is ready it waits on a slot
+// being connected; if every worker failed recently (backoff) it completes with
+// `worker_lost` at once.
+//
+// A `remote_call` is completed exactly once, by whichever comes first: the
+// response, the connection's loss, the timeout or the caller's cancellation
+// (`done` decides). Its handler then runs on the caller's executor.
+#include "distributed.hpp"
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "../net/client.hpp"
+#include "registry.hpp"
+
+namespace framex::detail {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::uint64_t protocol_version = 1;
+constexpr auto first_backoff = std::chrono::milliseconds(50);
+constexpr auto last_backoff = std::chrono::milliseconds(1000);
+
+std::error_code code_of(errc e) { return make_error_code(e); }
+
+}  // namespace
+
+struct slot;
+
+class remote_call final : public net::pending_call {
+ public:
+  remote_call(const function_entry& fn, message_buffer params, reply_handler handler)
+      : fn_(fn),
+        params_(std::move(params)),
+        handler_(std::move(handler)),
+        cancel_slot_(asio::get_associated_cancellation_slot(handler_)),
+        work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)) {}
+
+  const function_entry& fn() const noexcept { return fn_; }
+  std::size_t size() const noexcept { return params_.size(); }
+  bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Caller's executor: arms cancellation and the deadline.
+  void arm(asio::io_context& io, clock::duration timeout) {
+    if (cancel_slot_.is_connected()) {
+      cancel_slot_.assign([this](asio::cancellation_type type) {
+        if (type != asio::cancellation_type::none) finish(code_of(errc::cancelled), "the call was cancelled");
+      });
+    }
+    if (timeout > clock::duration::zero()) {
+      add_ref();
+      timer_.emplace(asio::make_strand(io), timeout);
+      timer_->async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) finish(code_of(errc::timeout), fn_.name + ": no answer within the call's timeout");
+        release();
+      });
+    }
+  }
+
+  // Sends the call on `conn`; completes it if that is impossible.
+  void send(const std::shared_ptr<net::client>& conn, std::size_t limit) {
+    if (done()) return;
+    if (params_.size() > limit) {
+      return finish(code_of(errc::too_large), fn_.name + ": the request is " + std::to_string(params_.size()) +
+                                                  " bytes; the limit is " + std::to_string(limit));
+    }
+    {
+      std::lock_guard lock(conn_mutex_);
+      conn_ = conn;
+    }
+    add_ref();  // the connection's table holds one
+    const std::uint32_t id = conn->call(fn_.name, std::move(params_), *this);
+    if (id == 0) {
+      release();
+      return finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker closed");
+    }
+    std::lock_guard lock(conn_mutex_);
+    msgid_ = id;
+    if (done()) forget_on_worker();  // timed out or cancelled while being sent
+  }
+
+  void on_response(msgpack::object_handle message) noexcept override {
+    const msgpack::object& error = message.get().via.array.ptr[2];
+    if (error.type == msgpack::type::NIL) {
+      reply r;
+      r.result = &message.get().via.array.ptr[3];
+      r.message = std::move(message);
+      finish({}, std::move(r));
+    } else {
+      reply r;
+      const errc code = decode_error_object(error, r);
+      finish(code_of(code), std::move(r));
+    }
+    release();
+  }
+
+  void on_lost(std::error_code why) noexcept override {
+    finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker was lost (" + why.message() + ")");
+    release();
+  }
+
+  void finish(std::error_code ec, std::string message) {
+    reply r;
+    r.error_message = std::move(message);
+    finish(ec, std::move(r));
+  }
+
+  // Any thread; the first caller wins.
+  void finish(std::error_code ec, reply r) {
+    if (done_.exchange(true, std::memory_order_acq_rel)) return;
+    if (ec == errc::timeout || ec == errc::cancelled) {
+      std::lock_guard lock(conn_mutex_);
+      forget_on_worker();
+    }
+    if (timer_) {
+      add_ref();
+      asio::post(timer_->get_executor(), [this] {
+        timer_->cancel();
+        release();
+      });
+    }
+    asio::dispatch(work_, [this, ec, r = std::move(r)]() mutable {
+      if (cancel_slot_.is_connected()) cancel_slot_.clear();
+      reply_handler handler = std::move(handler_);
+      release();
+      std::move(handler)(ec, std::move(r));
+    });
+  }
+
+ private:
+  ~remote_call() = default;
+
+  // Under conn_mutex_: takes the call out of its connection and tells the
+  // worker to drop it.
+  void forget_on_worker() {
+    if (conn_ && msgid_ != 0 && conn_->forget(msgid_)) {
+      conn_->notify("framex.cancel", msgid_);
+      release();  // the table's reference
+    }
+  }
+
+  static errc decode_error_object(const msgpack::object& error, reply& r) {
+    errc code = errc::exception;
+    if (error.type == msgpack::type::MAP) {
+      for (std::uint32_t i = 0; i < error.via.map.size; ++i) {
+        const auto& kv = error.via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR) continue;
+        const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+        if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
+            kv.val.via.u64 <= static_cast<std::uint64_t>(errc::exception)) {
+          code = static_cast<errc>(kv.val.via.u64);
+        } else if (key == "type" && kv.val.type == msgpack::type::STR) {
+          r.error_type.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+        } else if (key == "message" && kv.val.type == msgpack::type::STR) {
+          r.error_message.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+        }
+      }
+    } else if (error.type == msgpack::type::STR) {
+      r.error_message.assign(error.via.str.ptr, error.via.str.size);
+    }
+    if (r.error_type.empty()) r.error_type = "unknown";
+    return code;
+  }
+
+  const function_entry& fn_;
+  message_buffer params_;
+  reply_handler handler_;
+  asio::cancellation_slot cancel_slot_;
+  using work_executor = decltype(asio::prefer(asio::get_associated_executor(std::declval<reply_handler&>()),
+                                              asio::execution::outstanding_work.tracked));
+  work_executor work_;
+  std::optional<asio::steady_timer> timer_;
+  std::mutex conn_mutex_;
+  std::shared_ptr<net::client> conn_;
+  std::uint32_t msgid_ = 0;
+  std::atomic<bool> done_{false};
+  std::atomic<int> refs_{1};  // the caller's, dropped when the handler runs
+};
+
+// One connection to one worker.
+struct slot {
+  enum class state { down, connecting, ready };
+
+  std::string address;
+  std::string host;
+  std::string port;
+  state status = state::down;
+  std::shared_ptr<net::client> conn;
+  std::vector<remote_call*> waiting;  // each holds a reference
+  clock::time_point retry_at{};
+  clock::duration backoff = first_backoff;
+  std::size_t limit = 0;  // the smaller of both sides' message limits
+  std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
+  std::string last_error;
+};
+
+struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
+  explicit impl(const config::distributed_section& s) : settings(s), work(asio::make_work_guard(io)) {
+    for (const auto& w : s.workers) {
+      const auto [host, port] = parse_endpoint(w);
+      for (std::size_t i = 0; i < s.connections_per_worker; ++i) {
+        auto sl = std::make_unique<slot>();
+        sl->address = w;
+        sl->host = host;
+        sl->port = std::to_string(port);
+        sl->limit = s.max_message_size;
+        slots.push_back(std::move(sl));
+      }
+    }
+  }
+
+  void start(const function_entry& fn, message_buffer params, clock::duration timeout, reply_handler handler) {
+    auto* call = new remote_call(fn, std::move(params), std::move(handler));
+    if (timeout <= clock::duration::zero()) timeout = settings.call_timeout;
+    call->arm(io, timeout);
+    if (call->size() > settings.max_message_size) {
+      return call->finish(code_of(errc::too_large), fn.name + ": the request is " + std::to_string(call->size()) +
+                                                        " bytes; the limit is " + std::to_string(settings.max_message_size));
+    }
+    std::unique_lock lock(mutex);
+    if (stopping) {
+      lock.unlock();
+      return call->finish(code_of(errc::cancelled), "the runtime is shutting down");
+    }
+    slot* chosen = pick();
+    if (chosen == nullptr) {
+      std::string why = slots.empty() ? std::string("no workers are configured")
+                                      : "no worker is reachable (" + slots.front()->address + ": " + slots.front()->last_error + ")";
+      lock.unlock();
+      return call->finish(code_of(errc::worker_lost), fn.name + ": " + why);
+    }
+    if (chosen->status == slot::state::ready) {
+      dispatch_to(*chosen, call, lock);
+      return;
+    }
+    call->add_ref();
+    chosen->waiting.push_back(call);
+    if (chosen->status == slot::state::down) connect(*chosen);
+  }
+
+  // Under the mutex: the ready slot with the fewest calls in flight, else a
+  // connecting or retryable one with the fewest waiting.
+  slot* pick() {
+    slot* best = nullptr;
+    std::size_t best_load = SIZE_MAX;
+    for (auto& s : slots) {
+      if (s->status == slot::state::ready && !s->conn->is_open()) {  // lost: reconnect on demand
+        s->status = slot::state::down;
+        s->conn.reset();
+        s->last_error = "the connection was lost";
+        s->retry_at = {};
+      }
+      if (s->status == slot::state::ready && s->conn->outstanding() < best_load) {
+        best = s.get();
+        best_load = s->conn->outstanding();
+      }
+    }
+    if (best != nullptr) return best;
+    const auto now = clock::now();
+    for (auto& s : slots) {
+      if (s->status == slot::state::down && s->retry_at > now) continue;
+      if (s->waiting.size() < best_load) {
+        best = s.get();
+        best_load = s->waiting.size();
+      }
+    }
+    return best;
+  }
+
+  // Under the mutex (released here): sends `call` on a ready slot.
+  void dispatch_to(slot& s, remote_call* call, std::unique_lock<std::mutex>& lock) {
+    const auto mismatch = s.mismatched.find(call->fn().name);
+    if (mismatch != s.mismatched.end()) {
+      std::string why = call->fn().name + ": this program has signature " + call->fn().signature + ", the worker at " +
+                        s.address + " has " + mismatch->second;
+      lock.unlock();
+      return call->finish(code_of(errc::signature_mismatch), std::move(why));
+    }
+    auto conn = s.conn;
+    const std::size_t limit = s.limit;
+    lock.unlock();
+    call->send(conn, limit);
+  }
+
+  // Under the mutex: starts connecting `s`.
+  void connect(slot& s) {
+    s.status = slot::state::connecting;
+    auto strand = asio::make_strand(io);
+    asio::co_spawn(strand, connect_and_greet(shared_from_this(), &s, strand), asio::detached);
+  }
+
+  // On `strand`; the same deadline covers the connect and the hello.
+  static asio::awaitable<void> connect_and_greet(std::shared_ptr<impl> self, slot* s,
+                                                 asio::strand<asio::io_context::executor_type> strand) {
+    using namespace asio::experimental::awaitable_operators;
+    std::string error;
+    std::shared_ptr<net::client> conn;
+    try {
+      asio::ip::tcp::resolver resolver(strand);
+      asio::ip::tcp::socket socket(asio::make_strand(self->io));
+      auto deadline = std::make_shared<asio::steady_timer>(strand, self->settings.connect_timeout);
+      const auto endpoints = co_await resolver.async_resolve(s->host, s->port, asio::use_awaitable);
+      const auto outcome = co_await (asio::async_connect(socket, endpoints, asio::use_awaitable) ||
+                                     deadline->async_wait(asio::use_awaitable));
+      if (outcome.index() == 1) throw std::system_error(code_of(errc::timeout), "connecting");
+      conn = std::make_shared<net::client>(std::move(socket), self->settings.max_message_size);
+      conn->start();
+      error = co_await greet(*self, *s, conn, deadline);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    self->connected(*s, error.empty() ? conn : nullptr, error);
+  }
+
+  // The hello in flight. It owns itself until the connection completes it;
+  // completion cancels the waiting coroutine's timer, on that timer's strand.
+  class hello_call final : public net::pending_call {
+   public:
+    explicit hello_call(std::shared_ptr<asio::steady_timer> wake) : wake_(std::move(wake)) {}
+    static std::shared_ptr<hello_call> make(std::shared_ptr<asio::steady_timer> wake) {
+      auto h = std::make_shared<hello_call>(std::move(wake));
+      h->self_ = h;
+      return h;
+    }
+    void on_response(msgpack::object_handle message) noexcept override {
+      result = std::move(message);
+      wake();
+    }
+    void on_lost(std::error_code why) noexcept override {
+      lost = why;
+      wake();
+    }
+    msgpack::object_handle result;
+    std::error_code lost;
+    bool answered = false;  // read on the timer's strand only
+
+   private:
+    void wake() {
+      asio::post(wake_->get_executor(), [self = std::move(self_)] {
+        self->answered = true;
+        self->wake_->cancel();
+      });
+    }
+    std::shared_ptr<asio::steady_timer> wake_;
+    std::shared_ptr<hello_call> self_;
+  };
+
+  // Sends the hello and checks the answer; returns an error text or "".
+  static asio::awaitable<std::string> greet(impl& self, slot& s, const std::shared_ptr<net::client>& conn,
+                                            const std::shared_ptr<asio::steady_timer>& deadline) {
+    message_buffer params(64);
+    {
+      msgpack::packer<message_buffer> p(params);
+      const auto functions = registered_functions();
+      p.pack_array(3);
+      p.pack(protocol_version);
+      p.pack_map(static_cast<std::uint32_t>(functions.size()));
+      for (const auto* f : functions) {
+        p.pack(f->name);
+        p.pack(f->signature);
+      }
+      p.pack(static_cast<std::uint64_t>(self.settings.max_message_size));
+    }
+    auto hello = hello_call::make(deadline);
+    if (conn->call("framex.hello", std::move(params), *hello) == 0) co_return "the connection closed during hello";
+    boost::system::error_code ec;
+    co_await deadline->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!hello->answered) {
+      conn->close(code_of(errc::timeout));  // the connection completes the hello as lost
+      co_return "no hello answer within the connect timeout";
+    }
+    if (hello->lost) co_return "the connection closed during hello: " + hello->lost.message();
+    const msgpack::object& m = hello->result.get();
+    if (m.via.array.ptr[2].type != msgpack::type::NIL) co_return "the worker refused the hello";
+    const msgpack::object& r = m.via.array.ptr[3];
+    if (r.type != msgpack::type::MAP) co_return "malformed hello answer";
+    std::unordered_map<std::string, std::string> theirs;
+    std::size_t their_limit = self.settings.max_message_size;
+    for (std::uint32_t i = 0; i < r.via.map.size; ++i) {
+      const auto& kv = r.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) continue;
+      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (key == "protocol" && (kv.val.type != msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 != protocol_version)) {
+        co_return "the worker speaks another framex protocol version";
+      }
+      if (key == "max_message_size" && kv.val.type == msgpack::type::POSITIVE_INTEGER) {
+        their_limit = static_cast<std::size_t>(kv.val.via.u64);
+      }
+      if (key == "functions" && kv.val.type == msgpack::type::MAP) {
+        for (std::uint32_t j = 0; j < kv.val.via.map.size; ++j) {
+          const auto& f = kv.val.via.map.ptr[j];
+          if (f.key.type == msgpack::type::STR && f.val.type == msgpack::type::STR) {
+            theirs.emplace(std::string(f.key.via.str.ptr, f.key.via.str.size),
+                           std::string(f.val.via.str.ptr, f.val.via.str.size));
+          }
+        }
+      }
+    }
+    std::unordered_map<std::string, std::string> mismatched;
+    for (const auto* f : registered_functions()) {
+      const auto it = theirs.find(f->name);
+      if (it != theirs.end() && it->second != f->signature) mismatched.emplace(f->name, it->second);
+    }
+    std::lock_guard lock(self.mutex);
+    s.mismatched = std::move(mismatched);
+    s.limit = std::min(self.settings.max_message_size, their_limit);
+    co_return "";
+  }
+
+  // The outcome of connecting `s`: ready with `conn`, or failed with `error`.
+  void connected(slot& s, std::shared_ptr<net::client> conn, const std::string& error) {
+    std::unique_lock lock(mutex);
+    auto waiting = std::move(s.waiting);
+    s.waiting.clear();
+    if (conn == nullptr || stopping) {
+      s.status = slot::state::down;
+      s.last_error = stopping ? "the runtime is shutting down" : error;
+      s.retry_at = clock::now() + s.backoff;
+      s.backoff = std::min<clock::duration>(s.backoff * 2, last_backoff);
+      if (conn) conn->close(code_of(errc::cancelled));
+      const std::string why = s.address + ": " + s.last_error;
+      const errc code = stopping ? errc::cancelled : errc::worker_lost;
+      lock.unlock();
+      for (auto* call : waiting) {
+        call->finish(code_of(code), call->fn().name + ": cannot reach worker " + why);
+        call->release();
+      }
+      return;
+    }
+    s.status = slot::state::ready;
+    s.conn = conn;
+    s.backoff = first_backoff;
+    for (auto* call : waiting) {
+      dispatch_to(s, call, lock);
+      call->release();
+      lock.lock();
+    }
+  }
+
+  void shutdown() noexcept {
+    std::vector<remote_call*> waiting;
+    std::vector<std::shared_ptr<net::client>> conns;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      stopping = true;
+      for (auto& s : slots) {
+        waiting.insert(waiting.end(), s->waiting.begin(), s->waiting.end());
+        s->waiting.clear();
+        if (s->conn) conns.push_back(s->conn);
+      }
+    }
+    for (auto* call : waiting) {
+      call->finish(code_of(errc::cancelled), "the runtime is shutting down");
+      call->release();
+    }
+    for (auto& c : conns) c->close(code_of(errc::cancelled));
+    work.reset();
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+
+  config::distributed_section settings;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::vector<std::thread> threads;
+  std::mutex mutex;
+  std::vector<std::unique_ptr<slot>> slots;
+  bool stopping = false;
+};
+
+distributed_runtime::distributed_runtime(const config::distributed_section& settings)
+    : impl_(std::make_shared<impl>(settings)) {
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, settings.io_threads); ++i) {
+    impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
+  }
+}
+
+distributed_runtime::~distributed_runtime() { shutdown(); }
+
+void distributed_runtime::start(const function_entry& fn, message_buffer params, clock::duration timeout,
+                                reply_handler handler) {
+  impl_->start(fn, std::move(params), timeout, std::move(handler));
+}
+
+void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }
+
+}  // namespace framex::detail

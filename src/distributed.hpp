@@ -1,0 +1,36 @@
+// The caller's side of distributed mode: connections to the configured
+// workers, and the calls in flight on them.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <memory>
+
+#include "framex/config.hpp"
+#include "framex/detail/wire.hpp"
+
+namespace framex::detail {
+
+class distributed_runtime {
+ public:
+  explicit distributed_runtime(const config::distributed_section& settings);
+  ~distributed_runtime();
+  distributed_runtime(const distributed_runtime&) = delete;
+  distributed_runtime& operator=(const distributed_runtime&) = delete;
+
+  /// Sends a call to the least-loaded reachable worker. See `detail::start_remote`.
+  void start(const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
+             reply_handler handler);
+
+  /// Completes every pending call with `cancelled`, closes the connections and
+  /// joins the I/O threads. Idempotent.
+  void shutdown() noexcept;
+
+  struct impl;
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace framex::detail

@@ -1,0 +1,70 @@
+// The process's registry of functions a worker may run. Entries are added
+// before main by `registration<F>` (see detail/distributed_call.hpp), so the
+// registry is a function-local static, safe to reach during static
+// initialisation. Two functions deriving the same name (overloads) make the
+// name ambiguous: it stays registered, and serving it reports the clash.
+#include <cxxabi.h>
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "framex/detail/wire.hpp"
+#include "registry.hpp"
+
+namespace framex::detail {
+namespace {
+
+struct registry {
+  std::mutex mutex;
+  std::deque<function_entry> entries;  // stable addresses
+  std::unordered_map<std::string_view, const function_entry*> by_name;
+};
+
+registry& the_registry() {
+  static registry r;
+  return r;
+}
+
+}  // namespace
+
+const function_entry& register_function(function_entry entry) {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  const function_entry& stored = r.entries.emplace_back(std::move(entry));
+  auto [it, fresh] = r.by_name.try_emplace(stored.name, &stored);
+  if (!fresh && it->second->signature != stored.signature) {
+    function_entry clash;
+    clash.name = stored.name;
+    clash.signature = ambiguous_signature;
+    it->second = &r.entries.emplace_back(std::move(clash));
+  }
+  return stored;
+}
+
+const function_entry* find_function(std::string_view name) noexcept {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  const auto it = r.by_name.find(name);
+  return it == r.by_name.end() ? nullptr : it->second;
+}
+
+std::vector<const function_entry*> registered_functions() {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  std::vector<const function_entry*> out;
+  out.reserve(r.by_name.size());
+  for (const auto& [name, entry] : r.by_name) out.push_back(entry);
+  return out;
+}
+
+std::string current_exception_type() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return "unknown";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
+}
+
+}  // namespace framex::detail
