@@ -19,7 +19,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -327,7 +328,6 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // On `strand`; the same deadline covers the connect and the hello.
   static asio::awaitable<void> connect_and_greet(std::shared_ptr<impl> self, slot* s,
                                                  asio::strand<asio::io_context::executor_type> strand) {
-    using namespace asio::experimental::awaitable_operators;
     std::string error;
     std::shared_ptr<net::client> conn;
     try {
@@ -335,9 +335,15 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       asio::ip::tcp::socket socket(asio::make_strand(self->io));
       auto deadline = std::make_shared<asio::steady_timer>(strand, self->settings.connect_timeout);
       const auto endpoints = co_await resolver.async_resolve(s->host, s->port, asio::use_awaitable);
-      const auto outcome = co_await (asio::async_connect(socket, endpoints, asio::use_awaitable) ||
-                                     deadline->async_wait(asio::use_awaitable));
-      if (outcome.index() == 1) throw std::system_error(code_of(errc::timeout), "connecting");
+      // Whichever ends first; `||` would wait for a *successful* connect.
+      auto [order, connect_error, endpoint, timer_error] =
+          co_await asio::experimental::make_parallel_group(asio::async_connect(socket, endpoints, asio::deferred),
+                                                           deadline->async_wait(asio::deferred))
+              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      (void)endpoint;
+      (void)timer_error;
+      if (order[0] == 1) throw std::system_error(code_of(errc::timeout), "connecting");
+      if (connect_error) throw std::system_error(connect_error, "connecting");
       conn = std::make_shared<net::client>(std::move(socket), self->settings.max_message_size);
       conn->start();
       error = co_await greet(*self, *s, conn, deadline);

@@ -1,0 +1,469 @@
+// Distributed mode against real worker processes on 127.0.0.1: this test
+// binary started with --framex-worker (see tests/main.cpp), on ephemeral ports,
+// stopped or killed by PID. Time bounds are generous functional limits (does a
+// call end early), never performance figures.
+#include "framex/framex.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/describe.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// ---- the functions the workers serve (global names: their wire names) ----
+
+enum class color { red, green, blue };
+BOOST_DESCRIBE_ENUM(color, red, green, blue)
+
+struct inner {
+  std::string name;
+  std::vector<double> values;
+  bool operator==(const inner&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(inner, (), (name, values))
+
+struct everything {
+  bool flag = false;
+  std::int8_t small = 0;
+  std::uint64_t big = 0;
+  std::int64_t negative = 0;
+  float ratio = 0;
+  double precise = 0;
+  std::string text;
+  std::vector<std::byte> blob;
+  std::vector<int> numbers;
+  std::map<std::string, int> counts;
+  std::unordered_map<int, std::string> names;
+  std::tuple<int, std::string, bool> triple;
+  std::pair<std::string, double> pair;
+  std::optional<int> some;
+  std::optional<int> none;
+  std::variant<int, std::string, inner> choice;
+  color hue = color::red;
+  inner nested;
+  std::vector<inner> list;
+  std::array<std::uint16_t, 3> fixed{};
+  bool operator==(const everything&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(everything, (),
+                      (flag, small, big, negative, ratio, precise, text, blob, numbers, counts, names, triple, pair,
+                       some, none, choice, hue, nested, list, fixed))
+
+everything echo_everything(everything e) { return e; }
+
+int add(int a, int b) { return a + b; }
+int sleep_then(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int throws_invalid(int x) {
+  if (x < 0) throw std::invalid_argument("x must be positive");
+  return x;
+}
+std::string big_string(std::uint64_t n) { return std::string(n, 'x'); }
+std::uint64_t length_of(const std::string& s) { return s.size(); }
+int worker_pid() { return static_cast<int>(::getpid()); }
+std::atomic<int> void_calls{0};
+void count_call(std::string) { ++void_calls; }
+int void_calls_seen() { return void_calls.load(); }
+
+class Counter {
+ public:
+  int base = 0;
+  int add(int x) { return base += x; }
+  static int twice(int x) { return 2 * x; }
+  asio::awaitable<std::string> describe(std::string prefix) const { co_return prefix + std::to_string(base); }
+};
+BOOST_DESCRIBE_STRUCT(Counter, (), (base))
+
+asio::awaitable<int> async_square(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x * x;
+}
+
+std::atomic<int> async_cancellations{0};
+asio::awaitable<int> async_sleep(int ms) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+  try {
+    co_await t.async_wait(asio::use_awaitable);
+  } catch (const boost::system::system_error&) {
+    ++async_cancellations;  // the caller gave up, and the worker was told
+    throw;
+  }
+  co_return ms;
+}
+int cancellations_seen() { return async_cancellations.load(); }
+
+// A function whose signature the skew worker (tests/skew_worker.cpp) defines
+// differently under the same wire name.
+template <>
+inline constexpr std::string_view framex::wire_name<&add> = "test.add";
+
+namespace {
+
+using framex::test::clock;
+using framex::test::error_of;
+using framex::test::run;
+using framex::test::since;
+using framex::test::worker_process;
+using namespace asio::experimental::awaitable_operators;
+
+framex::config distributed(std::vector<std::string> workers) {
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = std::move(workers);
+  cfg.distributed.connect_timeout = 5s;
+  return cfg;
+}
+
+class Distributed : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    first = new worker_process();
+    second = new worker_process();
+  }
+  static void TearDownTestSuite() {
+    delete first;
+    delete second;
+  }
+  static inline worker_process* first = nullptr;
+  static inline worker_process* second = nullptr;
+
+  framex::runtime rt{distributed({first->address(), second->address()})};
+  framex::runtime_scope scope{rt};
+};
+
+// ---- every call shape, every type family ----
+
+TEST_F(Distributed, AFreeFunctionRunsInAWorkerProcess) {
+  const auto [sum, pid] = run([]() -> asio::awaitable<std::tuple<int, int>> {
+    co_return std::tuple{co_await framex::remote<&add>.remote(20, 22), co_await framex::remote<&worker_pid>.remote()};
+  });
+  EXPECT_EQ(sum, 42);
+  EXPECT_TRUE(pid == first->pid() || pid == second->pid()) << pid;
+}
+
+TEST_F(Distributed, MemberStaticAsyncAndVoidFunctionsKeepTheirCallSites) {
+  const auto [added, twice, described, squared, voids] =
+      run([]() -> asio::awaitable<std::tuple<int, int, std::string, int, int>> {
+        Counter c;
+        c.base = 10;
+        const int added = co_await framex::remote<&Counter::add>.remote(c, 5);  // runs on a copy
+        const int twice = co_await framex::remote<&Counter::twice>.remote(21);
+        const std::string described = co_await framex::remote<&Counter::describe>.remote(c, "base=");
+        const int squared = co_await framex::remote<&async_square>.remote(12);
+        co_await framex::remote<&count_call>.remote("x");  // a void result
+        co_return std::tuple{added, twice, described, squared, c.base};
+      });
+  EXPECT_EQ(added, 15);
+  EXPECT_EQ(twice, 42);
+  EXPECT_EQ(described, "base=10");
+  EXPECT_EQ(squared, 144);
+  EXPECT_EQ(voids, 10);  // the caller's object is untouched: the worker had a copy
+}
+
+TEST_F(Distributed, EveryTypeFamilyRoundTripsThroughAWorker) {
+  everything e;
+  e.flag = true;
+  e.small = -128;
+  e.big = UINT64_MAX;
+  e.negative = INT64_MIN;
+  e.ratio = 0.5F;
+  e.precise = 3.141592653589793;
+  e.text = "héllo\0world";
+  e.blob = {std::byte{0}, std::byte{0xff}, std::byte{0x80}};
+  e.numbers = {1, -2, 3};
+  e.counts = {{"a", 1}, {"b", 2}};
+  e.names = {{1, "one"}, {2, "two"}};
+  e.triple = {7, "seven", true};
+  e.pair = {"pi", 3.14};
+  e.some = 5;
+  e.choice = inner{"in a variant", {1.5}};
+  e.hue = color::blue;
+  e.nested = {"nested", {0.25, -1}};
+  e.list = {{"a", {}}, {"b", {2}}};
+  e.fixed = {1, 2, 65535};
+  const everything back = run([&]() { return framex::remote<&echo_everything>.remote(e); });
+  EXPECT_EQ(back, e);
+}
+
+// ---- concurrency ----
+
+TEST_F(Distributed, ManyCallsInFlightAllCompleteWithTheirOwnResults) {
+  constexpr int calls = 2000;
+  asio::io_context io;
+  int right = 0;
+  for (int i = 0; i < calls; ++i) {
+    asio::co_spawn(io, framex::remote<&add>.remote(i, i), [&, i](std::exception_ptr e, int r) {
+      if (!e && r == 2 * i) ++right;
+    });
+  }
+  io.run();
+  EXPECT_EQ(right, calls);
+}
+
+TEST_F(Distributed, ResponsesComeBackOutOfOrder) {
+  // One connection, so every call shares it: fast calls must overtake a slow one.
+  framex::config cfg = distributed({first->address()});
+  framex::runtime one(cfg);
+  asio::io_context io;
+  std::vector<int> finished;
+  asio::co_spawn(io, framex::remote<&sleep_then>.with({.runtime = &one}).remote(300),
+                 [&](std::exception_ptr, int r) { finished.push_back(r); });
+  for (int i = 1; i <= 3; ++i) {
+    asio::co_spawn(io, framex::remote<&sleep_then>.with({.runtime = &one}).remote(i),
+                   [&](std::exception_ptr, int r) { finished.push_back(r); });
+  }
+  io.run();
+  ASSERT_EQ(finished.size(), 4u);
+  EXPECT_EQ(finished.back(), 300);
+}
+
+// ---- errors ----
+
+TEST_F(Distributed, ARemoteExceptionArrivesWithItsTypeAndMessage) {
+  try {
+    run([]() { return framex::remote<&throws_invalid>.remote(-1); });
+    FAIL() << "no exception";
+  } catch (const framex::remote_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::exception);
+    EXPECT_EQ(e.remote_type(), "std::invalid_argument");
+    EXPECT_EQ(e.remote_message(), "x must be positive");
+  }
+}
+
+TEST_F(Distributed, ATimeoutEndsTheWaitAndTheWorkerIsToldToDropTheCall) {
+  const int before = run([]() { return framex::remote<&cancellations_seen>.with({}).remote(); });
+  const auto start = clock::now();
+  const auto ec = run([]() { return error_of(framex::remote<&async_sleep>.with({.timeout = 50ms}).remote(5000)); });
+  EXPECT_EQ(ec, framex::errc::timeout);
+  EXPECT_LT(since(start), 2000ms);
+  // Each worker counts the cancellations it saw; the call went to one of them.
+  int after = 0;
+  for (int i = 0; i < 100 && after <= before; ++i) {
+    std::this_thread::sleep_for(10ms);
+    after = 0;
+    for (auto* w : {first, second}) {
+      framex::runtime single(distributed({w->address()}));
+      after += run([&]() { return framex::remote<&cancellations_seen>.with({.runtime = &single}).remote(); });
+    }
+  }
+  EXPECT_GT(after, 0);
+}
+
+TEST_F(Distributed, CancellingTheAwaitingCoroutineEndsTheCall) {
+  const auto start = clock::now();
+  const auto result = run([]() -> asio::awaitable<std::variant<int, std::monostate>> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+    auto r = co_await (framex::remote<&sleep_then>.remote(3000) || timer.async_wait(asio::use_awaitable));
+    if (r.index() == 0) co_return std::get<0>(r);
+    co_return std::monostate{};
+  });
+  EXPECT_EQ(result.index(), 1u);
+  EXPECT_LT(since(start), 2000ms);
+}
+
+TEST_F(Distributed, AnOversizedRequestFailsWithTooLargeAndTheRuntimeCarriesOn) {
+  framex::config cfg = distributed({first->address()});
+  cfg.distributed.max_message_size = 1 << 20;
+  framex::runtime small(cfg);
+  const auto ec = run([&]() {
+    return error_of(framex::remote<&length_of>.with({.runtime = &small}).remote(std::string(2 << 20, 'y')));
+  });
+  EXPECT_EQ(ec, framex::errc::too_large);
+  EXPECT_EQ(run([&]() { return framex::remote<&length_of>.with({.runtime = &small}).remote("fits"); }), 4u);
+}
+
+TEST_F(Distributed, AnOversizedResultFailsWithTooLargeFromTheWorker) {
+  worker_process limited(0, {"FRAMEX_DISTRIBUTED__MAX_MESSAGE_SIZE=1048576"});
+  framex::runtime via(distributed({limited.address()}));
+  const auto ec = run([&]() { return error_of(framex::remote<&big_string>.with({.runtime = &via}).remote(2 << 20)); });
+  EXPECT_EQ(ec, framex::errc::too_large);
+  // The caller learnt the worker's limit at hello, so it refuses big requests itself.
+  const auto request_ec = run([&]() {
+    return error_of(framex::remote<&length_of>.with({.runtime = &via}).remote(std::string(2 << 20, 'y')));
+  });
+  EXPECT_EQ(request_ec, framex::errc::too_large);
+  EXPECT_EQ(run([&]() { return framex::remote<&big_string>.with({.runtime = &via}).remote(10); }).size(), 10u);
+}
+
+TEST(DistributedFailures, AWorkerKilledMidCallFailsItsCallsWithWorkerLost) {
+  worker_process doomed;
+  framex::runtime rt(distributed({doomed.address()}));
+  asio::io_context io;
+  std::vector<std::error_code> errors;
+  for (int i = 0; i < 8; ++i) {
+    asio::co_spawn(io, error_of(framex::remote<&sleep_then>.with({.runtime = &rt}).remote(5000)),
+                   [&](std::exception_ptr, std::error_code ec) { errors.push_back(ec); });
+  }
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    doomed.kill_now();
+  });
+  const auto start = clock::now();
+  io.run();
+  killer.join();
+  EXPECT_LT(since(start), 3000ms);
+  ASSERT_EQ(errors.size(), 8u);
+  for (const auto& ec : errors) EXPECT_EQ(ec, framex::errc::worker_lost);
+}
+
+TEST(DistributedFailures, TheCallerReconnectsToARestartedWorker) {
+  std::uint16_t port = 0;
+  framex::config cfg;
+  {
+    worker_process w;
+    port = w.port();
+    cfg = distributed({w.address()});
+    framex::runtime rt(cfg);
+    EXPECT_EQ(run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(1, 2); }), 3);
+    w.kill_now();
+    EXPECT_EQ(run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2)); }),
+              framex::errc::worker_lost);
+    worker_process again(port);
+    int result = 0;
+    for (int attempt = 0; attempt < 50 && result == 0; ++attempt) {  // the backoff is at most 1 s
+      try {
+        result = run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(2, 3); });
+      } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code(), framex::errc::worker_lost);
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+    EXPECT_EQ(result, 5);
+  }
+}
+
+TEST(DistributedFailures, NoReachableWorkerMeansWorkerLostNotAHang) {
+  std::uint16_t closed_port = 0;
+  {
+    worker_process w;  // a port that was just free
+    closed_port = w.port();
+  }
+  framex::runtime rt(distributed({"127.0.0.1:" + std::to_string(closed_port)}));
+  const auto ec = run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2)); });
+  EXPECT_EQ(ec, framex::errc::worker_lost);
+}
+
+TEST(DistributedFailures, AnUnknownFunctionAndASkewedSignatureAreReportedByName) {
+  worker_process skewed(0, {}, FRAMEX_SKEW_WORKER);
+  framex::runtime rt(distributed({skewed.address()}));
+  try {
+    run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(1, 2); });
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::signature_mismatch);
+    EXPECT_NE(std::string(e.what()).find("test.add"), std::string::npos) << e.what();
+  }
+  try {
+    run([&]() { return framex::remote<&sleep_then>.with({.runtime = &rt}).remote(1); });
+    FAIL() << "no exception";
+  } catch (const framex::remote_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::unknown_function);
+    EXPECT_NE(e.remote_message().find("sleep_then"), std::string::npos) << e.remote_message();
+  }
+}
+
+// ---- the wire, byte for byte, from a client that is not framex ----
+
+std::vector<unsigned char> exchange(std::uint16_t port, const std::vector<unsigned char>& request, std::size_t expect) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(s, asio::buffer(request));
+  std::vector<unsigned char> reply(expect);
+  asio::read(s, asio::buffer(reply));
+  return reply;
+}
+
+TEST_F(Distributed, TheResponseBytesAreExactlyMsgpackRpc) {
+  // [0, 1, "test.add", [20, 22]]  ->  [1, 1, nil, 42]
+  const std::vector<unsigned char> request{0x94, 0x00, 0x01, 0xa8, 't', 'e', 's', 't', '.', 'a', 'd', 'd', 0x92, 0x14, 0x16};
+  EXPECT_EQ(exchange(first->port(), request, 5), (std::vector<unsigned char>{0x94, 0x01, 0x01, 0xc0, 0x2a}));
+}
+
+TEST_F(Distributed, BadArgumentsAreAnErrorNamingTheFunctionAndTheArgument) {
+  // [0, 7, "test.add", [1, "two"]]
+  const std::vector<unsigned char> request{0x94, 0x00, 0x07, 0xa8, 't', 'e', 's', 't', '.', 'a', 'd', 'd',
+                                           0x92, 0x01, 0xa3, 't', 'w', 'o'};
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), first->port()});
+  asio::write(s, asio::buffer(request));
+  std::vector<char> got(512);
+  const std::size_t n = s.read_some(asio::buffer(got));
+  const std::string text(got.data(), n);
+  EXPECT_EQ(static_cast<unsigned char>(text[0]), 0x94);
+  EXPECT_EQ(text[2], 0x07);
+  EXPECT_NE(text.find("test.add: argument 2: expected i32, got str"), std::string::npos) << text;
+  EXPECT_NE(text.find("framex.bad_arguments"), std::string::npos);
+}
+
+TEST_F(Distributed, MalformedBytesCloseThatConnectionAndTheWorkerServesOthers) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), first->port()});
+  const unsigned char garbage[] = {0xc1, 0xc1, 0xc1, 0xc1};  // 0xc1 is never valid msgpack
+  asio::write(s, asio::buffer(garbage));
+  char byte;
+  boost::system::error_code ec;
+  asio::read(s, asio::buffer(&byte, 1), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  EXPECT_EQ(run([&]() { return framex::remote<&add>.remote(2, 2); }), 4);
+}
+
+TEST(DistributedRequest, TheRequestBytesAreExactlyMsgpackRpc) {
+  // A stand-in worker that answers the hello, then records the next request.
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::vector<unsigned char> captured;
+  std::thread server([&] {
+    asio::ip::tcp::socket s(io);
+    acceptor.accept(s);
+    std::vector<unsigned char> buf(65536);
+    std::size_t n = s.read_some(asio::buffer(buf));  // the hello: [0, 1, "framex.hello", [...]]
+    ASSERT_GT(n, 3u);
+    ASSERT_EQ(buf[2], 0x01);
+    const unsigned char hello_reply[] = {0x94, 0x01, 0x01, 0xc0, 0x80};  // [1, 1, nil, {}]
+    asio::write(s, asio::buffer(hello_reply));
+    n = s.read_some(asio::buffer(buf));
+    captured.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    const unsigned char reply[] = {0x94, 0x01, 0x02, 0xc0, 0x2a};  // [1, 2, nil, 42]
+    asio::write(s, asio::buffer(reply));
+  });
+  framex::runtime rt(distributed({"127.0.0.1:" + std::to_string(acceptor.local_endpoint().port())}));
+  EXPECT_EQ(run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(20, 22); }), 42);
+  server.join();
+  // [0, 2, "test.add", [20, 22]]
+  EXPECT_EQ(captured, (std::vector<unsigned char>{0x94, 0x00, 0x02, 0xa8, 't', 'e', 's', 't', '.', 'a', 'd', 'd', 0x92,
+                                                   0x14, 0x16}));
+}
+
+}  // namespace

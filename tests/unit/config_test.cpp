@@ -1,0 +1,79 @@
+#include "framex/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+// Sets an environment variable for one test.
+struct scoped_env {
+  scoped_env(const char* name, const char* value) : name(name) { ::setenv(name, value, 1); }
+  ~scoped_env() { ::unsetenv(name); }
+  const char* name;
+};
+
+std::string error_of(auto&& fn) {
+  try {
+    fn();
+  } catch (const framex::config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsAreLocalWithA64MiBLimit) {
+  const framex::config c;
+  EXPECT_EQ(c.runtime.mode, framex::mode::local);
+  EXPECT_EQ(c.distributed.max_message_size, 64u << 20);
+  EXPECT_EQ(c.worker.listen, "127.0.0.1:7001");
+}
+
+TEST(Config, TheEnvironmentOverridesTheFileWhichOverridesDefaults) {
+  const auto path = std::filesystem::temp_directory_path() / "framex_config_test.toml";
+  {
+    std::ofstream f(path);
+    f << "[runtime]\nmode = \"distributed\"\nthreads = 3\n[distributed]\nworkers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n";
+  }
+  scoped_env env("FRAMEX_RUNTIME__THREADS", "5");
+  const auto c = framex::config::load(path);
+  EXPECT_EQ(c.runtime.mode, framex::mode::distributed);
+  EXPECT_EQ(c.runtime.threads, 5u);
+  EXPECT_EQ(c.distributed.workers, (std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:2"}));
+  const std::string described = c.describe();
+  EXPECT_NE(described.find("runtime.threads = 5  # environment FRAMEX_RUNTIME__THREADS"), std::string::npos) << described;
+  EXPECT_NE(described.find("runtime.mode = distributed  # file "), std::string::npos) << described;
+  EXPECT_NE(described.find("worker.threads = 0  # default"), std::string::npos) << described;
+  std::filesystem::remove(path);
+}
+
+TEST(Config, AnUnknownKeyIsAnErrorNamingTheKeyAndItsSource) {
+  framex::config c;
+  EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nmood = 1\n", "file x.toml"); }),
+            "file x.toml: unknown key \"runtime.mood\"");
+  scoped_env env("FRAMEX_RUNTIME__COLOUR", "blue");
+  EXPECT_EQ(error_of([&] { c.apply_environment(); }), "environment FRAMEX_RUNTIME__COLOUR: unknown key \"runtime.colour\"");
+}
+
+TEST(Config, AWronglyTypedValueIsAnError) {
+  framex::config c;
+  EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nthreads = \"four\"\n", "file x.toml"); }),
+            "file x.toml: runtime.threads: expected an integer, got a TOML string");
+  EXPECT_EQ(error_of([&] { c.apply("runtime.mode", "remote", "command line"); }),
+            "command line: runtime.mode = \"remote\": expected \"local\" or \"distributed\"");
+  EXPECT_NE(error_of([&] { c.apply("distributed.workers", "localhost", "environment X"); }).find("not host:port"),
+            std::string::npos);
+}
+
+TEST(Config, ABadFileIsAnError) {
+  framex::config c;
+  EXPECT_NE(error_of([&] { c.apply_toml("[runtime\n", "file bad.toml"); }).find("file bad.toml: not valid TOML"),
+            std::string::npos);
+  EXPECT_EQ(error_of([] { (void)framex::config::load("/nonexistent/framex.toml"); }),
+            "file /nonexistent/framex.toml: cannot be read");
+}
+
+}  // namespace
