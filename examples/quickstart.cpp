@@ -1,13 +1,22 @@
 // quickstart — wrap functions once, call them with `co_await fn.remote(...)`.
 //
 // A free function, a member function, a static method and an async function,
-// each wrapped in one line and called from a coroutine. The blocking ones run
-// on framex's thread pool; the async one is awaited right here.
+// each wrapped in one line and called from a coroutine. Which runtime runs them
+// is configuration, not code: by default (local mode) the blocking ones run on
+// framex's thread pool and the async one is awaited right here; with
+//
+//   FRAMEX_RUNTIME__MODE=distributed FRAMEX_DISTRIBUTED__WORKERS=127.0.0.1:7001 ./quickstart
+//
+// the same calls are shipped to worker processes, which are this very program
+// started as `./quickstart --framex-worker --listen 127.0.0.1:7001`.
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/describe.hpp>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -20,6 +29,7 @@ using namespace std::chrono_literals;
 
 // Legacy code, untouched.
 int heavy_job(int x) { return x * 2; }
+int where() { return static_cast<int>(::getpid()); }
 
 class Worker {
  public:
@@ -31,31 +41,38 @@ class Worker {
     co_return "value-of-" + key;
   }
 };
+BOOST_DESCRIBE_STRUCT(Worker, (), ())  // no state, but it travels with member calls
 
 // One line per function.
 inline constexpr auto heavy = framex::remote<&heavy_job>;
 inline constexpr auto total = framex::remote<&Worker::total>;
 inline constexpr auto scale = framex::remote<&Worker::scale>;
 inline constexpr auto fetch = framex::remote<&Worker::fetch>;
+inline constexpr auto runner = framex::remote<&where>;
 
 asio::awaitable<void> handler() {
   Worker w;
   std::vector<int> values{1, 2, 3};
-  int a = co_await heavy.remote(21);                            // on the pool
+  int a = co_await heavy.remote(21);                            // on the pool, or a worker
   int b = co_await total.remote(w, values);                     // object first, as std::invoke
   int c = co_await scale.remote(2);                             // static method
-  std::string d = co_await fetch.remote(w, "answer");           // async: awaited here
+  std::string d = co_await fetch.remote(w, "answer");           // async
   int e = co_await heavy.with({.timeout = 2s}).remote(1);       // per-call options
   int f = heavy(21);                                            // the plain call still works
+  int pid = co_await runner.remote();
+  std::printf("mode                      = %s\n",
+              framex::runtime::current().current_mode() == framex::mode::local ? "local" : "distributed");
   std::printf("heavy.remote(21)          = %d\n", a);
   std::printf("total.remote(w, {1,2,3})  = %d\n", b);
   std::printf("scale.remote(2)           = %d\n", c);
   std::printf("fetch.remote(w, \"answer\") = %s\n", d.c_str());
   std::printf("heavy.with(2s).remote(1)  = %d\n", e);
   std::printf("heavy(21)                 = %d\n", f);
+  std::printf("ran in                    = %s\n", pid == ::getpid() ? "this process" : "a worker process");
 }
 
-int main() {
+int main(int argc, char** argv) {
+  if (auto exit_code = framex::worker_main(argc, argv)) return *exit_code;  // --framex-worker: serve
   asio::io_context io;
   asio::co_spawn(io, handler(), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);

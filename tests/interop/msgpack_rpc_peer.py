@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""Calls a framex worker from a msgpack-RPC peer framex did not write: Debian's
+python3-msgpack and a plain socket. It skips framex's hello, pipelines
+requests, sends a notification and checks error responses.
+
+usage: msgpack_rpc_peer.py WORKER_PROGRAM   (a program that serves with --framex-worker)
+"""
+import select
+import socket
+import subprocess
+import sys
+
+import msgpack
+
+
+def start_worker(program):
+    proc = subprocess.Popen([program, "--framex-worker", "--listen", "127.0.0.1:0", "--threads", "4"],
+                            stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], 10)
+    if not ready:
+        proc.kill()
+        sys.exit("the worker did not start")
+    line = proc.stdout.readline()
+    assert "listening on" in line, line
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+class Peer:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.unpacker = msgpack.Unpacker(raw=False)
+
+    def send(self, *messages):
+        self.sock.sendall(b"".join(msgpack.packb(m) for m in messages))
+
+    def receive(self, count):
+        out = []
+        while len(out) < count:
+            for message in self.unpacker:
+                out.append(message)
+            if len(out) < count:
+                data = self.sock.recv(65536)
+                assert data, "the worker closed the connection"
+                self.unpacker.feed(data)
+        return out
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print("ok:", what)
+
+
+def main():
+    proc, port = start_worker(sys.argv[1])
+    try:
+        peer = Peer(port)
+
+        # Pipelined: three requests in one write; the slow one answers last.
+        peer.send([0, 1, "test.add", [1, 2]], [0, 2, "sleep_then", [300]], [0, 3, "test.add", [3, 4]])
+        responses = peer.receive(3)
+        check([r[1] for r in responses][-1] == 2, "the slow call of three pipelined ones answers last")
+        by_id = {r[1]: r for r in responses}
+        check(by_id[1] == [1, 1, None, 3] and by_id[3] == [1, 3, None, 7], "pipelined results match their ids")
+        check(by_id[2] == [1, 2, None, 300], "the slow call's result")
+
+        # A notification gets no answer, and the connection stays usable.
+        peer.send([2, "framex.cancel", [999]], [0, 4, "test.add", [20, 22]])
+        check(peer.receive(1) == [[1, 4, None, 42]], "a notification is not answered; the next request is")
+
+        # Error responses: {code, type, message}.
+        peer.send([0, 5, "no.such.function", []])
+        (r,) = peer.receive(1)
+        check(r[3] is None and r[2]["code"] == 4 and r[2]["type"] == "framex.unknown_function",
+              "an unknown function is error code 4")
+        peer.send([0, 6, "test.add", [1, "two"]])
+        (r,) = peer.receive(1)
+        check(r[2]["code"] == 5 and "argument 2" in r[2]["message"], "a bad argument is error code 5, naming it")
+        peer.send([0, 7, "throws_invalid", [-1]])
+        (r,) = peer.receive(1)
+        check(r[2] == {"code": 10, "type": "std::invalid_argument", "message": "x must be positive"},
+              "a remote exception carries its type and message")
+
+        # A member function: the object travels first, as a map of its members.
+        peer.send([0, 8, "Counter::add", [{"base": 10}, 5]])
+        check(peer.receive(1) == [[1, 8, None, 15]], "a member function runs on the object sent")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
