@@ -1,5 +1,6 @@
 #include "message.hpp"
 
+#include <algorithm>
 #include <array>
 #include <system_error>
 
@@ -75,11 +76,21 @@ msgpack::unpack_limit limits_for(std::size_t max_message) {
 }
 }  // namespace
 
+namespace {
+// Large strings and binaries are referred to in the read buffer (which the
+// message then keeps alive) instead of copied into the message's zone.
+bool refer_to_large(msgpack::type::object_type type, std::size_t size, void*) {
+  return (type == msgpack::type::STR || type == msgpack::type::BIN) && size >= 4096;
+}
+}  // namespace
+
 reader::reader(std::size_t max_message)
-    : max_message_(max_message), unpacker_(nullptr, nullptr, 64 * 1024, limits_for(max_message)) {}
+    : max_message_(max_message), unpacker_(&refer_to_large, nullptr, 64 * 1024, limits_for(max_message)) {}
 
 char* reader::prepare(std::size_t n) {
-  unpacker_.reserve_buffer(n);
+  // While a large message is arriving, read it in large pieces.
+  const std::size_t pending = unpacker_.message_size();
+  unpacker_.reserve_buffer(std::max(n, std::min<std::size_t>(pending, std::size_t{4} << 20)));
   return unpacker_.buffer();
 }
 
@@ -89,7 +100,8 @@ void reader::commit(std::size_t n) noexcept { unpacker_.buffer_consumed(n); }
 
 bool reader::next(msgpack::object_handle& out) {
   if (unpacker_.next(out)) return true;
-  if (unpacker_.nonparsed_size() > max_message_) throw std::system_error(make_error_code(errc::too_large));
+  // Incomplete: everything buffered belongs to the message being received.
+  if (unpacker_.message_size() > max_message_) throw std::system_error(make_error_code(errc::too_large));
   return false;
 }
 

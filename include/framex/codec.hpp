@@ -112,7 +112,7 @@ concept serializable = !requires { codec<T>::unsupported; };
 
 namespace detail::codec_impl {
 
-inline std::string_view kind_name(const msgpack::object& o) {
+inline std::string kind_name(const msgpack::object& o) {
   switch (o.type) {
     case msgpack::type::NIL: return "nil";
     case msgpack::type::BOOLEAN: return "bool";

@@ -1,0 +1,427 @@
+// distributed_bench — framex distributed mode against its floors and yardsticks,
+// all on 127.0.0.1, in one run, printed side by side:
+//
+//   1. ping-pong latency (p50/p99) of a tiny call, 1 in flight, against a raw
+//      TCP echo of the same bytes (blocking sockets: the floor);
+//   2. throughput with 128 calls in flight on one connection to one worker,
+//      against gRPC C++ unary calls of the same shape (generic callback API);
+//   3. a 1 MiB binary argument echoed, against gRPC;
+//   4. local vs distributed (1 and 2 workers): a no-op, 1 ms of CPU, a 10 ms
+//      blocking sleep and a 1 MiB echo, 64 in flight each.
+//
+// Every server (framex workers, the echo server, the gRPC server) is this
+// binary in another role, in its own process, stopped by PID at the end.
+// gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
+//
+//   distributed_bench [--quick]
+#include <framex/framex.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifdef FRAMEX_BENCH_GRPC
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#endif
+
+extern char** environ;
+
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// ---- the functions under test ----
+
+asio::awaitable<int> tiny(int x) { co_return x; }  // async: served on the worker's I/O thread
+int tiny_blocking(int x) { return x; }              // blocking: served on the worker's pool
+void noop() {}
+int cpu_1ms() {
+  const auto end = clock_type::now() + 1ms;
+  int spins = 0;
+  while (clock_type::now() < end) ++spins;
+  return spins;
+}
+int sleep_10ms() {
+  std::this_thread::sleep_for(10ms);
+  return 10;
+}
+std::vector<std::byte> echo(std::vector<std::byte> data) { return data; }
+
+constexpr auto tiny_fn = framex::remote<&tiny>;
+constexpr auto tiny_blocking_fn = framex::remote<&tiny_blocking>;
+constexpr auto noop_fn = framex::remote<&noop>;
+constexpr auto cpu_fn = framex::remote<&cpu_1ms>;
+constexpr auto sleep_fn = framex::remote<&sleep_10ms>;
+constexpr auto echo_fn = framex::remote<&echo>;
+
+namespace {
+
+bool quick = false;
+
+// ---- child processes ----
+
+struct child {
+  pid_t pid = -1;
+  std::uint16_t port = 0;
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+child spawn(std::vector<std::string> args) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe");
+  args.insert(args.begin(), "/proc/self/exe");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  child c;
+  if (::posix_spawn(&c.pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ) != 0) {
+    throw std::runtime_error("spawn");
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  std::string line;
+  while (line.find('\n') == std::string::npos) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) throw std::runtime_error("a server did not start");
+    char buf[128];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) throw std::runtime_error("a server did not start");
+    line.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  c.port = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+  return c;
+}
+
+void stop(child& c) {
+  if (c.pid <= 0) return;
+  ::kill(c.pid, SIGTERM);
+  ::waitpid(c.pid, nullptr, 0);
+  c.pid = -1;
+}
+
+// ---- the raw TCP echo floor ----
+
+int run_echo_server() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::printf("echo listening on 127.0.0.1:%u\n", static_cast<unsigned>(acceptor.local_endpoint().port()));
+  std::fflush(stdout);
+  for (;;) {
+    auto socket = std::make_shared<asio::ip::tcp::socket>(io);
+    acceptor.accept(*socket);
+    socket->set_option(asio::ip::tcp::no_delay(true));
+    std::thread([socket] {
+      std::vector<char> buf(1 << 16);
+      boost::system::error_code ec;
+      for (;;) {
+        const std::size_t n = socket->read_some(asio::buffer(buf), ec);
+        if (ec) return;
+        asio::write(*socket, asio::buffer(buf.data(), n), ec);
+        if (ec) return;
+      }
+    }).detach();
+  }
+}
+
+struct latency {
+  double p50_us = 0, p99_us = 0;
+};
+
+latency summarize(std::vector<double>& samples) {
+  std::sort(samples.begin(), samples.end());
+  return {samples[samples.size() / 2], samples[samples.size() * 99 / 100]};
+}
+
+latency raw_echo_pingpong(std::uint16_t port, std::size_t bytes, int rounds) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  s.set_option(asio::ip::tcp::no_delay(true));
+  std::vector<char> out(bytes, 'x'), in(bytes);
+  std::vector<double> samples;
+  for (int i = -rounds / 10; i < rounds; ++i) {
+    const auto start = clock_type::now();
+    asio::write(s, asio::buffer(out));
+    asio::read(s, asio::buffer(in));
+    if (i >= 0) samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+  }
+  return summarize(samples);
+}
+
+// ---- framex measurements ----
+
+template <class Make>
+auto run_on_io(Make make) {
+  asio::io_context io(1);
+  auto f = asio::co_spawn(io, make(), asio::use_future);
+  io.run();
+  return f.get();
+}
+
+template <auto Fn, class... Args>
+latency framex_pingpong(framex::runtime& rt, int rounds, Args... args) {
+  return run_on_io([&]() -> asio::awaitable<latency> {
+    std::vector<double> samples;
+    for (int i = -rounds / 10; i < rounds; ++i) {
+      const auto start = clock_type::now();
+      co_await framex::remote<Fn>.with({.runtime = &rt}).remote(args...);
+      if (i >= 0) samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+    }
+    co_return summarize(samples);
+  });
+}
+
+// Calls per second with `in_flight` coroutines each making calls until `total` are done.
+template <auto Fn, class... Args>
+double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... args) {
+  asio::io_context io(1);
+  std::atomic<int> issued{0};
+  int failures = 0;
+  for (int c = 0; c < in_flight; ++c) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          while (issued.fetch_add(1) < total) {
+            co_await framex::remote<Fn>.with({.runtime = &rt}).remote(args...);
+          }
+        },
+        [&](std::exception_ptr e) {
+          if (e) ++failures;
+        });
+  }
+  const auto start = clock_type::now();
+  io.run();
+  const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  if (failures != 0) std::printf("  (%d coroutines failed)\n", failures);
+  return total / seconds;
+}
+
+framex::config distributed(std::vector<std::string> workers) {
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = std::move(workers);
+  return cfg;
+}
+
+// ---- gRPC yardstick ----
+
+#ifdef FRAMEX_BENCH_GRPC
+class echo_service final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    class reactor final : public grpc::ServerGenericBidiReactor {
+     public:
+      reactor() { StartRead(&buf_); }
+      void OnReadDone(bool ok) override {
+        if (!ok) return Finish(grpc::Status::OK);
+        StartWrite(&buf_);
+      }
+      void OnWriteDone(bool ok) override { Finish(ok ? grpc::Status::OK : grpc::Status::CANCELLED); }
+      void OnDone() override { delete this; }
+
+     private:
+      grpc::ByteBuffer buf_;
+    };
+    return new reactor;
+  }
+};
+
+int run_grpc_server() {
+  echo_service service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterCallbackGenericService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  auto server = builder.BuildAndStart();
+  std::printf("grpc listening on 127.0.0.1:%d\n", port);
+  std::fflush(stdout);
+  server->Wait();
+  return 0;
+}
+
+struct grpc_client {
+  explicit grpc_client(const std::string& address) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    args.SetMaxSendMessageSize(64 << 20);
+    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    stub = std::make_unique<grpc::GenericStub>(channel);
+  }
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<grpc::GenericStub> stub;
+};
+
+grpc::ByteBuffer bytes_of(std::size_t n) {
+  std::string s(n, 'x');
+  grpc::Slice slice(s);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Calls per second with `in_flight` unary calls outstanding until `total` are done.
+double grpc_throughput(grpc_client& c, int in_flight, int total, std::size_t bytes) {
+  const grpc::ByteBuffer request = bytes_of(bytes);
+  std::atomic<int> issued{0}, done{0};
+  std::mutex m;
+  std::condition_variable cv;
+  struct call {
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer response;
+  };
+  std::function<void()> issue = [&] {
+    if (issued.fetch_add(1) >= total) return;
+    auto* k = new call;
+    c.stub->UnaryCall(&k->ctx, "/bench.Echo/Call", grpc::StubOptions(), &request, &k->response,
+                      [&, k](grpc::Status s) {
+                        delete k;
+                        if (!s.ok()) std::printf("  grpc call failed: %s\n", s.error_message().c_str());
+                        if (done.fetch_add(1) + 1 == total) {
+                          std::lock_guard lock(m);
+                          cv.notify_all();
+                        }
+                        issue();
+                      });
+  };
+  const auto start = clock_type::now();
+  for (int i = 0; i < in_flight; ++i) issue();
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return done.load() == total; });
+  return total / std::chrono::duration<double>(clock_type::now() - start).count();
+}
+#endif
+
+// ---- the report ----
+
+void row(const char* what, const std::string& a, const std::string& b, const std::string& ratio) {
+  std::printf("| %-52s | %-22s | %-22s | %-12s |\n", what, a.c_str(), b.c_str(), ratio.c_str());
+}
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+std::string lat(const latency& l) { return fmt("%.1f", l.p50_us) + " / " + fmt("%.1f us", l.p99_us); }
+
+int run_driver() {
+  const int rounds = quick ? 2000 : 20000;
+  const int total = quick ? 20000 : 200000;
+  child w1 = spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2"});
+  child w2 = spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2"});
+  child echo_server = spawn({"--echo-server"});
+#ifdef FRAMEX_BENCH_GRPC
+  child grpc_server = spawn({"--grpc-server"});
+#endif
+  std::printf("framex distributed_bench: 127.0.0.1, %u hardware threads, %d ping-pong rounds, %d pipelined calls\n\n",
+              std::thread::hardware_concurrency(), rounds, total);
+
+  framex::runtime one(distributed({w1.address()}));
+  framex::runtime two(distributed({w1.address(), w2.address()}));
+  framex::runtime local(framex::runtime_options{.threads = 2});
+  (void)framex_pingpong<&tiny>(one, 100, 1);  // connect and warm up
+
+  std::printf("| %-52s | %-22s | %-22s | %-12s |\n", "case", "baseline", "framex", "ratio");
+  std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
+              std::string(24, '-').c_str(), std::string(14, '-').c_str());
+
+  // 1. Ping-pong. A tiny request is [0, id, "tiny", [1]]: 12 bytes; use that for the echo.
+  const latency floor = raw_echo_pingpong(echo_server.port, 12, rounds);
+  const latency async_pp = framex_pingpong<&tiny>(one, rounds, 1);
+  const latency blocking_pp = framex_pingpong<&tiny_blocking>(one, rounds, 1);
+  row("ping-pong p50/p99: raw TCP echo vs async tiny call", lat(floor), lat(async_pp),
+      fmt("%.2fx p50", async_pp.p50_us / floor.p50_us));
+  row("ping-pong p50/p99: raw TCP echo vs blocking tiny call", lat(floor), lat(blocking_pp),
+      fmt("%.2fx p50", blocking_pp.p50_us / floor.p50_us));
+
+  // 2. Pipelined throughput, 128 in flight, one connection, one worker.
+  const double fx_pipe = framex_throughput<&tiny>(one, 128, total, 1);
+#ifdef FRAMEX_BENCH_GRPC
+  grpc_client g(grpc_server.address());
+  (void)grpc_throughput(g, 8, 1000, 4);  // connect and warm up
+  const double grpc_pipe = grpc_throughput(g, 128, total, 4);
+  row("128 in flight, 1 connection: gRPC unary vs framex", fmt("%.0f calls/s", grpc_pipe), fmt("%.0f calls/s", fx_pipe),
+      fmt("%.2fx", fx_pipe / grpc_pipe));
+#else
+  row("128 in flight, 1 connection (gRPC not built)", "-", fmt("%.0f calls/s", fx_pipe), "-");
+#endif
+
+  // 3. 1 MiB binary echo, one at a time.
+  const std::vector<std::byte> mib(1 << 20, std::byte{7});
+  const int mib_rounds = quick ? 50 : 300;
+  const double fx_mib = framex_throughput<&echo>(one, 1, mib_rounds, mib);
+#ifdef FRAMEX_BENCH_GRPC
+  const double grpc_mib = grpc_throughput(g, 1, mib_rounds, 1 << 20);
+  row("1 MiB echo, 1 in flight: gRPC vs framex", fmt("%.0f calls/s", grpc_mib), fmt("%.0f calls/s", fx_mib),
+      fmt("%.2fx", fx_mib / grpc_mib));
+#else
+  row("1 MiB echo, 1 in flight (gRPC not built)", "-", fmt("%.0f calls/s", fx_mib), "-");
+#endif
+
+  // 4. Local vs distributed, 64 in flight.
+  std::printf("\n| %-30s | %-16s | %-22s | %-22s |\n", "64 in flight (calls/s)", "local (2 threads)",
+              "distributed, 1 worker", "distributed, 2 workers");
+  std::printf("|%s|%s|%s|%s|\n", std::string(32, '-').c_str(), std::string(18, '-').c_str(),
+              std::string(24, '-').c_str(), std::string(24, '-').c_str());
+  const auto compare = [&](const char* name, auto measure) {
+    const double l = measure(local), d1 = measure(one), d2 = measure(two);
+    std::printf("| %-30s | %-16.0f | %-22.0f | %-22.0f |\n", name, l, d1, d2);
+  };
+  compare("no-op", [&](framex::runtime& rt) { return framex_throughput<&noop>(rt, 64, total / 2); });
+  compare("1 ms of CPU", [&](framex::runtime& rt) { return framex_throughput<&cpu_1ms>(rt, 64, quick ? 500 : 3000); });
+  compare("10 ms blocking sleep", [&](framex::runtime& rt) { return framex_throughput<&sleep_10ms>(rt, 64, quick ? 200 : 1000); });
+  compare("1 MiB echo", [&](framex::runtime& rt) { return framex_throughput<&echo>(rt, 64, mib_rounds, mib); });
+
+  one.shutdown();
+  two.shutdown();
+  stop(w1);
+  stop(w2);
+  stop(echo_server);
+#ifdef FRAMEX_BENCH_GRPC
+  stop(grpc_server);
+#endif
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (auto exit_code = framex::worker_main(argc, argv)) return *exit_code;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--echo-server") return run_echo_server();
+#ifdef FRAMEX_BENCH_GRPC
+    if (a == "--grpc-server") return run_grpc_server();
+#endif
+    if (a == "--quick") quick = true;
+  }
+  return run_driver();
+}
