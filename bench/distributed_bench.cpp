@@ -13,7 +13,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick]
+//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -82,6 +82,8 @@ constexpr auto echo_fn = framex::remote<&echo>;
 namespace {
 
 bool quick = false;
+std::string only;  // empty: every section
+bool section(const char* name) { return only.empty() || only == name; }
 
 // ---- child processes ----
 
@@ -305,11 +307,10 @@ double grpc_throughput(grpc_client& c, int in_flight, int total, std::size_t byt
                       [&, k](grpc::Status s) {
                         delete k;
                         if (!s.ok()) std::printf("  grpc call failed: %s\n", s.error_message().c_str());
-                        if (done.fetch_add(1) + 1 == total) {
-                          std::lock_guard lock(m);
-                          cv.notify_all();
-                        }
                         issue();
+                        // The last touch of this frame's locals: the waiter returns once it sees `total`.
+                        std::lock_guard lock(m);
+                        if (done.fetch_add(1) + 1 == total) cv.notify_all();
                       });
   };
   const auto start = clock_type::now();
@@ -354,6 +355,7 @@ int run_driver() {
               std::string(24, '-').c_str(), std::string(14, '-').c_str());
 
   // 1. Ping-pong. A tiny request is [0, id, "tiny", [1]]: 12 bytes; use that for the echo.
+  if (section("pingpong")) {
   const latency floor = raw_echo_pingpong(echo_server.port, 12, rounds);
   const latency async_pp = framex_pingpong<&tiny>(one, rounds, 1);
   const latency blocking_pp = framex_pingpong<&tiny_blocking>(one, rounds, 1);
@@ -361,22 +363,28 @@ int run_driver() {
       fmt("%.2fx p50", async_pp.p50_us / floor.p50_us));
   row("ping-pong p50/p99: raw TCP echo vs blocking tiny call", lat(floor), lat(blocking_pp),
       fmt("%.2fx p50", blocking_pp.p50_us / floor.p50_us));
-
-  // 2. Pipelined throughput, 128 in flight, one connection, one worker.
-  const double fx_pipe = framex_throughput<&tiny>(one, 128, total, 1);
+  }
 #ifdef FRAMEX_BENCH_GRPC
   grpc_client g(grpc_server.address());
   (void)grpc_throughput(g, 8, 1000, 4);  // connect and warm up
+#endif
+
+  // 2. Pipelined throughput, 128 in flight, one connection, one worker.
+  if (section("pipelined")) {
+  const double fx_pipe = framex_throughput<&tiny>(one, 128, total, 1);
+#ifdef FRAMEX_BENCH_GRPC
   const double grpc_pipe = grpc_throughput(g, 128, total, 4);
   row("128 in flight, 1 connection: gRPC unary vs framex", fmt("%.0f calls/s", grpc_pipe), fmt("%.0f calls/s", fx_pipe),
       fmt("%.2fx", fx_pipe / grpc_pipe));
 #else
   row("128 in flight, 1 connection (gRPC not built)", "-", fmt("%.0f calls/s", fx_pipe), "-");
 #endif
+  }
 
   // 3. 1 MiB binary echo, one at a time.
   const std::vector<std::byte> mib(1 << 20, std::byte{7});
   const int mib_rounds = quick ? 50 : 300;
+  if (section("mib")) {
   const double fx_mib = framex_throughput<&echo>(one, 1, mib_rounds, mib);
 #ifdef FRAMEX_BENCH_GRPC
   const double grpc_mib = grpc_throughput(g, 1, mib_rounds, 1 << 20);
@@ -385,8 +393,10 @@ int run_driver() {
 #else
   row("1 MiB echo, 1 in flight (gRPC not built)", "-", fmt("%.0f calls/s", fx_mib), "-");
 #endif
+  }
 
   // 4. Local vs distributed, 64 in flight.
+  if (section("compare")) {
   std::printf("\n| %-30s | %-16s | %-22s | %-22s |\n", "64 in flight (calls/s)", "local (2 threads)",
               "distributed, 1 worker", "distributed, 2 workers");
   std::printf("|%s|%s|%s|%s|\n", std::string(32, '-').c_str(), std::string(18, '-').c_str(),
@@ -399,6 +409,7 @@ int run_driver() {
   compare("1 ms of CPU", [&](framex::runtime& rt) { return framex_throughput<&cpu_1ms>(rt, 64, quick ? 500 : 3000); });
   compare("10 ms blocking sleep", [&](framex::runtime& rt) { return framex_throughput<&sleep_10ms>(rt, 64, quick ? 200 : 1000); });
   compare("1 MiB echo", [&](framex::runtime& rt) { return framex_throughput<&echo>(rt, 64, mib_rounds, mib); });
+  }
 
   one.shutdown();
   two.shutdown();
@@ -422,6 +433,7 @@ int main(int argc, char** argv) {
     if (a == "--grpc-server") return run_grpc_server();
 #endif
     if (a == "--quick") quick = true;
+    if (a == "--only" && i + 1 < argc) only = argv[++i];
   }
   return run_driver();
 }

@@ -90,7 +90,7 @@ reader::reader(std::size_t max_message)
 char* reader::prepare(std::size_t n) {
   // While a large message is arriving, read it in large pieces.
   const std::size_t pending = unpacker_.message_size();
-  unpacker_.reserve_buffer(std::max(n, std::min<std::size_t>(pending, std::size_t{4} << 20)));
+  unpacker_.reserve_buffer(std::max(n, std::min<std::size_t>(2 * pending, std::size_t{8} << 20)));
   return unpacker_.buffer();
 }
 

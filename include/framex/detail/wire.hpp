@@ -34,28 +34,37 @@ namespace framex::detail {
 class message_buffer {
  public:
   message_buffer() = default;
-  explicit message_buffer(std::size_t headroom) : data_(headroom), begin_(headroom) {}
+  explicit message_buffer(std::size_t headroom) : begin_(headroom), end_(headroom) { grow(headroom + 112); }
 
-  /// msgpack-c's stream interface.
+  /// msgpack-c's stream interface. Growth never zero-fills: a 1 MiB argument
+  /// costs one copy, not a memset and a copy.
   void write(const char* p, std::size_t n) {
-    const std::size_t old = data_.size();
-    if (old + n > data_.capacity()) data_.reserve(std::max<std::size_t>(2 * data_.capacity(), std::max<std::size_t>(old + n, 128)));
-    data_.resize(old + n);
-    if (n != 0) std::memcpy(data_.data() + old, p, n);
+    if (end_ + n > capacity_) grow(std::max(2 * capacity_, end_ + n));
+    if (n != 0) std::memcpy(data_.get() + end_, p, n);
+    end_ += n;
   }
 
   void prepend(const char* p, std::size_t n) {
     if (n > begin_) throw std::length_error("framex: message header larger than its reserved room");
     begin_ -= n;
-    std::memcpy(data_.data() + begin_, p, n);
+    std::memcpy(data_.get() + begin_, p, n);
   }
 
-  [[nodiscard]] const char* data() const noexcept { return data_.data() + begin_; }
-  [[nodiscard]] std::size_t size() const noexcept { return data_.size() - begin_; }
+  [[nodiscard]] const char* data() const noexcept { return data_.get() + begin_; }
+  [[nodiscard]] std::size_t size() const noexcept { return end_ - begin_; }
 
  private:
-  std::vector<char> data_;
+  void grow(std::size_t capacity) {
+    std::unique_ptr<char[]> bigger(new char[capacity]);
+    if (data_) std::memcpy(bigger.get(), data_.get(), end_);
+    data_ = std::move(bigger);
+    capacity_ = capacity;
+  }
+
+  std::unique_ptr<char[]> data_;
+  std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
+  std::size_t end_ = 0;
 };
 
 /// What a worker answered. On success `result` points into `message`.
