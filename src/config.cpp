@@ -103,6 +103,8 @@ const key_info keys[] = {
     {"worker.io_threads", kind::integer,
      [](config& c, std::string_view v) { c.worker.io_threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.worker.io_threads); }},
+    {"worker.max_queued", kind::integer, [](config& c, std::string_view v) { c.worker.max_queued = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.max_queued); }},
     {"log.level", kind::text,
      [](config& c, std::string_view v) {
        for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {

@@ -41,6 +41,7 @@ class worker::impl final : public net::dispatcher {
  public:
   explicit impl(const config& cfg)
       : max_message_(cfg.distributed.max_message_size),
+        max_queued_(cfg.worker.max_queued),
         pool_(threads_or_hardware(cfg.worker.threads)),
         work_(asio::make_work_guard(io_)) {
     const auto [host, port] = parse_endpoint(cfg.worker.listen);
@@ -136,10 +137,17 @@ class worker::impl final : public net::dispatcher {
                                fn == nullptr ? "no function named \"" + name + "\" is registered"
                                              : "\"" + name + "\" names several functions; give each a framex::wire_name");
     }
+    const std::uint32_t msgid = request.msgid;
     auto call = std::make_unique<served_call>(*this, from, std::move(request), *fn);
+    bool refused = false;
     {
       std::lock_guard lock(mutex_);
-      calls_[call->key()] = call.get();
+      refused = max_queued_ != 0 && calls_.size() >= max_queued_;
+      if (!refused) calls_[call->key()] = call.get();
+    }
+    if (refused) {
+      return from->reply_error(msgid, static_cast<int>(errc::overloaded), "framex.overloaded",
+                               "the worker holds " + std::to_string(max_queued_) + " calls already");
     }
     if (fn->is_async) {
       auto signal = call->signal;
@@ -199,6 +207,7 @@ class worker::impl final : public net::dispatcher {
   }
 
   std::size_t max_message_;
+  std::size_t max_queued_;
   std::mutex mutex_;
   std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;
   std::vector<std::weak_ptr<net::session>> sessions_;

@@ -68,6 +68,9 @@ struct config {
     std::size_t threads = 0;
     /// Threads running connections and async functions.
     std::size_t io_threads = 1;
+    /// Calls a worker holds at once (running or queued); more are refused
+    /// with `overloaded`. 0: no limit.
+    std::size_t max_queued = 10000;
   } worker;
 
   struct log_section {

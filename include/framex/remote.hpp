@@ -38,6 +38,10 @@ struct call_options {
   /// Runtime to run on; null means `runtime::current()`. In local mode only
   /// blocking functions use it (an async function runs on the caller's executor).
   framex::runtime* runtime = nullptr;
+  /// Distributed mode: further attempts after a failure that another worker may
+  /// not have, `worker_lost` or `overloaded`; each attempt picks a worker anew.
+  /// A call lost after it was sent may have run: retried calls run at least once.
+  unsigned retries = 0;
 };
 
 namespace detail {

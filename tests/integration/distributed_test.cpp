@@ -467,3 +467,45 @@ TEST(DistributedRequest, TheRequestBytesAreExactlyMsgpackRpc) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(DistributedFailures, AFullWorkerRefusesCallsWithOverloaded) {
+  worker_process small(0, {"FRAMEX_WORKER__MAX_QUEUED=2"});
+  framex::runtime rt(distributed({small.address()}));
+  asio::io_context io;
+  int ok = 0, overloaded = 0;
+  for (int i = 0; i < 6; ++i) {
+    asio::co_spawn(io, error_of(framex::remote<&sleep_then>.with({.runtime = &rt}).remote(200)),
+                   [&](std::exception_ptr, std::error_code ec) {
+                     if (!ec) ++ok;
+                     if (ec == framex::errc::overloaded) ++overloaded;
+                   });
+  }
+  io.run();
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(overloaded, 4);
+}
+
+TEST(DistributedFailures, RetriesMoveACallOffAnUnreachableWorker) {
+  std::uint16_t closed_port = 0;
+  {
+    worker_process w;
+    closed_port = w.port();
+  }
+  worker_process live;
+  const auto dead = "127.0.0.1:" + std::to_string(closed_port);
+  int without = 0, with = 0;
+  for (int i = 0; i < 4; ++i) {
+    framex::runtime rt(distributed({dead, live.address()}));  // fresh: the dead worker is tried first
+    without += run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 1)); }) ? 0 : 1;
+    framex::runtime rt2(distributed({dead, live.address()}));
+    with += run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt2, .retries = 1}).remote(1, 1)); })
+                ? 0
+                : 1;
+  }
+  EXPECT_EQ(without, 0);
+  EXPECT_EQ(with, 4);
+}
+
+}  // namespace

@@ -266,10 +266,17 @@ decltype(auto) object_value(O&& o) {
 
 template <class T>
 boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, message_buffer params,
-                                       std::chrono::steady_clock::duration timeout) {
+                                       std::chrono::steady_clock::duration timeout, unsigned retries) {
   static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
-  auto [ec, r] = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
-      [&](auto handler) { start_remote(rt, fn, std::move(params), timeout, std::move(handler)); }, token);
+  std::error_code ec;
+  reply r;
+  for (unsigned attempt = 0;; ++attempt) {
+    message_buffer sent = attempt < retries ? params.clone() : std::move(params);
+    std::tie(ec, r) = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
+        [&](auto handler) { start_remote(rt, fn, std::move(sent), timeout, std::move(handler)); }, token);
+    if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
+    break;
+  }
   if (ec) {
     if (!r.error_type.empty()) throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message));
     if (!r.error_message.empty()) throw std::system_error(ec, r.error_message);
@@ -287,9 +294,8 @@ boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, me
 }
 
 /// Packs a call of `F` and ships it to a worker of `rt`.
-template <auto F, class T, class Object, class... Args>
-boost::asio::awaitable<T> call_distributed(runtime& rt, std::chrono::steady_clock::duration timeout,
-                                           Object&& object, Args&&... args) {
+template <auto F, class T, class Options, class Object, class... Args>
+boost::asio::awaitable<T> call_distributed(runtime& rt, const Options& options, Object&& object, Args&&... args) {
   using traits = fn_traits<decltype(F)>;
   const function_entry& fn = registration<F>::entry;
   message_buffer params(request_headroom(fn));
@@ -299,7 +305,7 @@ boost::asio::awaitable<T> call_distributed(runtime& rt, std::chrono::steady_cloc
     codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
   }
   (codec<decoded_t<Args>>::pack(p, args), ...);
-  return await_remote<T>(rt, fn, std::move(params), timeout);
+  return await_remote<T>(rt, fn, std::move(params), options.timeout, options.retries);
 }
 
 }  // namespace detail

@@ -50,6 +50,16 @@ class message_buffer {
     std::memcpy(data_.get() + begin_, p, n);
   }
 
+  /// A copy, for a call that may be sent again.
+  [[nodiscard]] message_buffer clone() const {
+    message_buffer c;
+    c.grow(capacity_);
+    if (data_) std::memcpy(c.data_.get(), data_.get(), end_);
+    c.begin_ = begin_;
+    c.end_ = end_;
+    return c;
+  }
+
   [[nodiscard]] const char* data() const noexcept { return data_.get() + begin_; }
   [[nodiscard]] std::size_t size() const noexcept { return end_ - begin_; }
 

@@ -88,7 +88,7 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
   runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
   if constexpr (distributable<F>) {
     if (is_distributed(rt)) {
-      return call_distributed<F, typename awaited<result>::type>(rt, options.timeout, std::forward<Object>(object),
+      return call_distributed<F, typename awaited<result>::type>(rt, options, std::forward<Object>(object),
                                                                  std::forward<Args>(args)...);
     }
   }
