@@ -40,6 +40,7 @@
 
 #include "../net/client.hpp"
 #include "registry.hpp"
+#include "stats.hpp"
 
 namespace framex::detail {
 
@@ -56,7 +57,26 @@ std::error_code code_of(errc e) { return make_error_code(e); }
 
 }  // namespace
 
-struct slot;
+// One connection to one worker.
+struct slot {
+  enum class state { down, connecting, ready };
+
+  std::string address;
+  std::string host;
+  std::string port;
+  state status = state::down;
+  std::shared_ptr<net::client> conn;
+  std::vector<class remote_call*> waiting;  // each holds a reference
+  clock::time_point retry_at{};
+  clock::duration backoff = first_backoff;
+  std::size_t limit = 0;  // the smaller of both sides' message limits
+  std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
+  std::string last_error;
+  // Calls completed on this slot, for the dashboard.
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> errors{0};
+  latency_histogram latency;
+};
 
 class remote_call final : public net::pending_call {
  public:
@@ -93,9 +113,10 @@ class remote_call final : public net::pending_call {
     }
   }
 
-  // Sends the call on `conn`; completes it if that is impossible.
-  void send(const std::shared_ptr<net::client>& conn, std::size_t limit) {
+  // Sends the call on `conn` of `s`; completes it if that is impossible.
+  void send(slot& s, const std::shared_ptr<net::client>& conn, std::size_t limit) {
     if (done()) return;
+    slot_.store(&s, std::memory_order_release);
     if (params_.size() > limit) {
       return finish(code_of(errc::too_large), fn_.name + ": the request is " + std::to_string(params_.size()) +
                                                   " bytes; the limit is " + std::to_string(limit));
@@ -144,6 +165,7 @@ class remote_call final : public net::pending_call {
   // Any thread; the first caller wins.
   void finish(std::error_code ec, reply r) {
     if (done_.exchange(true, std::memory_order_acq_rel)) return;
+    count(ec, r);
     if (ec == errc::timeout || ec == errc::cancelled) {
       std::lock_guard lock(conn_mutex_);
       forget_on_worker();
@@ -172,6 +194,23 @@ class remote_call final : public net::pending_call {
     if (conn_ && msgid_ != 0 && conn_->forget(msgid_)) {
       conn_->notify("framex.cancel", msgid_);
       release();  // the table's reference
+    }
+  }
+
+  void count(std::error_code ec, const reply& r) noexcept {
+    const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started_).count();
+    std::string message;
+    if (ec) {
+      try {
+        message = ec.message() + (r.error_message.empty() ? "" : ": " + r.error_message);
+      } catch (...) {
+      }
+    }
+    record(*fn_.remote_stats, ns, ec ? &message : nullptr);
+    if (slot* s = slot_.load(std::memory_order_acquire)) {
+      s->completed.fetch_add(1, std::memory_order_relaxed);
+      if (ec) s->errors.fetch_add(1, std::memory_order_relaxed);
+      s->latency.add(ns);
     }
   }
 
@@ -211,23 +250,8 @@ class remote_call final : public net::pending_call {
   std::uint32_t msgid_ = 0;
   std::atomic<bool> done_{false};
   std::atomic<int> refs_{1};  // the caller's, dropped when the handler runs
-};
-
-// One connection to one worker.
-struct slot {
-  enum class state { down, connecting, ready };
-
-  std::string address;
-  std::string host;
-  std::string port;
-  state status = state::down;
-  std::shared_ptr<net::client> conn;
-  std::vector<remote_call*> waiting;  // each holds a reference
-  clock::time_point retry_at{};
-  clock::duration backoff = first_backoff;
-  std::size_t limit = 0;  // the smaller of both sides' message limits
-  std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
-  std::string last_error;
+  std::atomic<slot*> slot_{nullptr};
+  clock::time_point started_ = clock::now();
 };
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
@@ -315,7 +339,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     auto conn = s.conn;
     const std::size_t limit = s.limit;
     lock.unlock();
-    call->send(conn, limit);
+    call->send(s, conn, limit);
   }
 
   // Under the mutex: starts connecting `s`.
@@ -478,6 +502,23 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  void fill(stats_snapshot& out) {
+    std::lock_guard lock(mutex);
+    for (const auto& s : slots) {
+      worker_stats w;
+      w.address = s->address;
+      w.state = s->status == slot::state::ready ? (s->conn->is_open() ? "ready" : "down")
+                : s->status == slot::state::connecting ? "connecting"
+                                                        : "down";
+      w.in_flight = s->conn ? s->conn->outstanding() : 0;
+      w.completed = s->completed.load();
+      w.errors = s->errors.load();
+      w.p50_ms = s->latency.quantile_ms(0.5);
+      w.p99_ms = s->latency.quantile_ms(0.99);
+      out.workers.push_back(std::move(w));
+    }
+  }
+
   void shutdown() noexcept {
     std::vector<remote_call*> waiting;
     std::vector<std::shared_ptr<net::client>> conns;
@@ -525,5 +566,7 @@ void distributed_runtime::start(const function_entry& fn, message_buffer params,
 }
 
 void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }
+
+void distributed_runtime::fill(stats_snapshot& out) const { impl_->fill(out); }
 
 }  // namespace framex::detail

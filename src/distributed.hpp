@@ -9,6 +9,7 @@
 
 #include "framex/config.hpp"
 #include "framex/detail/wire.hpp"
+#include "framex/stats.hpp"
 
 namespace framex::detail {
 
@@ -26,6 +27,9 @@ class distributed_runtime {
   /// Completes every pending call with `cancelled`, closes the connections and
   /// joins the I/O threads. Idempotent.
   void shutdown() noexcept;
+
+  /// Adds each worker connection's counters to `out`.
+  void fill(stats_snapshot& out) const;
 
   struct impl;
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "framex/detail/wire.hpp"
+#include "framex/stats.hpp"
 #include "registry.hpp"
 
 namespace framex::detail {
@@ -32,6 +33,7 @@ registry& the_registry() {
 const function_entry& register_function(function_entry entry) {
   registry& r = the_registry();
   std::lock_guard lock(r.mutex);
+  entry.remote_stats = &stats_for(entry.name, true);
   const function_entry& stored = r.entries.emplace_back(std::move(entry));
   auto [it, fresh] = r.by_name.try_emplace(stored.name, &stored);
   if (!fresh && it->second->signature != stored.signature) {

@@ -7,6 +7,7 @@
 #include "distributed.hpp"
 #include "framex/config.hpp"
 #include "framex/detail/wire.hpp"
+#include "stats.hpp"
 #include "thread_pool.hpp"
 
 namespace framex {
@@ -57,6 +58,14 @@ bool detail::is_distributed(const runtime& rt) noexcept { return rt.impl_->remot
 void detail::start_remote(runtime& rt, const function_entry& fn, message_buffer params,
                           std::chrono::steady_clock::duration timeout, reply_handler handler) {
   rt.impl_->remote->start(fn, std::move(params), timeout, std::move(handler));
+}
+
+stats_snapshot stats(const runtime& rt) {
+  stats_snapshot out;
+  out.mode = rt.current_mode();
+  if (rt.impl_->remote) rt.impl_->remote->fill(out);
+  detail::fill_function_stats(out);
+  return out;
 }
 
 runtime_scope::runtime_scope(runtime& rt) noexcept

@@ -18,6 +18,7 @@
 
 #include "framex/config.hpp"
 #include "framex/detail/wire.hpp"
+#include "framex/stats.hpp"
 
 namespace framex {
 
@@ -79,6 +80,7 @@ class runtime {
  private:
   friend void detail::submit(runtime&, detail::pool_task&) noexcept;
   friend bool detail::is_distributed(const runtime&) noexcept;
+  friend stats_snapshot stats(const runtime& rt);
   friend void detail::start_remote(runtime&, const detail::function_entry&, detail::message_buffer,
                                    std::chrono::steady_clock::duration, detail::reply_handler);
   std::unique_ptr<detail::runtime_impl> impl_;

@@ -33,6 +33,7 @@
 
 #include "framex/detail/outcome.hpp"
 #include "framex/runtime.hpp"
+#include "framex/stats.hpp"
 
 namespace framex::detail {
 
@@ -51,9 +52,10 @@ class blocking_call final : public pool_task {
   enum phase : std::uint8_t { queued, running, cancel_requested, finished, abandoned };
 
  public:
-  static void start(runtime& rt, std::chrono::steady_clock::duration timeout, Invoker&& invoker,
+  static void start(runtime& rt, std::chrono::steady_clock::duration timeout, stats_cell& stats, Invoker&& invoker,
                     Handler&& handler) {
     auto* self = new blocking_call(std::move(invoker), std::move(handler));
+    self->stats_ = &stats;
     if (self->slot_.is_connected()) self->slot_.template emplace<cancel_handler>(self);
     if (timeout > std::chrono::steady_clock::duration::zero()) {
       self->refs_.fetch_add(1, std::memory_order_relaxed);
@@ -141,6 +143,7 @@ class blocking_call final : public pool_task {
 
   void complete(outcome<R> out, int references) {
     if (slot_.is_connected()) slot_.clear();
+    record_outcome(*stats_, started_, out);
     Handler handler = std::move(handler_);
     // Drop everything that belongs to the caller's execution context now: an
     // abandoned body may run on long after the caller, and its io_context, are
@@ -154,6 +157,8 @@ class blocking_call final : public pool_task {
 
   Invoker invoker_;
   Handler handler_;
+  stats_cell* stats_ = nullptr;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   slot_type slot_;
   std::optional<work_executor> work_;
   std::optional<timer_type> timer_;

@@ -3,7 +3,10 @@
 // T, so move-only and non-default-constructible results work.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <exception>
+#include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -54,5 +57,24 @@ class outcome {
  private:
   std::variant<std::monostate, value_type, std::exception_ptr> state_;
 };
+
+class stats_cell;
+void record(stats_cell& cell, std::int64_t nanoseconds, const std::string* error) noexcept;
+
+/// Counts a finished call in `cell`: its time since `started`, and its error.
+template <class R>
+void record_outcome(stats_cell& cell, std::chrono::steady_clock::time_point started, const outcome<R>& out) noexcept {
+  const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  if (!out.has_error()) return record(cell, elapsed.count(), nullptr);
+  std::string message;
+  try {
+    std::rethrow_exception(out.error());
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+    message = "a non-standard exception";
+  }
+  record(cell, elapsed.count(), &message);
+}
 
 }  // namespace framex::detail

@@ -28,6 +28,8 @@ class runtime;
 
 namespace framex::detail {
 
+class stats_cell;
+
 /// The bytes of one outgoing message. Packing appends; `prepend` fills room
 /// reserved at the front, so a header whose length depends on a message id
 /// known only later is written without moving the body.
@@ -109,6 +111,8 @@ struct function_entry {
   void (*run_blocking)(invocation&) = nullptr;
   /// The same for an async function, on the worker's I/O executor.
   boost::asio::awaitable<void> (*run_async)(std::unique_ptr<invocation>) = nullptr;
+  /// Its counters as a remote call (set by the registry).
+  stats_cell* remote_stats = nullptr;
 };
 
 /// Adds `entry` to the process's registry; returns it as stored (stable address).

@@ -32,11 +32,11 @@ decltype(auto) invoke_now(Object&& object, Args&&... args) {
 
 // A blocking call: one allocation for the call, one hop to the pool, one back.
 template <class R, class Invoker>
-boost::asio::awaitable<R> run_blocking(runtime& rt, std::chrono::steady_clock::duration timeout,
+boost::asio::awaitable<R> run_blocking(runtime& rt, std::chrono::steady_clock::duration timeout, stats_cell& stats,
                                        Invoker invoker) {
   auto out = co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(outcome<R>)>(
-      [&rt, timeout](auto handler, Invoker&& inv) {
-        blocking_call<R, Invoker, decltype(handler)>::start(rt, timeout, std::move(inv), std::move(handler));
+      [&rt, timeout, &stats](auto handler, Invoker&& inv) {
+        blocking_call<R, Invoker, decltype(handler)>::start(rt, timeout, stats, std::move(inv), std::move(handler));
       },
       boost::asio::use_awaitable, std::move(invoker));
   co_return std::move(out).get();
@@ -101,7 +101,8 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
   } else {
     using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
                                       no_object>;
-    return run_blocking<result>(rt, options.timeout,
+    static stats_cell& stats = stats_for(name_of<F>(), false);
+    return run_blocking<result>(rt, options.timeout, stats,
                                 invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
   }
 }

@@ -1,0 +1,106 @@
+// Template bodies for framex/app.hpp: binding a route's parameters and result.
+#pragma once
+
+#include <boost/describe/members.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/json/value_from.hpp>
+#include <boost/json/value_to.hpp>
+
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "framex/detail/signature.hpp"
+
+namespace framex::detail {
+
+/// The body as a JSON value; throws http_error(400) when it is not JSON.
+boost::json::value parse_body(const http_call& call);
+/// The query string as a JSON object: values that parse as JSON are typed
+/// (`n=5` is 5), the rest are strings.
+boost::json::object query_object(const http_call& call);
+
+template <class T>
+T value_as(const boost::json::value& v, const std::string& what) {
+  auto r = boost::json::try_value_to<T>(v);
+  if (!r) throw http_error(400, what + ": " + r.error().message() + " (got " + boost::json::serialize(v) + ")");
+  return std::move(*r);
+}
+
+template <class T>
+T bind_named(const http_call& call, const boost::json::object& inputs, const std::string& name) {
+  const std::string what = "parameter '" + name + "'";
+  const auto* v = inputs.if_contains(name);
+  if (v == nullptr) throw http_error(400, what + " is missing");
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!call.json_body && v->is_number()) return call.query.at(name);  // "007" stays a string
+  }
+  return value_as<T>(*v, what);
+}
+
+template <class Fn, class Params = typename fn_traits<Fn>::params>
+struct route_binder;
+template <class Fn, class... Ps>
+struct route_binder<Fn, type_list<Ps...>> {
+  using result = typename fn_traits<Fn>::result;
+  using value = typename awaited<result>::type;
+
+  static http_handler make(Fn fn, std::vector<std::string> names) {
+    constexpr bool whole_body = sizeof...(Ps) == 1 && (boost::describe::has_describe_members<std::remove_cvref_t<Ps>>::value && ...);
+    if (!(whole_body && names.empty()) && names.size() != sizeof...(Ps)) {
+      throw std::invalid_argument("framex::app::on_request: name each of the function's " +
+                                  std::to_string(sizeof...(Ps)) + " parameters");
+    }
+    return [fn, names = std::move(names)](http_call& call) -> boost::asio::awaitable<http_reply> {
+      const boost::json::object inputs = call.json_body ? as_object(parse_body(call)) : query_object(call);
+      auto args = bind(call, inputs, names, std::index_sequence_for<Ps...>{});
+      http_reply reply;
+      if constexpr (std::is_void_v<value>) {
+        if constexpr (awaited<result>::is_awaitable) {
+          co_await std::apply(fn, std::move(args));
+        } else {
+          std::apply(fn, std::move(args));
+        }
+        reply.body = "null";
+      } else if constexpr (awaited<result>::is_awaitable) {
+        reply.body = boost::json::serialize(boost::json::value_from(co_await std::apply(fn, std::move(args))));
+      } else {
+        reply.body = boost::json::serialize(boost::json::value_from(std::apply(fn, std::move(args))));
+      }
+      co_return reply;
+    };
+  }
+
+  static boost::json::object as_object(boost::json::value v) {
+    if (!v.is_object()) throw http_error(400, "the JSON body must be an object");
+    return std::move(v.as_object());
+  }
+
+  template <std::size_t... I>
+  static std::tuple<std::remove_cvref_t<Ps>...> bind(const http_call& call, const boost::json::object& inputs,
+                                                    const std::vector<std::string>& names, std::index_sequence<I...>) {
+    if (names.empty()) {  // one described struct: the whole object
+      return {value_as<std::remove_cvref_t<Ps>>(boost::json::value(inputs), "the request's fields")...};
+    }
+    return {bind_named<std::remove_cvref_t<Ps>>(call, inputs, names[I])...};
+  }
+};
+
+}  // namespace framex::detail
+
+namespace framex {
+
+template <class Fn>
+app& app::on_request(std::string path, Fn fn, route_options options) {
+  static_assert(std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>,
+                "framex::app::on_request: pass a function pointer, e.g. &run_job");
+  add_route(std::move(path), std::move(options.methods),
+            detail::route_binder<Fn>::make(fn, std::move(options.params)));
+  return *this;
+}
+
+}  // namespace framex

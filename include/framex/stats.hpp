@@ -1,0 +1,66 @@
+// framex/stats.hpp — what the runtime has been doing: per function, per worker.
+//
+// Counted: every distributed call, and every blocking call in local mode (an
+// async function in local mode is a plain co_await and is not counted). The
+// dashboard (`framex::app`) shows these live; `framex::stats()` returns them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framex/config.hpp"
+
+namespace framex {
+
+struct function_stats {
+  std::string name;
+  bool remote = false;  ///< shipped to workers (else run in-process)
+  std::uint64_t calls = 0;
+  std::uint64_t errors = 0;
+  double p50_ms = 0;  ///< approximate: from a histogram with ~19% wide buckets
+  double p99_ms = 0;
+};
+
+struct worker_stats {
+  std::string address;
+  std::string state;  ///< "ready", "connecting" or "down"
+  std::uint64_t in_flight = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t errors = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+struct error_record {
+  std::string when;  ///< UTC, ISO 8601
+  std::string function;
+  std::string message;
+};
+
+struct stats_snapshot {
+  framex::mode mode = framex::mode::local;
+  std::vector<worker_stats> workers;      ///< the runtime's workers (distributed mode)
+  std::vector<function_stats> functions;  ///< every function called so far, by name
+  std::vector<error_record> recent_errors;  ///< newest first, at most 20
+};
+
+class runtime;
+
+/// The counters of the process's functions and of `rt`'s workers.
+/// Thread safety: any thread.
+stats_snapshot stats(const runtime& rt);
+
+namespace detail {
+
+/// One function's counters; lives as long as the process. Lock-free to update.
+class stats_cell;
+
+/// The cell for `name`; `remote` tells which table it belongs to.
+stats_cell& stats_for(const std::string& name, bool remote);
+
+/// Records one finished call taking `nanoseconds`; `error` non-empty when it failed.
+void record(stats_cell& cell, std::int64_t nanoseconds, const std::string* error) noexcept;
+
+}  // namespace detail
+}  // namespace framex
