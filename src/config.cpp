@@ -50,7 +50,29 @@ std::string join(const std::vector<std::string>& items) {
   return s;
 }
 
+std::uint16_t to_port(std::string_view text) {
+  const std::size_t v = to_size(text);
+  if (v > 65535) throw std::invalid_argument("expected a port number");
+  return static_cast<std::uint16_t>(v);
+}
+
 const key_info keys[] = {
+    {"server.host", kind::text, [](config& c, std::string_view v) { c.server.host = std::string(v); },
+     [](const config& c) { return c.server.host; }},
+    {"server.port", kind::integer, [](config& c, std::string_view v) { c.server.port = to_port(v); },
+     [](const config& c) { return std::to_string(c.server.port); }},
+    {"server.dashboard_host", kind::text, [](config& c, std::string_view v) { c.server.dashboard_host = std::string(v); },
+     [](const config& c) { return c.server.dashboard_host; }},
+    {"server.dashboard_port", kind::integer, [](config& c, std::string_view v) { c.server.dashboard_port = to_port(v); },
+     [](const config& c) { return std::to_string(c.server.dashboard_port); }},
+    {"server.body_limit", kind::integer, [](config& c, std::string_view v) { c.server.body_limit = to_size(v); },
+     [](const config& c) { return std::to_string(c.server.body_limit); }},
+    {"server.read_timeout_ms", kind::integer,
+     [](config& c, std::string_view v) { c.server.read_timeout = std::chrono::milliseconds(to_size(v)); },
+     [](const config& c) { return std::to_string(c.server.read_timeout.count()); }},
+    {"server.threads", kind::integer,
+     [](config& c, std::string_view v) { c.server.threads = std::max<std::size_t>(1, to_size(v)); },
+     [](const config& c) { return std::to_string(c.server.threads); }},
     {"runtime.mode", kind::text,
      [](config& c, std::string_view v) {
        if (v == "local") {
@@ -236,6 +258,41 @@ config config::load(std::optional<std::filesystem::path> file) {
     c.apply_toml(text.str(), "file " + file->string());
   }
   c.apply_environment();
+  return c;
+}
+
+config config::load(int argc, const char* const* argv) {
+  std::optional<std::filesystem::path> file;
+  std::vector<std::pair<std::string, std::string>> flags;
+  bool print = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (!a.starts_with("--") || a == "--framex-worker") continue;
+    std::string_view name = a.substr(2), value;
+    const std::size_t eq = name.find('=');
+    const bool dotted = name.find('.') != std::string_view::npos;
+    if (name == "print-config") {
+      print = true;
+      continue;
+    }
+    if (name != "config" && !dotted) continue;  // not ours
+    if (eq != std::string_view::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      throw config_error("command line: --" + std::string(name) + " needs a value");
+    }
+    if (name == "config") {
+      file = std::string(value);
+    } else {
+      flags.emplace_back(std::string(name), std::string(value));
+    }
+  }
+  config c = load(file);
+  for (const auto& [key, value] : flags) c.apply(key, value, "command line --" + key);
+  c.print_only = print;
   return c;
 }
 

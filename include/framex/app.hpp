@@ -51,7 +51,7 @@ enum class http_method { get, post };
 struct route_options {
   /// Names of the function's parameters, in order; empty for none or for a
   /// single described-struct parameter bound from the whole body.
-  std::vector<std::string> params;
+  std::vector<std::string> params{};
   /// Methods served; others get 405.
   std::vector<http_method> methods{http_method::get, http_method::post};
 };

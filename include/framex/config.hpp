@@ -40,6 +40,21 @@ class config_error : public std::runtime_error {
 
 /// Every framex setting. Defaults are usable as they are (local mode).
 struct config {
+  struct server_section {
+    /// The HTTP ingress (`framex::app`).
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    /// The dashboard, `/api/v1/stats` and `/metrics`.
+    std::string dashboard_host = "127.0.0.1";
+    std::uint16_t dashboard_port = 8260;
+    /// Largest request body accepted (larger: 413).
+    std::size_t body_limit = std::size_t{1} << 20;
+    /// How long a connection may take to send a request.
+    std::chrono::milliseconds read_timeout{30000};
+    /// Threads serving HTTP connections.
+    std::size_t threads = 1;
+  } server;
+
   struct runtime_section {
     framex::mode mode = framex::mode::local;
     /// Blocking-call pool threads (local mode); 0: one per hardware thread.
@@ -77,6 +92,10 @@ struct config {
     std::string level = "info";
   } log;
 
+  /// Set by `load(argc, argv)` when `--print-config` was given: the program
+  /// should print `describe()` and exit (`app::run` does).
+  bool print_only = false;
+
   /// Where each key's value came from ("default", "file framex.toml",
   /// "environment FRAMEX_...", "code"), keyed "section.key".
   std::map<std::string, std::string> sources;
@@ -84,6 +103,11 @@ struct config {
   /// Loads the defaults, then `file` (or `$FRAMEX_CONFIG`, else `./framex.toml`
   /// if it exists), then the environment. Throws `config_error`.
   static config load(std::optional<std::filesystem::path> file = std::nullopt);
+
+  /// As `load(file)`, then command-line flags over everything:
+  /// `--section.key=value` or `--section.key value`, `--config FILE` (the
+  /// file to load), `--print-config`. Other arguments are left alone.
+  static config load(int argc, const char* const* argv);
 
   /// Applies TOML text over this config; `origin` names it in errors.
   void apply_toml(std::string_view text, const std::string& origin);

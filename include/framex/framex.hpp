@@ -8,9 +8,11 @@
 // @endcode
 #pragma once
 
+#include "framex/app.hpp"
 #include "framex/codec.hpp"
 #include "framex/config.hpp"
 #include "framex/error.hpp"
 #include "framex/remote.hpp"
 #include "framex/runtime.hpp"
+#include "framex/stats.hpp"
 #include "framex/worker.hpp"

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/describe/members.hpp>
+#include <boost/mp11/algorithm.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -40,6 +41,16 @@ T bind_named(const http_call& call, const boost::json::object& inputs, const std
     if (!call.json_body && v->is_number()) return call.query.at(name);  // "007" stays a string
   }
   return value_as<T>(*v, what);
+}
+
+// Names the first member of a described struct that the request lacks.
+template <class T>
+void require_members(const boost::json::object& inputs) {
+  if constexpr (boost::describe::has_describe_members<T>::value) {
+    boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>([&](auto d) {
+      if (!inputs.contains(d.name)) throw http_error(400, std::string("parameter '") + d.name + "' is missing");
+    });
+  }
 }
 
 template <class Fn, class Params = typename fn_traits<Fn>::params>
@@ -84,6 +95,7 @@ struct route_binder<Fn, type_list<Ps...>> {
   static std::tuple<std::remove_cvref_t<Ps>...> bind(const http_call& call, const boost::json::object& inputs,
                                                     const std::vector<std::string>& names, std::index_sequence<I...>) {
     if (names.empty()) {  // one described struct: the whole object
+      (require_members<std::remove_cvref_t<Ps>>(inputs), ...);
       return {value_as<std::remove_cvref_t<Ps>>(boost::json::value(inputs), "the request's fields")...};
     }
     return {bind_named<std::remove_cvref_t<Ps>>(call, inputs, names[I])...};

@@ -1,0 +1,208 @@
+// framex::app: the HTTP ingress (routes, built-ins) and the dashboard
+// (an HTML page, `/api/v1/stats` as JSON, `/metrics` for Prometheus), each an
+// http_server on the app's own io_context.
+#include "framex/app.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "dashboard_page.hpp"
+#include "http_server.hpp"
+
+namespace framex {
+
+namespace asio = boost::asio;
+using detail::http_call;
+using detail::http_reply;
+
+namespace {
+
+const char* method_name(http_method m) { return m == http_method::get ? "GET" : "POST"; }
+
+boost::json::object to_json(const stats_snapshot& s) {
+  boost::json::object out;
+  out["mode"] = s.mode == mode::local ? "local" : "distributed";
+  boost::json::array workers;
+  for (const auto& w : s.workers) {
+    workers.push_back({{"address", w.address},
+                       {"state", w.state},
+                       {"in_flight", w.in_flight},
+                       {"completed", w.completed},
+                       {"errors", w.errors},
+                       {"p50_ms", w.p50_ms},
+                       {"p99_ms", w.p99_ms}});
+  }
+  out["workers"] = std::move(workers);
+  boost::json::array functions;
+  for (const auto& f : s.functions) {
+    functions.push_back({{"name", f.name},
+                         {"where", f.remote ? "remote" : "local"},
+                         {"calls", f.calls},
+                         {"errors", f.errors},
+                         {"p50_ms", f.p50_ms},
+                         {"p99_ms", f.p99_ms}});
+  }
+  out["functions"] = std::move(functions);
+  boost::json::array errors;
+  for (const auto& e : s.recent_errors) errors.push_back({{"when", e.when}, {"function", e.function}, {"message", e.message}});
+  out["recent_errors"] = std::move(errors);
+  return out;
+}
+
+// Prometheus label values escape backslash, quote and newline.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c == '\n' ? 'n' : c;
+  }
+  return out;
+}
+
+std::string to_prometheus(const stats_snapshot& s) {
+  std::ostringstream o;
+  o << "# HELP framex_calls_total Calls completed, by function.\n# TYPE framex_calls_total counter\n";
+  for (const auto& f : s.functions) {
+    o << "framex_calls_total{function=\"" << label(f.name) << "\",where=\"" << (f.remote ? "remote" : "local") << "\"} "
+      << f.calls << "\n";
+  }
+  o << "# HELP framex_call_errors_total Calls that failed, by function.\n# TYPE framex_call_errors_total counter\n";
+  for (const auto& f : s.functions) {
+    o << "framex_call_errors_total{function=\"" << label(f.name) << "\",where=\"" << (f.remote ? "remote" : "local")
+      << "\"} " << f.errors << "\n";
+  }
+  o << "# HELP framex_call_latency_seconds Call latency quantiles, by function.\n"
+       "# TYPE framex_call_latency_seconds gauge\n";
+  for (const auto& f : s.functions) {
+    for (const auto& [q, v] : {std::pair{"0.5", f.p50_ms}, std::pair{"0.99", f.p99_ms}}) {
+      o << "framex_call_latency_seconds{function=\"" << label(f.name) << "\",quantile=\"" << q << "\"} " << v / 1000
+        << "\n";
+    }
+  }
+  o << "# HELP framex_worker_up 1 when the connection to a worker is ready.\n# TYPE framex_worker_up gauge\n";
+  for (const auto& w : s.workers) o << "framex_worker_up{worker=\"" << label(w.address) << "\"} " << (w.state == "ready") << "\n";
+  o << "# HELP framex_worker_in_flight Calls in flight, by worker.\n# TYPE framex_worker_in_flight gauge\n";
+  for (const auto& w : s.workers) o << "framex_worker_in_flight{worker=\"" << label(w.address) << "\"} " << w.in_flight << "\n";
+  o << "# HELP framex_worker_calls_total Calls completed, by worker.\n# TYPE framex_worker_calls_total counter\n";
+  for (const auto& w : s.workers) o << "framex_worker_calls_total{worker=\"" << label(w.address) << "\"} " << w.completed << "\n";
+  o << "# HELP framex_worker_errors_total Calls failed, by worker.\n# TYPE framex_worker_errors_total counter\n";
+  for (const auto& w : s.workers) o << "framex_worker_errors_total{worker=\"" << label(w.address) << "\"} " << w.errors << "\n";
+  return o.str();
+}
+
+void set_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
+
+}  // namespace
+
+class app::impl {
+ public:
+  explicit impl(const config& c) : cfg(c), rt(c), scope(rt) { set_log_level(c.log.level); }
+
+  struct route {
+    std::vector<http_method> methods;
+    detail::http_handler handler;
+  };
+
+  asio::awaitable<http_reply> dispatch(const std::string& method, const std::string& path, http_call& call) {
+    if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
+    if (path == "/version") co_return http_reply{200, R"({"name":"framex","version":"0.1.0"})"};
+    const auto it = routes.find(path);
+    if (it == routes.end()) co_return detail::error_reply(404, "no route for " + path);
+    bool allowed = false;
+    for (auto m : it->second.methods) allowed = allowed || method == method_name(m);
+    if (!allowed) co_return detail::error_reply(405, method + " is not allowed on " + path);
+    co_return co_await it->second.handler(call);
+  }
+
+  asio::awaitable<http_reply> dashboard(const std::string& method, const std::string& path, http_call&) {
+    if (method != "GET") co_return detail::error_reply(405, "the dashboard is read-only");
+    const stats_snapshot s = stats(rt);
+    if (path == "/" || path == "/index.html") {
+      std::string page(detail::dashboard_page);
+      const std::string marker = "/*STATS*/null";
+      page.replace(page.find(marker), marker.size(), boost::json::serialize(to_json(s)));
+      co_return http_reply{200, std::move(page), "text/html; charset=utf-8"};
+    }
+    if (path == "/api/v1/stats") co_return http_reply{200, boost::json::serialize(to_json(s))};
+    if (path == "/metrics") co_return http_reply{200, to_prometheus(s), "text/plain; version=0.0.4"};
+    if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
+    co_return detail::error_reply(404, "no such page: " + path);
+  }
+
+  void start() {
+    if (ingress) return;
+    detail::http_server::options o{cfg.server.host, cfg.server.port, cfg.server.body_limit, cfg.server.read_timeout};
+    ingress.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dispatch(m, p, c); });
+    o.host = cfg.server.dashboard_host;
+    o.port = cfg.server.dashboard_port;
+    board.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dashboard(m, p, c); });
+    for (std::size_t i = 0; i < cfg.server.threads; ++i) threads.emplace_back([this] { io.run(); });
+    spdlog::info("framex app: serving on {}:{}, dashboard on http://{}:{}/, {} mode", cfg.server.host, ingress->port(),
+                 cfg.server.dashboard_host, board->port(), rt.current_mode() == mode::local ? "local" : "distributed");
+  }
+
+  void stop() {
+    if (!ingress || stopped) return;
+    stopped = true;
+    ingress->stop();
+    board->stop();
+    for (int i = 0; i < 1000 && ingress->in_flight() + board->in_flight() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    work.reset();
+    io.stop();
+    for (auto& t : threads) t.join();
+  }
+
+  config cfg;
+  framex::runtime rt;
+  runtime_scope scope;
+  std::map<std::string, route> routes;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{asio::make_work_guard(io)};
+  std::optional<detail::http_server> ingress;
+  std::optional<detail::http_server> board;
+  std::vector<std::thread> threads;
+  bool stopped = false;
+};
+
+app::app(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}
+app::~app() { stop(); }
+
+void app::add_route(std::string path, std::vector<http_method> methods, detail::http_handler handler) {
+  impl_->routes[std::move(path)] = {std::move(methods), std::move(handler)};
+}
+
+void app::start() { impl_->start(); }
+
+void app::run() {
+  if (impl_->cfg.print_only) {
+    std::fputs(impl_->cfg.describe().c_str(), stdout);
+    return;
+  }
+  asio::io_context signals_io;
+  asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+  signals.async_wait([](const boost::system::error_code&, int) {});
+  start();
+  signals_io.run();
+  spdlog::info("framex app: stopping; requests in flight finish first");
+  stop();
+}
+
+void app::stop() { impl_->stop(); }
+
+std::uint16_t app::port() const noexcept { return impl_->ingress ? impl_->ingress->port() : 0; }
+std::uint16_t app::dashboard_port() const noexcept { return impl_->board ? impl_->board->port() : 0; }
+framex::runtime& app::runtime() noexcept { return impl_->rt; }
+
+}  // namespace framex

@@ -1,0 +1,191 @@
+#include "http_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <set>
+#include <system_error>
+
+#include "framex/error.hpp"
+
+namespace framex::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct http_server::state : std::enable_shared_from_this<state> {
+  state(asio::io_context& io, const options& o, dispatch_fn d)
+      : io(io), opts(o), dispatch(std::move(d)), acceptor(io, {asio::ip::make_address(o.host), o.port}) {}
+
+  asio::io_context& io;
+  options opts;
+  dispatch_fn dispatch;
+  tcp::acceptor acceptor;
+  std::atomic<std::size_t> busy{0};
+  std::atomic<bool> stopping{false};
+  std::mutex mutex;
+  std::set<beast::tcp_stream*> idle;  // connections waiting for a request
+
+  asio::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket socket = co_await acceptor.async_accept(asio::make_strand(io), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (stopping) co_return;
+        continue;
+      }
+      asio::co_spawn(socket.get_executor(), session(beast::tcp_stream(std::move(socket))), asio::detached);
+    }
+  }
+
+  // One connection: requests in order, until the peer or a timeout ends it.
+  asio::awaitable<void> session(beast::tcp_stream stream) {
+    auto self = shared_from_this();
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(opts.body_limit);
+      stream.expires_after(opts.read_timeout);
+      boost::system::error_code ec;
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) break;
+        idle.insert(&stream);
+      }
+      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      {
+        std::lock_guard lock(mutex);
+        idle.erase(&stream);
+      }
+      if (ec == http::error::body_limit) {
+        auto reply = error_reply(413, "the body exceeds " + std::to_string(opts.body_limit) + " bytes");
+        co_await write(stream, 11, false, reply);
+        break;
+      }
+      if (ec) break;  // closed, timed out, or not HTTP
+      auto request = parser.release();
+      busy.fetch_add(1);
+      const auto started = std::chrono::steady_clock::now();
+      const http_reply reply = co_await answer(request);
+      busy.fetch_sub(1);
+      const bool keep = request.keep_alive() && !stopping;
+      spdlog::debug("{} {} {} {:.3f} ms", std::string(request.method_string()), std::string(request.target()),
+                    reply.status,
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+      if (!co_await write(stream, request.version(), keep, reply) || !keep) break;
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  asio::awaitable<http_reply> answer(const http::request<http::string_body>& request) {
+    const std::string_view target = request.target();
+    const std::size_t q = target.find('?');
+    http_call call;
+    if (q != std::string_view::npos) call.query = parse_query(target.substr(q + 1));
+    call.body = request.body();
+    const auto type = request[http::field::content_type];
+    call.json_body = type.starts_with("application/json") || (!call.body.empty() && type.empty());
+    try {
+      co_return co_await dispatch(std::string(request.method_string()), std::string(target.substr(0, q)), call);
+    } catch (const http_error& e) {
+      co_return error_reply(e.status(), e.what());
+    } catch (const std::system_error& e) {
+      if (e.code() == errc::timeout) co_return error_reply(504, e.what());
+      co_return error_reply(500, e.what());
+    } catch (const std::exception& e) {
+      co_return error_reply(500, e.what());
+    }
+  }
+
+  static asio::awaitable<bool> write(beast::tcp_stream& stream, unsigned version, bool keep, const http_reply& reply) {
+    http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
+    res.set(http::field::server, "framex");
+    res.set(http::field::content_type, reply.content_type);
+    res.keep_alive(keep);
+    res.body() = reply.body;
+    res.prepare_payload();
+    boost::system::error_code ec;
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+};
+
+http_server::http_server(asio::io_context& io, const options& o, dispatch_fn dispatch)
+    : state_(std::make_shared<state>(io, o, std::move(dispatch))) {
+  asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
+}
+
+http_server::~http_server() { stop(); }
+
+std::uint16_t http_server::port() const noexcept { return state_->acceptor.local_endpoint().port(); }
+std::size_t http_server::in_flight() const noexcept { return state_->busy.load(); }
+
+void http_server::stop() {
+  asio::post(state_->acceptor.get_executor(), [s = state_] {
+    s->stopping = true;
+    boost::system::error_code ignored;
+    s->acceptor.close(ignored);
+    std::lock_guard lock(s->mutex);
+    for (auto* stream : s->idle) {
+      asio::post(stream->get_executor(), [s, stream] {
+        std::lock_guard inner(s->mutex);
+        if (s->idle.contains(stream)) stream->cancel();
+      });
+    }
+  });
+}
+
+http_reply error_reply(int status, const std::string& message) {
+  boost::json::object o;
+  o["status"] = status;
+  o["message"] = message;
+  return {status, boost::json::serialize(o), "application/json"};
+}
+
+std::map<std::string, std::string> parse_query(std::string_view query) {
+  const auto decode = [](std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out += ' ';
+      } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const std::size_t eq = pair.find('=');
+    if (!pair.empty()) out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+}  // namespace framex::detail
