@@ -295,33 +295,37 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
     call->add_ref();
     chosen->waiting.push_back(call);
-    if (chosen->status == slot::state::down) connect(*chosen);
   }
 
   // Under the mutex: the ready slot with the fewest calls in flight, else a
   // connecting or retryable one with the fewest waiting.
   slot* pick() {
+    const auto now = clock::now();
+    const std::size_t n = slots.size();
+    const std::size_t first = n == 0 ? 0 : rotation++ % n;  // ties go round the workers
     slot* best = nullptr;
     std::size_t best_load = SIZE_MAX;
-    for (auto& s : slots) {
-      if (s->status == slot::state::ready && !s->conn->is_open()) {  // lost: reconnect on demand
-        s->status = slot::state::down;
-        s->conn.reset();
-        s->last_error = "the connection was lost";
-        s->retry_at = {};
+    for (std::size_t i = 0; i < n; ++i) {
+      slot& s = *slots[(first + i) % n];
+      if (s.status == slot::state::ready && !s.conn->is_open()) {  // lost: reconnect on demand
+        s.status = slot::state::down;
+        s.conn.reset();
+        s.last_error = "the connection was lost";
+        s.retry_at = {};
       }
-      if (s->status == slot::state::ready && s->conn->outstanding() < best_load) {
-        best = s.get();
-        best_load = s->conn->outstanding();
+      // Every worker is connected once one is needed, so load can spread.
+      if (s.status == slot::state::down && s.retry_at <= now) connect(s);
+      if (s.status == slot::state::ready && s.conn->outstanding() < best_load) {
+        best = &s;
+        best_load = s.conn->outstanding();
       }
     }
     if (best != nullptr) return best;
-    const auto now = clock::now();
-    for (auto& s : slots) {
-      if (s->status == slot::state::down && s->retry_at > now) continue;
-      if (s->waiting.size() < best_load) {
-        best = s.get();
-        best_load = s->waiting.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      slot& s = *slots[(first + i) % n];
+      if (s.status == slot::state::connecting && s.waiting.size() < best_load) {
+        best = &s;
+        best_load = s.waiting.size();
       }
     }
     return best;
@@ -548,6 +552,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::vector<std::thread> threads;
   std::mutex mutex;
   std::vector<std::unique_ptr<slot>> slots;
+  std::size_t rotation = 0;
   bool stopping = false;
 };
 

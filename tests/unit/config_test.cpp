@@ -77,3 +77,28 @@ TEST(Config, ABadFileIsAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Config, CommandLineFlagsOverrideTheEnvironmentAndTheFile) {
+  const auto path = std::filesystem::temp_directory_path() / "framex_cli_test.toml";
+  {
+    std::ofstream f(path);
+    f << "[server]\nport = 7000\ndashboard_port = 7001\nhost = \"0.0.0.0\"\n";
+  }
+  scoped_env env("FRAMEX_SERVER__PORT", "8000");
+  const std::string config_flag = "--config=" + path.string();
+  const char* argv[] = {"app", config_flag.c_str(), "--server.port", "9000", "--keep-me", "--print-config"};
+  const auto c = framex::config::load(6, argv);
+  EXPECT_EQ(c.server.port, 9000);           // flag
+  EXPECT_EQ(c.server.dashboard_port, 7001);  // file
+  EXPECT_EQ(c.server.host, "0.0.0.0");
+  EXPECT_TRUE(c.print_only);
+  EXPECT_NE(c.describe().find("server.port = 9000  # command line --server.port"), std::string::npos) << c.describe();
+  const char* bad[] = {"app", "--server.colour=blue"};
+  EXPECT_EQ(error_of([&] { (void)framex::config::load(2, bad); }),
+            "command line --server.colour: unknown key \"server.colour\"");
+  std::filesystem::remove(path);
+}
+
+}  // namespace

@@ -1,0 +1,237 @@
+// framex::app over real HTTP on 127.0.0.1, with a Beast client: route binding,
+// every error status, the built-ins, the dashboard's JSON and /metrics, in
+// local mode and against real worker processes.
+#include "framex/app.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/describe.hpp>
+#include <boost/json/parse.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "framex/framex.hpp"
+#include "worker_process.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace std::chrono_literals;
+
+// ---- the handlers (global names: the wire names of what they call) ----
+
+struct order {
+  std::string item;
+  int quantity = 0;
+};
+BOOST_DESCRIBE_STRUCT(order, (), (item, quantity))
+struct receipt {
+  std::string item;
+  int total = 0;
+  std::string served_by;
+};
+BOOST_DESCRIBE_STRUCT(receipt, (), (item, total, served_by))
+
+int price_of(std::string item, int quantity) {
+  if (item == "nothing") throw std::invalid_argument("nothing is not for sale");
+  return static_cast<int>(item.size()) * quantity;
+}
+std::string served_where() { return std::to_string(::getpid()); }
+int http_sleep(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+asio::awaitable<receipt> place(order o) {
+  const int total = co_await framex::remote<&price_of>.remote(o.item, o.quantity);
+  const std::string where = co_await framex::remote<&served_where>.remote();
+  co_return receipt{o.item, total, where};
+}
+int multiply(int a, int b) { return a * b; }
+std::string greet(std::string name, bool loud) { return loud ? "HELLO " + name : "hello " + name; }
+asio::awaitable<int> wait_for(int ms) { co_return co_await framex::remote<&http_sleep>.remote(ms); }
+asio::awaitable<int> too_slow(int ms) { co_return co_await framex::remote<&http_sleep>.with({.timeout = 50ms}).remote(ms); }
+
+namespace {
+
+struct response {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+response request(std::uint16_t port, http::verb verb, const std::string& target, const std::string& body = {},
+                 const std::string& type = "application/json") {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!body.empty()) {
+    req.set(http::field::content_type, type);
+    req.body() = body;
+  }
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  http::read(stream, buffer, parser);
+  auto res = parser.release();
+  return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
+}
+
+response get(std::uint16_t port, const std::string& target) { return request(port, http::verb::get, target); }
+response post(std::uint16_t port, const std::string& target, const std::string& body) {
+  return request(port, http::verb::post, target, body);
+}
+
+framex::config app_config() {
+  framex::config cfg;
+  cfg.server.port = 0;
+  cfg.server.dashboard_port = 0;
+  cfg.server.body_limit = 4096;
+  cfg.log.level = "warn";
+  return cfg;
+}
+
+void add_routes(framex::app& app) {
+  app.on_request("/api/v1/orders", &place, {.methods = {framex::http_method::post}})
+      .on_request("/api/v1/multiply", &multiply, {.params = {"a", "b"}})
+      .on_request("/api/v1/greet", &greet, {.params = {"name", "loud"}, .methods = {framex::http_method::get}})
+      .on_request("/api/v1/slow", &too_slow, {.params = {"ms"}})
+      .on_request("/api/v1/wait", &wait_for, {.params = {"ms"}});
+}
+
+std::string message_of(const response& r) { return std::string(boost::json::parse(r.body).at("message").as_string()); }
+
+// The assertions both modes share.
+void check_routes(std::uint16_t port) {
+  auto r = get(port, "/api/v1/multiply?a=6&b=7");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "42");
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(post(port, "/api/v1/multiply", R"({"a": 3, "b": 5})").body, "15");
+  EXPECT_EQ(get(port, "/api/v1/greet?name=ada%20l&loud=true").body, R"("HELLO ada l")");
+
+  r = post(port, "/api/v1/orders", R"({"item": "tea", "quantity": 4})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto receipt = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(receipt.at("item").as_string(), "tea");
+  EXPECT_EQ(receipt.at("total").as_int64(), 12);
+
+  r = get(port, "/api/v1/multiply?a=6");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message_of(r), "parameter 'b' is missing");
+  r = get(port, "/api/v1/multiply?a=six&b=1");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(message_of(r).find("parameter 'a'"), std::string::npos) << r.body;
+  r = post(port, "/api/v1/orders", R"({"item": "tea"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message_of(r), "parameter 'quantity' is missing");
+  r = post(port, "/api/v1/orders", "{not json");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(get(port, "/api/v1/nowhere").status, 404);
+  r = post(port, "/api/v1/greet", R"({"name": "x", "loud": false})");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(boost::json::parse(r.body).at("status").as_int64(), 405);
+  r = post(port, "/api/v1/orders", R"({"item": ")" + std::string(5000, 'x') + R"(", "quantity": 1})");
+  EXPECT_EQ(r.status, 413);
+  r = post(port, "/api/v1/orders", R"({"item": "nothing", "quantity": 1})");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(message_of(r).find("nothing is not for sale"), std::string::npos) << r.body;
+  r = get(port, "/api/v1/slow?ms=400");
+  EXPECT_EQ(r.status, 504);
+
+  EXPECT_EQ(get(port, "/health").status, 200);
+  EXPECT_EQ(get(port, "/ping").body, R"({"status":"ok"})");
+  EXPECT_NE(get(port, "/version").body.find("framex"), std::string::npos);
+}
+
+TEST(App, RoutesBindQueryAndJsonParametersAndReportEachErrorStatusLocally) {
+  framex::app app{app_config()};
+  add_routes(app);
+  app.start();
+  check_routes(app.port());
+  const auto receipt = boost::json::parse(post(app.port(), "/api/v1/orders", R"({"item":"a","quantity":1})").body);
+  EXPECT_EQ(receipt.at("served_by").as_string(), std::to_string(::getpid()));  // local: this process
+}
+
+TEST(App, TheSameRoutesWorkInDistributedMode) {
+  framex::test::worker_process w1, w2;
+  framex::config cfg = app_config();
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = {w1.address(), w2.address()};
+  framex::app app{cfg};
+  add_routes(app);
+  app.start();
+  check_routes(app.port());
+  const auto receipt = boost::json::parse(post(app.port(), "/api/v1/orders", R"({"item":"a","quantity":1})").body);
+  const std::string by(receipt.at("served_by").as_string());
+  EXPECT_TRUE(by == std::to_string(w1.pid()) || by == std::to_string(w2.pid())) << by;
+
+  // The dashboard's data: both workers, the remote functions, the failures.
+  const auto stats = boost::json::parse(get(app.dashboard_port(), "/api/v1/stats").body).as_object();
+  EXPECT_EQ(stats.at("mode").as_string(), "distributed");
+  const auto& workers = stats.at("workers").as_array();
+  ASSERT_EQ(workers.size(), 2u);
+  std::uint64_t completed = 0;
+  for (const auto& w : workers) {
+    const auto& o = w.as_object();
+    EXPECT_TRUE(o.at("address").as_string() == w1.address() || o.at("address").as_string() == w2.address());
+    EXPECT_EQ(o.at("state").as_string(), "ready");
+    completed += o.at("completed").to_number<std::uint64_t>();
+  }
+  EXPECT_GE(completed, 5u);
+  bool saw_price = false;
+  for (const auto& f : stats.at("functions").as_array()) {
+    const auto& o = f.as_object();
+    if (o.at("name").as_string() == "price_of" && o.at("where").as_string() == "remote") {
+      saw_price = true;
+      EXPECT_GE(o.at("calls").to_number<std::uint64_t>(), 3u);
+      EXPECT_GE(o.at("errors").to_number<std::uint64_t>(), 1u);
+      EXPECT_GT(o.at("p99_ms").to_number<double>(), 0.0);
+    }
+  }
+  EXPECT_TRUE(saw_price);
+  bool saw_error = false;
+  for (const auto& e : stats.at("recent_errors").as_array()) {
+    saw_error = saw_error || e.at("message").as_string().find("nothing is not for sale") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_error);
+
+  const auto metrics = get(app.dashboard_port(), "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("# TYPE framex_calls_total counter"), std::string::npos);
+  EXPECT_NE(metrics.body.find("framex_calls_total{function=\"price_of\",where=\"remote\"} "), std::string::npos);
+  EXPECT_NE(metrics.body.find("framex_worker_up{worker=\"" + w1.address() + "\"} 1"), std::string::npos) << metrics.body;
+
+  const auto page = get(app.dashboard_port(), "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.content_type.find("text/html"), std::string::npos);
+  EXPECT_NE(page.body.find(w1.address()), std::string::npos);  // the first render's data is in the page
+}
+
+TEST(App, StopLetsARequestInFlightFinish) {
+  framex::app app{app_config()};
+  add_routes(app);
+  app.start();
+  const std::uint16_t port = app.port();
+  response late;
+  std::thread client([&] { late = get(port, "/api/v1/wait?ms=300"); });
+  std::this_thread::sleep_for(100ms);  // the request is being served
+  app.stop();
+  client.join();
+  EXPECT_EQ(late.status, 200);
+  EXPECT_EQ(late.body, "300");
+  EXPECT_THROW(get(port, "/health"), boost::system::system_error);  // no longer listening
+}
+
+}  // namespace
