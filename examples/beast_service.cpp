@@ -55,7 +55,13 @@ asio::awaitable<http::response<http::string_body>> handle(const http::request<ht
     res.body() = "fast\n";
   } else if (target == "/heavy") {
     const int id = ++next_id;
-    res.body() = (call_inline ? legacy_report(id) : co_await legacy.remote(id)) + "\n";
+    std::string report;
+    if (call_inline) {
+      report = legacy_report(id);  // the anti-pattern: the I/O thread sleeps 50 ms
+    } else {
+      report = co_await legacy.remote(id);  // (not inside ?: — GCC 12 miscompiles co_await there)
+    }
+    res.body() = report + "\n";
   } else if (target == "/ping") {
     res.body() = "pong\n";
   } else {

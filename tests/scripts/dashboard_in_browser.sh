@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The dashboard rendered by a real browser: starts two workers and the ingress
+# example in distributed mode on 127.0.0.1, makes a few calls, loads the
+# dashboard in headless Chromium and checks the DOM its script built lists the
+# workers and the functions. Every process started here is stopped by PID.
+#
+#   dashboard_in_browser.sh path/to/ingress
+set -euo pipefail
+program=$1
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() {  # wait_for FILE PATTERN
+  for _ in $(seq 200); do grep -q "$2" "$1" && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+
+workers=()
+for i in 1 2; do
+  "$program" --framex-worker --listen 127.0.0.1:0 >"$work/worker$i" 2>&1 &
+  pids+=($!)
+  wait_for "$work/worker$i" "listening on"
+  workers+=("$(sed -n 's/.*listening on //p' "$work/worker$i")")
+done
+FRAMEX_RUNTIME__MODE=distributed FRAMEX_DISTRIBUTED__WORKERS="${workers[0]},${workers[1]}" \
+  "$program" --server.port 0 --server.dashboard_port 0 >"$work/ingress" 2>&1 &
+pids+=($!)
+wait_for "$work/ingress" "dashboard on"
+port=$(sed -n 's/.*serving on 127.0.0.1:\([0-9]*\),.*/\1/p' "$work/ingress")
+board=$(sed -n 's/.*dashboard on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$work/ingress")
+for n in 1 2 3 4; do
+  curl -sf -H 'Content-Type: application/json' -d "{\"label\":\"run$n\",\"n\":$n}" "http://127.0.0.1:$port/api/v1/demo/run" >/dev/null
+done
+
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$work/profile" --virtual-time-budget=3000 \
+  --dump-dom "http://127.0.0.1:$board/" >"$work/dom.html" 2>"$work/chromium.log" || {
+  cat "$work/chromium.log" >&2; exit 1; }
+
+fail=0
+expect() {  # expect PATTERN WHAT
+  if grep -q "$1" "$work/dom.html"; then echo "ok: $2"; else echo "missing: $2 ($1)"; fail=1; fi
+}
+expect "<td>${workers[0]}</td>" "worker ${workers[0]} is listed"
+expect "<td>${workers[1]}</td>" "worker ${workers[1]} is listed"
+expect '<td class="ready">ready</td>' "a worker shows as ready"
+expect '<td>heavy_job</td><td>remote</td><td class="n">' "heavy_job is listed as a remote function with its counts"
+expect '(distributed mode)' "the mode is shown"
+if [ $fail -ne 0 ]; then
+  echo "--- the DOM Chromium rendered:"; cat "$work/dom.html"; exit 1
+fi
