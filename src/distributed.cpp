@@ -72,6 +72,7 @@ struct slot {
   std::size_t limit = 0;  // the smaller of both sides' message limits
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
+  std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> errors{0};
@@ -173,7 +174,7 @@ class remote_call final : public net::pending_call {
     if (timer_) {
       add_ref();
       asio::post(timer_->get_executor(), [this] {
-        timer_->cancel();
+        timer_.reset();  // cancels the wait; a finished call holds nothing of the runtime's io_context
         release();
       });
     }
@@ -362,6 +363,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       asio::ip::tcp::resolver resolver(strand);
       asio::ip::tcp::socket socket(asio::make_strand(self->io));
       auto deadline = std::make_shared<asio::steady_timer>(strand, self->settings.connect_timeout);
+      {
+        std::lock_guard lock(self->mutex);
+        s->deadline = deadline;
+        if (self->stopping) throw std::system_error(code_of(errc::cancelled), "the runtime is shutting down");
+      }
       const auto endpoints = co_await resolver.async_resolve(s->host, s->port, asio::use_awaitable);
       // Whichever ends first; `||` would wait for a *successful* connect.
       auto [order, connect_error, endpoint, timer_error] =
@@ -533,6 +539,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       for (auto& s : slots) {
         waiting.insert(waiting.end(), s->waiting.begin(), s->waiting.end());
         s->waiting.clear();
+        if (auto d = s->deadline.lock()) asio::post(d->get_executor(), [d] { d->expires_at(clock::time_point::min()); });
         if (s->conn) conns.push_back(s->conn);
       }
     }
