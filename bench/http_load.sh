@@ -15,29 +15,7 @@ build=${1:-build/release}
 seconds=${2:-10}
 service=$build/examples/beast_service
 ingress=$build/examples/ingress
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-start() {  # start NAME PATTERN COMMAND... : runs it in the background; sets `port` to the port it prints
-  local name=$1 pattern=$2
-  shift 2
-  "$@" >"$work/$name" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 200); do grep -q "$pattern" "$work/$name" && break; sleep 0.05; done
-  port=$(sed -n "s/.*$pattern[^0-9]*127.0.0.1:\([0-9]*\).*/\1/p" "$work/$name" | head -1)
-  [ -n "$port" ] || { echo "$name did not start:" >&2; cat "$work/$name" >&2; exit 1; }
-}
-stop_last() {
-  local pid=${pids[-1]}
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  unset 'pids[-1]'
-}
+source scripts/processes.sh
 
 p99_ms() {  # p99 in ms from wrk --latency output
   awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.2f", v }' "$1"

@@ -7,14 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 program=${1:-build/release/examples/quickstart}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/processes.sh
 
 timed() {  # timed OUTPUT_FILE COMMAND... : runs, records wall time in ms
   local out=$1 start end
@@ -29,11 +22,7 @@ timed "$work/local" env -u FRAMEX_RUNTIME__MODE "$program"
 
 workers=()
 for i in 1 2; do
-  "$program" --framex-worker --listen 127.0.0.1:0 >"$work/worker$i" &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q "listening on" "$work/worker$i" && break; sleep 0.05; done
-  address=$(sed -n 's/.*listening on //p' "$work/worker$i")
-  [ -n "$address" ] || { echo "worker $i did not start" >&2; exit 1; }
+  start "worker$i" "listening on" "$program" --framex-worker --listen 127.0.0.1:0
   workers+=("$address")
 done
 timed "$work/distributed" env FRAMEX_RUNTIME__MODE=distributed \

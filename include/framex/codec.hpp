@@ -465,48 +465,41 @@ struct codec<std::pair<A, B>> {
   static std::string schema() { return "(" + detail::codec_impl::join_schemas<A, B>(",") + ")"; }
 };
 
-template <class T>
-  requires serializable<T>
-struct codec<std::optional<T>> {
+namespace detail::codec_impl {
+// `std::optional<T>` and `std::unique_ptr<T>`: nil, or the value.
+template <class Nullable, class T>
+struct nullable_codec {
   template <class S>
-  static void pack(msgpack::packer<S>& p, const std::optional<T>& v) {
+  static void pack(msgpack::packer<S>& p, const Nullable& v) {
     if (v) {
       codec<T>::pack(p, *v);
     } else {
       p.pack_nil();
     }
   }
-  static void unpack(const msgpack::object& o, std::optional<T>& v) {
+  static void unpack(const msgpack::object& o, Nullable& v) {
     if (o.type == msgpack::type::NIL) {
       v.reset();
-    } else {
-      codec<T>::unpack(o, v.emplace());
+      return;
     }
+    if constexpr (requires { v.emplace(); }) {
+      v.emplace();
+    } else {
+      v = std::make_unique<T>();
+    }
+    codec<T>::unpack(o, *v);
   }
   static std::string schema() { return codec<T>::schema() + "?"; }
 };
+}  // namespace detail::codec_impl
 
 template <class T>
   requires serializable<T>
-struct codec<std::unique_ptr<T>> {
-  template <class S>
-  static void pack(msgpack::packer<S>& p, const std::unique_ptr<T>& v) {
-    if (v) {
-      codec<T>::pack(p, *v);
-    } else {
-      p.pack_nil();
-    }
-  }
-  static void unpack(const msgpack::object& o, std::unique_ptr<T>& v) {
-    if (o.type == msgpack::type::NIL) {
-      v.reset();
-    } else {
-      v = std::make_unique<T>();
-      codec<T>::unpack(o, *v);
-    }
-  }
-  static std::string schema() { return codec<T>::schema() + "?"; }
-};
+struct codec<std::optional<T>> : detail::codec_impl::nullable_codec<std::optional<T>, T> {};
+
+template <class T>
+  requires serializable<T>
+struct codec<std::unique_ptr<T>> : detail::codec_impl::nullable_codec<std::unique_ptr<T>, T> {};
 
 /// `[index, value]`: the alternative's position in the variant, then its value.
 template <class... T>

@@ -7,35 +7,19 @@
 #   dashboard_in_browser.sh path/to/ingress
 set -euo pipefail
 program=$1
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for() {  # wait_for FILE PATTERN
-  for _ in $(seq 200); do grep -q "$2" "$1" && return 0; sleep 0.05; done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
+source "$(dirname "$0")/../../scripts/processes.sh"
 
 workers=()
 for i in 1 2; do
-  "$program" --framex-worker --listen 127.0.0.1:0 >"$work/worker$i" 2>&1 &
-  pids+=($!)
-  wait_for "$work/worker$i" "listening on"
-  workers+=("$(sed -n 's/.*listening on //p' "$work/worker$i")")
+  start "worker$i" "listening on" "$program" --framex-worker --listen 127.0.0.1:0
+  workers+=("$address")
 done
 FRAMEX_RUNTIME__MODE=distributed FRAMEX_DISTRIBUTED__WORKERS="${workers[0]},${workers[1]}" \
-  "$program" --server.port 0 --server.dashboard_port 0 >"$work/ingress" 2>&1 &
-pids+=($!)
-wait_for "$work/ingress" "dashboard on"
-port=$(sed -n 's/.*serving on 127.0.0.1:\([0-9]*\),.*/\1/p' "$work/ingress")
+  start ingress "serving on" "$program" --server.port 0 --server.dashboard_port 0
+api=$port
 board=$(sed -n 's/.*dashboard on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$work/ingress")
 for n in 1 2 3 4; do
-  curl -sf -H 'Content-Type: application/json' -d "{\"label\":\"run$n\",\"n\":$n}" "http://127.0.0.1:$port/api/v1/demo/run" >/dev/null
+  curl -sf -H 'Content-Type: application/json' -d "{\"label\":\"run$n\",\"n\":$n}" "http://127.0.0.1:$api/api/v1/demo/run" >/dev/null
 done
 
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
