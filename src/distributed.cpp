@@ -2,10 +2,12 @@
 //
 // Each configured worker gets `connections_per_worker` slots; a slot is one
 // multiplexed connection (net::client) and its state: down, connecting (TCP
-// connect, then the `framex.hello` exchange) or ready. A call goes to the ready
-// slot with the fewest calls in flight; if none is ready it waits on a slot
-// being connected; if every worker failed recently (backoff) it completes with
-// `worker_lost` at once.
+// connect, then the `framex.hello` exchange) or ready. The first call connects
+// every slot; a slot whose connection is lost is reconnected by the next call
+// (after a backoff while its worker stays unreachable). A call goes to the
+// ready slot with the fewest calls in flight (ties go round the slots); if none
+// is ready it waits on a slot being connected; if every worker failed recently
+// it completes with `worker_lost` at once.
 //
 // A `remote_call` is completed exactly once, by whichever comes first: the
 // response, the connection's loss, the timeout or the caller's cancellation
