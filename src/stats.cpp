@@ -1,5 +1,6 @@
 #include "stats.hpp"
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -35,8 +36,12 @@ std::string utc_now() {
 }  // namespace
 
 void latency_histogram::add(std::int64_t nanoseconds) noexcept {
-  const double us = static_cast<double>(std::max<std::int64_t>(nanoseconds, 1000)) / 1000.0;
-  const auto i = static_cast<std::size_t>(std::log2(us) * 4.0);
+  // Bucket 4*log2(us), from the position of the top bit and the two bits below
+  // it: no floating point on the hot path.
+  const auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(nanoseconds / 1000, 1));
+  const int top = std::bit_width(us) - 1;
+  const auto quarter = static_cast<std::size_t>(top >= 2 ? (us >> (top - 2)) & 3 : (us << (2 - top)) & 3);
+  const std::size_t i = static_cast<std::size_t>(top) * 4 + quarter;
   counts_[std::min(i, buckets - 1)].fetch_add(1, std::memory_order_relaxed);
 }
 

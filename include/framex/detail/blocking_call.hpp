@@ -79,7 +79,8 @@ class blocking_call final : public pool_task {
     if (!phase_.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) return release();
     result_.capture(invoker_);
     const std::uint8_t before = phase_.exchange(finished, std::memory_order_acq_rel);
-    if (before == abandoned) return release();  // nobody waits; the result dies here
+    if (before == abandoned) return release();  // nobody waits (counted when abandoned); the result dies here
+    record_outcome(*stats_, started_, result_);  // here, not on the caller's thread, which is the busier
     cancel_seen_ = before == cancel_requested;
     post_deliver();
   }
@@ -129,6 +130,7 @@ class blocking_call final : public pool_task {
         boost::asio::post(*work_, [this] {
           outcome<R> out;
           out.set_error(deferred_);
+          record_outcome(*stats_, started_, out);
           complete(std::move(out), 1);
         });
         return;
@@ -143,7 +145,6 @@ class blocking_call final : public pool_task {
 
   void complete(outcome<R> out, int references) {
     if (slot_.is_connected()) slot_.clear();
-    record_outcome(*stats_, started_, out);
     Handler handler = std::move(handler_);
     // Drop everything that belongs to the caller's execution context now: an
     // abandoned body may run on long after the caller, and its io_context, are
