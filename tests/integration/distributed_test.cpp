@@ -509,3 +509,29 @@ TEST(DistributedFailures, RetriesMoveACallOffAnUnreachableWorker) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(DistributedConnections, SeveralConnectionsToOneWorkerShareTheCalls) {
+  worker_process w;
+  framex::config cfg = distributed({w.address()});
+  cfg.distributed.connections_per_worker = 3;
+  framex::runtime rt(cfg);
+  asio::io_context io;
+  int right = 0;
+  for (int i = 0; i < 300; ++i) {
+    asio::co_spawn(io, framex::remote<&sleep_then>.with({.runtime = &rt}).remote(i % 3),
+                   [&, i](std::exception_ptr e, int r) { right += !e && r == i % 3; });
+  }
+  io.run();
+  EXPECT_EQ(right, 300);
+  const auto s = framex::stats(rt);
+  ASSERT_EQ(s.workers.size(), 3u);
+  for (const auto& c : s.workers) {
+    EXPECT_EQ(c.address, w.address());
+    EXPECT_EQ(c.state, "ready");
+    EXPECT_GT(c.completed, 0u);  // each connection carried some of the calls
+  }
+}
+
+}  // namespace
