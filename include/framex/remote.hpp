@@ -6,11 +6,15 @@
 // returns an awaitable for `f`'s result; where the work runs is the runtime's
 // business, never the call site's:
 //
-// | `f` returns          | local runtime                                          |
-// |----------------------|--------------------------------------------------------|
-// | `asio::awaitable<T>` | co_awaited directly on the caller's executor, no hop   |
-// | anything else        | run on the runtime's pool; the caller resumes on its   |
-// |                      | own executor, never on a pool thread                   |
+// | `f` returns          | local runtime                          | distributed runtime           |
+// |----------------------|----------------------------------------|-------------------------------|
+// | `asio::awaitable<T>` | co_awaited directly on the caller's    | a msgpack-RPC request to a    |
+// |                      | executor, no hop                       | worker, run on its I/O thread |
+// | anything else        | run on the runtime's pool; the caller  | the same, run on the worker's |
+// |                      | resumes on its own executor            | pool                          |
+//
+// In both, the caller resumes on its own executor. A function whose signature
+// cannot cross the wire (see `distributable` below) runs locally in every mode.
 //
 // Arguments are checked against `f`'s parameters at compile time: `.remote`
 // takes exactly `f`'s parameter types (so braced lists such as `{1, 2, 3}` work),
@@ -109,8 +113,9 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   /// Starts a call of `F` with `args` and returns an awaitable for its result.
   ///
   /// Completion: the awaitable yields `F`'s result or throws. A local call rethrows
-  /// the exception `F` threw, as its original type; framex's own failures throw
-  /// `std::system_error` with a `framex::errc` code.
+  /// the exception `F` threw, as its original type; a distributed one throws
+  /// `framex::remote_error` (its type name and message); framex's own failures
+  /// throw `std::system_error` with a `framex::errc` code.
   ///
   /// Arguments: a blocking call stores every argument by value before it starts,
   /// except non-const lvalue reference parameters, which alias the caller's object
