@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -16,6 +18,14 @@ connection::connection(socket_type socket, std::size_t max_message)
     : socket_(std::move(socket)), executor_(socket_.get_executor()), max_message_(max_message), reader_(max_message) {
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  // A peer whose host vanishes without closing (no FIN, no RST) is found dead
+  // after about 20 s of silence instead of never: its calls get worker_lost.
+  socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+  const int fd = socket_.native_handle();
+  const int idle_s = 10, interval_s = 5, probes = 2;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 connection::~connection() = default;
