@@ -11,6 +11,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <algorithm>
@@ -113,10 +114,13 @@ class worker::impl final : public net::dispatcher {
       delete this;
     }
 
-    // Under the owner's mutex; for an async call, on the session's strand.
+    // Under the owner's mutex, from any thread: an async call is cancelled on
+    // its session's strand, where it runs.
     void cancel() noexcept {
       cancelled_.store(true, std::memory_order_release);
-      if (fn_.is_async) signal->emit(asio::cancellation_type::terminal);
+      if (fn_.is_async) {
+        asio::post(session_->executor(), [s = signal] { s->emit(asio::cancellation_type::terminal); });
+      }
     }
 
    private:
