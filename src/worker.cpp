@@ -20,7 +20,6 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -66,7 +65,7 @@ class worker::impl final : public net::dispatcher {
     {
       std::lock_guard lock(mutex_);
       for (auto& [key, call] : calls_) call->cancel();
-      for (auto& w : sessions_) {
+      for (auto& [address, w] : sessions_) {
         if (auto s = w.lock()) open.push_back(std::move(s));
       }
     }
@@ -175,6 +174,7 @@ class worker::impl final : public net::dispatcher {
 
   void on_session_closed(net::session& s) override {
     std::lock_guard lock(mutex_);
+    sessions_.erase(&s);  // before its address can be reused by a new session
     for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
   }
 
@@ -198,10 +198,7 @@ class worker::impl final : public net::dispatcher {
 
   void remember(const std::shared_ptr<net::session>& s) {
     std::lock_guard lock(mutex_);
-    if (seen_.insert(s.get()).second) {
-      std::erase_if(sessions_, [](const std::weak_ptr<net::session>& w) { return w.expired(); });
-      sessions_.push_back(s);
-    }
+    sessions_.try_emplace(s.get(), s);
   }
 
   void forget(served_call& call) {
@@ -214,8 +211,7 @@ class worker::impl final : public net::dispatcher {
   std::size_t max_queued_;
   std::mutex mutex_;
   std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;
-  std::vector<std::weak_ptr<net::session>> sessions_;
-  std::set<net::session*> seen_;
+  std::map<net::session*, std::weak_ptr<net::session>> sessions_;  // open sessions, to close at stop
   detail::thread_pool pool_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
