@@ -7,10 +7,10 @@
 // local mode (framex's pool) or distributed mode (FRAMEX_RUNTIME__MODE and
 // FRAMEX_DISTRIBUTED__WORKERS; workers are this program with --framex-worker).
 //
-//   beast_service [--port N] [--inline]
+//   beast_service [--port N] [--inline] [--trace]
 //
 // --inline calls the legacy function directly in the handler: the anti-pattern,
-// for comparison. SIGINT/SIGTERM stop accepting, finish requests in flight and
+// for comparison. --trace prints a line when each /heavy request starts. SIGINT/SIGTERM stop accepting, finish requests in flight and
 // exit 0. With --port 0 it picks a free port; it prints the one it listens on.
 #include <framex/framex.hpp>
 
@@ -44,6 +44,7 @@ std::string legacy_report(int id) {
 inline constexpr auto legacy = framex::remote<&legacy_report>;
 
 bool call_inline = false;
+bool trace = false;
 std::atomic<int> in_flight{0};
 std::atomic<int> next_id{0};
 
@@ -55,6 +56,10 @@ asio::awaitable<http::response<http::string_body>> handle(const http::request<ht
     res.body() = "fast\n";
   } else if (target == "/heavy") {
     const int id = ++next_id;
+    if (trace) {
+      std::printf("heavy #%d started\n", id);
+      std::fflush(stdout);
+    }
     std::string report;
     if (call_inline) {
       report = legacy_report(id);  // the anti-pattern: the I/O thread sleeps 50 ms
@@ -104,6 +109,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--inline") call_inline = true;
+    if (a == "--trace") trace = true;
     if (a == "--port" && i + 1 < argc) port = static_cast<unsigned short>(std::stoi(argv[++i]));
   }
 

@@ -29,7 +29,7 @@ bool client::forget(std::uint32_t msgid) {
 
 void client::notify(std::string_view method, std::uint64_t argument) { send(notification_message(method, argument)); }
 
-void client::on_message(msgpack::object_handle message) {
+void client::on_message(msgpack::object_handle message, std::size_t) {
   const msgpack::object& m = message.get();
   if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
       m.via.array.ptr[0].via.u64 != response || m.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <unordered_map>
 
@@ -42,18 +43,26 @@ class client final : public connection {
   /// Sends `[2, method, [argument]]`. Thread safety: any thread.
   void notify(std::string_view method, std::uint64_t argument);
 
+  /// `f` runs when unsent output drains below half the high-water mark
+  /// (any thread, no lock held). Set before `start`.
+  void on_drained(std::function<void()> f) { on_drained_ = std::move(f); }
+
   /// Calls filed and not yet completed.
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
 
  private:
-  void on_message(msgpack::object_handle message) override;
+  void on_message(msgpack::object_handle message, std::size_t cost) override;
   void on_close(std::error_code why) override;
+  void on_writable() override {
+    if (on_drained_) on_drained_();
+  }
 
   std::mutex calls_mutex_;
   std::unordered_map<std::uint32_t, pending_call*> calls_;
   std::uint32_t next_id_ = 0;
   bool lost_ = false;
   std::atomic<std::size_t> outstanding_{0};
+  std::function<void()> on_drained_;
 };
 
 }  // namespace framex::net

@@ -8,14 +8,21 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace framex::net {
 
 namespace asio = boost::asio;
 
-connection::connection(socket_type socket, std::size_t max_message)
-    : socket_(std::move(socket)), executor_(socket_.get_executor()), max_message_(max_message), reader_(max_message) {
+connection::connection(socket_type socket, const connection_limits& limits)
+    : socket_(std::move(socket)),
+      executor_(socket_.get_executor()),
+      limits_(limits),
+      reader_(limits.read),
+      timer_(executor_),
+      last_activity_(clock::now().time_since_epoch().count()) {
+  limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   // A peer whose host vanishes without closing (no FIN, no RST) is found dead
@@ -31,23 +38,48 @@ connection::connection(socket_type socket, std::size_t max_message)
 connection::~connection() = default;
 
 void connection::start() {
-  asio::post(executor_, [self = shared_from_this()] { self->read(); });
+  asio::post(executor_, [self = shared_from_this()] {
+    self->read();
+    self->watch();
+  });
 }
 
 bool connection::is_open() const {
   std::lock_guard lock(mutex_);
-  return !closed_;
+  return state_ != write_state::closing && state_ != write_state::closed;
+}
+
+std::size_t connection::queued_bytes() const {
+  std::lock_guard lock(mutex_);
+  return queued_bytes_;
+}
+
+connection::clock::time_point connection::last_activity() const noexcept {
+  return clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
+}
+
+void connection::touch() noexcept {
+  last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
 }
 
 bool connection::send(message_buffer message) {
   std::unique_lock lock(mutex_);
-  if (closed_) return false;
-  if (writing_) {
-    queue_.push_back(std::move(message));
-    return true;
+  switch (state_) {
+    case write_state::closing:
+    case write_state::closed: return false;
+    case write_state::direct:
+    case write_state::writing: {
+      queued_bytes_ += message.size();
+      queue_.push_back(std::move(message));
+      if (queued_bytes_ > limits_.write_cap) {
+        lock.unlock();
+        close(make_error_code(errc::too_large));  // the peer does not read what it asked for
+      }
+      return true;
+    }
+    case write_state::idle: break;
   }
-  writing_ = true;
-  direct_ = true;
+  state_ = write_state::direct;
   const int fd = socket_.native_handle();
   lock.unlock();
 
@@ -65,36 +97,51 @@ bool connection::send(message_buffer message) {
       break;
     }
   }
-
-  lock.lock();
-  direct_ = false;
-  if (sent < message.size() && !failed) {
-    sent_of_front_ = sent;
-    queue_.push_front(std::move(message));
-  }
-  const bool must_close = failed || close_pending_;
-  if (must_close || queue_.empty()) writing_ = false;
-  const bool must_flush = !must_close && !queue_.empty();
-  lock.unlock();
-  if (must_close) {
-    asio::post(executor_, [self = shared_from_this(), why = close_reason_] {
-      self->do_close(why ? why : std::make_error_code(std::errc::broken_pipe));
-    });
-  } else if (must_flush) {
-    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
-  }
+  finish_direct(std::move(message), sent, failed);
   return true;
 }
 
-// On the strand, owning the write side: writes everything queued in one go.
+// The direct sender, done: hands what is left to the strand, or the close that
+// was asked for meanwhile.
+void connection::finish_direct(message_buffer rest, std::size_t sent, bool failed) {
+  if (sent == rest.size()) touch();
+  std::unique_lock lock(mutex_);
+  if (!failed && sent < rest.size()) {
+    sent_of_front_ = sent;
+    queued_bytes_ += rest.size() - sent;
+    queue_.push_front(std::move(rest));
+  }
+  enum { nothing, close_now, flush_queue } next = nothing;
+  if (failed) {
+    if (!close_reason_) close_reason_ = std::make_error_code(std::errc::broken_pipe);
+    state_ = write_state::closing;
+    next = close_now;
+  } else if (state_ == write_state::closing) {
+    next = close_now;
+  } else if (!queue_.empty()) {
+    state_ = write_state::writing;
+    next = flush_queue;
+  } else {
+    state_ = write_state::idle;
+    if (close_when_drained_) {
+      state_ = write_state::closing;
+      next = close_now;
+    }
+  }
+  lock.unlock();
+  if (next == close_now) {
+    asio::post(executor_, [self = shared_from_this()] { self->finish_close(); });
+  } else if (next == flush_queue) {
+    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+  }
+}
+
+// On the strand, in `writing`: writes everything queued in one go.
 void connection::flush() {
   std::vector<asio::const_buffer> buffers;
   {
     std::lock_guard lock(mutex_);
-    if (closed_) {
-      writing_ = false;
-      return;
-    }
+    if (state_ != write_state::writing) return;
     in_flight_.clear();
     for (auto& m : queue_) in_flight_.push_back(std::move(m));
     queue_.clear();
@@ -103,68 +150,135 @@ void connection::flush() {
     buffers.front() += sent_of_front_;
     sent_of_front_ = 0;
   }
-  asio::async_write(socket_, buffers, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-    if (ec) {
-      {
-        std::lock_guard lock(self->mutex_);
-        self->writing_ = false;
-      }
-      return self->do_close(ec);
-    }
+  asio::async_write(socket_, buffers, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    if (ec) return self->do_close(ec);
+    self->touch();
+    bool drained = false, resume = false, more = false, close_now = false;
     {
       std::lock_guard lock(self->mutex_);
       self->in_flight_.clear();
+      self->queued_bytes_ -= n;
+      if (self->state_ != write_state::writing) return;
       if (self->queue_.empty()) {
-        self->writing_ = false;
-        return;
+        self->state_ = write_state::idle;
+        drained = true;
+        close_now = self->close_when_drained_;
+      } else {
+        more = true;
       }
+      resume = self->queued_bytes_ <= self->limits_.write_high_water / 2;
     }
-    self->flush();
+    if (close_now) return self->do_close(std::make_error_code(std::errc::connection_aborted));
+    if (resume && self->read_paused_) {
+      self->read_paused_ = false;
+      self->read();
+    }
+    if (drained) self->on_writable();
+    if (more) self->flush();
   });
 }
 
 void connection::read() {
+  if (reading_ || read_paused_) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == write_state::closing || state_ == write_state::closed) return;
+    if (limits_.pause_reading && queued_bytes_ > limits_.write_high_water) {
+      read_paused_ = true;  // flush resumes reading once the peer has read its answers
+      return;
+    }
+  }
   constexpr std::size_t chunk = 64 * 1024;
   char* room = reader_.prepare(chunk);
-  socket_.async_read_some(asio::buffer(room, reader_.capacity()),
-                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                            if (ec) return self->do_close(ec);
-                            self->reader_.commit(n);
-                            try {
-                              msgpack::object_handle message;
-                              while (self->reader_.next(message)) {
-                                if (!self->is_open()) return;
-                                self->on_message(std::move(message));
-                              }
-                            } catch (const std::system_error& e) {
-                              return self->do_close(e.code());
-                            } catch (const std::exception&) {
-                              return self->do_close(std::make_error_code(std::errc::protocol_error));
-                            }
-                            self->read();
-                          });
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(room, reader_.capacity()), [self = shared_from_this()](
+                                                                      const boost::system::error_code& ec, std::size_t n) {
+    self->reading_ = false;
+    if (ec == asio::error::eof && !self->receiving()) return self->on_end_of_input();
+    if (ec) return self->do_close(ec);
+    self->reader_.commit(n);
+    self->touch();
+    bool completed = false;
+    try {
+      msgpack::object_handle message;
+      while (self->reader_.next(message)) {
+        completed = true;
+        if (!self->is_open()) return;
+        self->on_message(std::move(message), self->reader_.last_cost());
+      }
+    } catch (const std::system_error& e) {
+      return self->do_close(e.code());
+    } catch (const std::exception&) {
+      return self->do_close(std::make_error_code(std::errc::protocol_error));
+    }
+    if (completed || !self->receiving()) self->message_started_ = {};
+    if (self->receiving() && self->message_started_ == clock::time_point{}) self->message_started_ = clock::now();
+    self->read();
+  });
+}
+
+// On the strand: one timer for both deadlines, re-armed from timestamps so the
+// read path never touches it.
+void connection::watch() {
+  const auto message_timeout = limits_.message_timeout;
+  const auto idle_timeout = limits_.idle_timeout;
+  if (message_timeout.count() == 0 && idle_timeout.count() == 0) return;
+  const auto now = clock::now();
+  if (message_timeout.count() != 0 && message_started_ != clock::time_point{} &&
+      now - message_started_ >= message_timeout) {
+    return do_close(make_error_code(errc::timeout));  // a message that never finishes arriving
+  }
+  if (idle_timeout.count() != 0 && !receiving() && now - last_activity() >= idle_timeout && idle() &&
+      queued_bytes() == 0) {
+    return do_close(make_error_code(errc::timeout));
+  }
+  auto period = std::min(message_timeout.count() != 0 ? message_timeout : idle_timeout,
+                         idle_timeout.count() != 0 ? idle_timeout : message_timeout);
+  timer_.expires_after(std::max<clock::duration>(period / 4, std::chrono::milliseconds(10)));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec && self->is_open()) self->watch();
+  });
 }
 
 void connection::close(std::error_code why) {
   asio::post(executor_, [self = shared_from_this(), why] { self->do_close(why); });
 }
 
+void connection::close_when_drained() {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != write_state::idle || !queue_.empty()) {
+      close_when_drained_ = true;  // the writer closes when it drains
+      return;
+    }
+  }
+  do_close(std::make_error_code(std::errc::connection_aborted));
+}
+
 void connection::do_close(std::error_code why) {
   {
     std::lock_guard lock(mutex_);
-    if (!closed_) close_reason_ = why;
-    closed_ = true;
-    if (direct_) {  // the direct sender posts do_close again when it is done
-      close_pending_ = true;
-      return;
-    }
+    if (!close_reason_) close_reason_ = why;
+    if (state_ == write_state::closed || state_ == write_state::closing) return;  // finish_close is coming
+    const bool sending = state_ == write_state::direct;
+    state_ = write_state::closing;
+    if (sending) return;  // the direct sender posts finish_close when it is done
+  }
+  finish_close();
+}
+
+// On the strand, in `closing`, with no direct sender.
+void connection::finish_close() {
+  {
+    std::lock_guard lock(mutex_);
+    state_ = write_state::closed;
     queue_.clear();
+    queued_bytes_ = 0;
   }
   boost::system::error_code ignored;
+  timer_.cancel();
   socket_.shutdown(socket_type::shutdown_both, ignored);
   socket_.close(ignored);
-  if (close_reported_) return;
-  close_reported_ = true;
   on_close(close_reason_);
 }
 

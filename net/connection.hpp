@@ -1,19 +1,38 @@
 // One msgpack-RPC connection over TCP: a read loop that hands each message to
-// the owner, and a thread-safe, coalescing writer.
+// the owner, and a thread-safe, coalescing writer, each bounded.
 //
 // Writing. `send` may be called from any thread. When nothing is being written
 // it tries the socket at once from the calling thread (a non-blocking send, so
 // a call costs no hop to the I/O thread); whatever does not fit, and every
 // message sent meanwhile, is queued and written by the I/O strand in one
-// gathered write. Reading, closing and every other socket operation happen on
-// the strand. The socket is closed only when no direct send is in progress, so
-// a descriptor is never reused under a sender's feet.
+// gathered write. The write side is in exactly one `write_state` at a time,
+// changed under `mutex_`:
+//
+//   idle ──send──▶ direct ──all sent──▶ idle
+//                    │ └──rest queued──▶ writing ──queue empty──▶ idle
+//                    └──close asked meanwhile──▶ closing ──sender done──▶ closed
+//   idle / writing ──close──▶ closing ──▶ closed (at once, on the strand)
+//
+// The socket is closed only outside `direct`, so a descriptor is never reused
+// under a sender's feet; `on_close` is reported once, when `closed` is entered.
+// A sender sees `closing` and `closed` alike: the message is refused.
+//
+// Bounds. Output queued above `write_high_water` pauses reading (a peer that
+// does not read its answers gets no new work read from it) until the queue
+// drains below half of it; above `write_cap` the connection closes. A message
+// must arrive whole within `message_timeout` of its first byte; a connection
+// that the owner says is idle closes after `idle_timeout` without traffic.
+// Reading, timers and closing happen on the strand.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -24,12 +43,29 @@
 
 namespace framex::net {
 
+/// What one connection may make the process hold, and for how long.
+struct connection_limits {
+  read_limits read;
+  /// Queued output bytes above which reading pauses (if `pause_reading`).
+  std::size_t write_high_water = std::size_t{4} << 20;
+  bool pause_reading = true;
+  /// Queued output bytes above which the connection closes (at least one
+  /// largest message above the high-water mark).
+  std::size_t write_cap = std::size_t{64} << 20;
+  /// A message's bytes must all arrive within this time; zero: no limit.
+  std::chrono::milliseconds message_timeout{0};
+  /// An idle connection (see `connection::idle`) closes after this long without
+  /// traffic; zero: never.
+  std::chrono::milliseconds idle_timeout{0};
+};
+
 class connection : public std::enable_shared_from_this<connection> {
  public:
   using socket_type = boost::asio::ip::tcp::socket;
+  using clock = std::chrono::steady_clock;
 
   /// `socket` must be bound to a strand of an io_context.
-  connection(socket_type socket, std::size_t max_message);
+  connection(socket_type socket, const connection_limits& limits);
   virtual ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -45,35 +81,62 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Thread safety: any thread.
   void close(std::error_code why);
 
+  /// Closes once every queued byte is written (at once if none is). On the strand.
+  void close_when_drained();
+
   [[nodiscard]] bool is_open() const;
+  /// Output bytes queued and not yet written.
+  [[nodiscard]] std::size_t queued_bytes() const;
+  /// When a message was last read or written.
+  [[nodiscard]] clock::time_point last_activity() const noexcept;
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
-  [[nodiscard]] std::size_t max_message() const noexcept { return max_message_; }
+  [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
 
  protected:
-  /// A complete message arrived. On the strand.
-  virtual void on_message(msgpack::object_handle message) = 0;
+  /// A complete message arrived; `cost` estimates the memory it holds. On the strand.
+  virtual void on_message(msgpack::object_handle message, std::size_t cost) = 0;
   /// The connection ended; called once, on the strand.
   virtual void on_close(std::error_code why) = 0;
+  /// The peer stopped sending (half-close); by default the connection closes.
+  /// On the strand.
+  virtual void on_end_of_input() { do_close(std::make_error_code(std::errc::connection_aborted)); }
+  /// True when nothing is owed to the peer, so `idle_timeout` may close it.
+  [[nodiscard]] virtual bool idle() const { return true; }
+  /// The output queue drained below the high-water mark. Any thread, no lock held.
+  virtual void on_writable() {}
+  /// True while a message is partly received.
+  [[nodiscard]] bool receiving() const noexcept { return reader_.partial() != 0; }
+
+  /// Closes now; on the strand.
+  void do_close(std::error_code why);
 
  private:
+  enum class write_state : std::uint8_t { idle, direct, writing, closing, closed };
+
   void read();
   void flush();
-  void do_close(std::error_code why);
+  void finish_direct(message_buffer rest, std::size_t sent, bool failed);
+  void finish_close();
+  void watch();
+  void touch() noexcept;
 
   socket_type socket_;
   socket_type::executor_type executor_;
-  std::size_t max_message_;
+  connection_limits limits_;
   reader reader_;
+  boost::asio::steady_timer timer_;  // message deadline and idle timeout
+  bool read_paused_ = false;         // strand only
+  bool reading_ = false;             // strand only: a read is outstanding
+  clock::time_point message_started_{};  // strand only: first byte of a partial message
+  std::atomic<clock::rep> last_activity_;
 
   mutable std::mutex mutex_;
+  write_state state_ = write_state::idle;
   std::deque<message_buffer> queue_;
   std::vector<message_buffer> in_flight_;
   std::size_t sent_of_front_ = 0;  // bytes of queue_.front() a direct send already wrote
-  bool writing_ = false;           // a direct send or a strand write owns the socket's write side
-  bool direct_ = false;            // a direct send is in progress off the strand
-  bool close_pending_ = false;     // close asked for while a direct send ran
-  bool closed_ = false;            // no more sends accepted
-  bool close_reported_ = false;
+  std::size_t queued_bytes_ = 0;   // in queue_ and in_flight_, not yet written
+  bool close_when_drained_ = false;
   std::error_code close_reason_;
 };
 

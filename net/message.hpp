@@ -1,6 +1,6 @@
 // msgpack-RPC framing: the headers of the three message kinds, written in front
 // of a body packed elsewhere, and a reader that cuts a byte stream into
-// messages under a size limit.
+// messages under limits on their size, nesting and element count.
 //
 //   Request      [0, msgid, method, params]
 //   Response     [1, msgid, error, result]
@@ -11,7 +11,10 @@
 #include <cstdint>
 #include <string_view>
 
-#include "framex/detail/wire.hpp"
+#include <msgpack.hpp>
+
+#include "framex/detail/message_buffer.hpp"
+#include "framex/error.hpp"
 
 namespace framex::net {
 
@@ -31,11 +34,47 @@ message_buffer error_response(std::uint32_t msgid, int code, std::string_view ty
 /// `[2, method, [argument]]`.
 message_buffer notification_message(std::string_view method, std::uint64_t argument);
 
-/// Cuts a byte stream into msgpack objects. A message whose bytes exceed
-/// `max_message` (or that nests deeper than 64) makes `next` throw.
+/// What one message may make the reader hold.
+struct read_limits {
+  std::size_t max_bytes = std::size_t{64} << 20;
+  /// Objects in one message, containers and their elements alike.
+  std::size_t max_elements = std::size_t{1} << 22;
+  std::size_t max_depth = 64;
+};
+
+/// Finds where one msgpack object ends without building it, resuming where it
+/// stopped as more bytes arrive. A header that declares a million elements costs
+/// nothing until the bytes of those elements are there, so a message is built
+/// (and its elements allocated) only once it has fully arrived and fits the
+/// limits.
+class frame_scanner {
+ public:
+  explicit frame_scanner(const read_limits& limits) noexcept : limits_(limits) {}
+
+  /// Scans `bytes` (the message's bytes so far, from its start; it may have
+  /// grown since the last call). Returns the message's length once it is
+  /// complete, else 0. Throws `std::system_error`: `errc::too_large` past a
+  /// limit, `std::errc::protocol_error` for a byte msgpack never uses.
+  std::size_t scan(const char* bytes, std::size_t size);
+  /// Objects in the message scanned so far.
+  [[nodiscard]] std::size_t elements() const noexcept { return elements_; }
+  /// Bytes of the message scanned so far.
+  [[nodiscard]] std::size_t scanned() const noexcept { return offset_; }
+  /// Ready for the next message.
+  void reset() noexcept;
+
+ private:
+  read_limits limits_;
+  std::size_t offset_ = 0;
+  std::size_t elements_ = 0;
+  std::size_t depth_ = 0;
+  std::uint64_t remaining_[65] = {};  // items still to come in each open container
+};
+
+/// Cuts a byte stream into msgpack objects under `read_limits`.
 class reader {
  public:
-  explicit reader(std::size_t max_message);
+  explicit reader(const read_limits& limits);
 
   /// Room for at least `n` more bytes; fill it and `commit` what was read.
   [[nodiscard]] char* prepare(std::size_t n);
@@ -43,12 +82,22 @@ class reader {
   void commit(std::size_t n) noexcept;
 
   /// Takes the next complete message, if any. Throws `std::system_error`
-  /// (`errc::too_large`) or msgpack's parse errors on bad input.
+  /// (`errc::too_large`, `std::errc::protocol_error`) on bad input.
   bool next(msgpack::object_handle& out);
 
+  /// What the last message taken holds in memory, about: its bytes and its
+  /// decoded objects.
+  [[nodiscard]] std::size_t last_cost() const noexcept { return last_cost_; }
+  /// Bytes received of a message not yet complete (after `next` returned false).
+  [[nodiscard]] std::size_t partial() const noexcept {
+    return const_cast<msgpack::unpacker&>(unpacker_).nonparsed_size();
+  }
+
  private:
-  std::size_t max_message_;
+  read_limits limits_;
+  frame_scanner scanner_;
   msgpack::unpacker unpacker_;
+  std::size_t last_cost_ = 0;
 };
 
 }  // namespace framex::net

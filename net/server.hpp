@@ -1,14 +1,21 @@
-// The serving side of msgpack-RPC: a listener that accepts connections, and a
-// session per connection that checks each message's shape and hands requests
-// and notifications to a dispatcher. It knows nothing of functions.
+// The serving side of msgpack-RPC: a listener that accepts connections (at
+// most `max_connections`; at the limit the longest-silent idle one makes room,
+// and accept errors such as EMFILE back off instead of spinning), and a session
+// per connection that checks each message's shape and hands requests and
+// notifications to a dispatcher. It knows nothing of functions.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "connection.hpp"
 
@@ -16,12 +23,17 @@ namespace framex::net {
 
 class session;
 
-/// A request as received; `params` points into `message`.
+/// A request or notification as received; `method` and `params` point into
+/// `message`.
 struct incoming_request {
+  /// A notification (`[2, method, params]`): it wants no response.
+  bool notification = false;
   std::uint32_t msgid = 0;
   std::string_view method;
   const msgpack::object* params = nullptr;
   msgpack::object_handle message;
+  /// About what the request holds in memory (bytes and decoded objects).
+  std::size_t cost = 0;
 };
 
 /// What the server does with messages; implemented by the worker runtime.
@@ -29,17 +41,17 @@ struct incoming_request {
 class dispatcher {
  public:
   virtual void on_request(const std::shared_ptr<session>& from, incoming_request request) = 0;
-  virtual void on_notification(const std::shared_ptr<session>& from, std::string_view method,
-                               const msgpack::object& params) = 0;
   virtual void on_session_closed(session& s) = 0;
 
  protected:
   ~dispatcher() = default;
 };
 
+struct session_table;
+
 class session final : public connection {
  public:
-  session(socket_type socket, std::size_t max_message, dispatcher& d);
+  session(socket_type socket, const connection_limits& limits, dispatcher& d, std::shared_ptr<session_table> table);
 
   /// Sends `[1, msgid, nil, result]`; `body` holds the packed result after
   /// 16 bytes of room. A result over the size limit is answered with
@@ -48,12 +60,33 @@ class session final : public connection {
   /// Sends `[1, msgid, {code, type, message}, nil]`. Thread safety: any thread.
   void reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message);
 
+  /// The dispatcher counts the calls it serves for this session: one begins, or
+  /// one has been answered. A session whose peer half-closed closes once its
+  /// last call is answered and written. Thread safety: any thread.
+  void call_started() noexcept { calls_.fetch_add(1, std::memory_order_relaxed); }
+  void call_finished();
+  [[nodiscard]] std::size_t calls() const noexcept { return calls_.load(std::memory_order_relaxed); }
+  /// True once a whole message has arrived.
+  [[nodiscard]] bool spoke() const noexcept { return spoke_.load(std::memory_order_relaxed); }
+
  private:
-  void on_message(msgpack::object_handle message) override;
+  void on_message(msgpack::object_handle message, std::size_t cost) override;
   void on_close(std::error_code why) override;
+  void on_end_of_input() override;
+  [[nodiscard]] bool idle() const override { return calls() == 0; }
   std::shared_ptr<session> self() { return std::static_pointer_cast<session>(shared_from_this()); }
 
   dispatcher& dispatcher_;
+  std::shared_ptr<session_table> table_;
+  std::atomic<std::size_t> calls_{0};
+  std::atomic<bool> input_ended_{false};
+  std::atomic<bool> spoke_{false};
+};
+
+/// The open sessions of a listener; shared with them, so either may go first.
+struct session_table {
+  std::mutex mutex;
+  std::map<session*, std::weak_ptr<session>> open;
 };
 
 /// Accepts connections on an endpoint, each served by a `session` on its own
@@ -61,21 +94,20 @@ class session final : public connection {
 class listener {
  public:
   /// Binds and listens at once; throws `boost::system::system_error` on failure.
-  listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, std::size_t max_message,
-           dispatcher& d);
+  /// `max_connections` 0: no limit.
+  listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, const connection_limits& limits,
+           std::size_t max_connections, dispatcher& d);
   ~listener();
   /// The bound port (useful when listening on port 0).
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
   /// Stops accepting. Thread safety: any thread.
   void close();
+  /// The sessions open now. Thread safety: any thread.
+  [[nodiscard]] std::vector<std::shared_ptr<session>> sessions() const;
 
  private:
-  void accept();
-
-  boost::asio::io_context& io_;
-  std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
-  std::size_t max_message_;
-  dispatcher& dispatcher_;
+  struct state;
+  std::shared_ptr<state> state_;
   std::uint16_t port_;
 };
 

@@ -13,7 +13,7 @@ extern char** environ;  // NOLINT: POSIX
 namespace framex {
 namespace {
 
-enum class kind { text, integer, list };
+enum class kind { text, integer, list, boolean };
 
 struct key_info {
   const char* name;
@@ -50,6 +50,14 @@ std::string join(const std::vector<std::string>& items) {
   return s;
 }
 
+bool to_bool(std::string_view text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  throw std::invalid_argument("expected true or false");
+}
+
+std::chrono::milliseconds to_ms(std::string_view text) { return std::chrono::milliseconds(to_size(text)); }
+
 std::uint16_t to_port(std::string_view text) {
   const std::size_t v = to_size(text);
   if (v > 65535) throw std::invalid_argument("expected a port number");
@@ -73,6 +81,10 @@ const key_info keys[] = {
     {"server.threads", kind::integer,
      [](config& c, std::string_view v) { c.server.threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.server.threads); }},
+    {"server.max_connections", kind::integer, [](config& c, std::string_view v) { c.server.max_connections = to_size(v); },
+     [](const config& c) { return std::to_string(c.server.max_connections); }},
+    {"server.header_timeout_ms", kind::integer, [](config& c, std::string_view v) { c.server.header_timeout = to_ms(v); },
+     [](const config& c) { return std::to_string(c.server.header_timeout.count()); }},
     {"runtime.mode", kind::text,
      [](config& c, std::string_view v) {
        if (v == "local") {
@@ -111,6 +123,15 @@ const key_info keys[] = {
        if (c.distributed.max_message_size < 1024) throw std::invalid_argument("expected at least 1024");
      },
      [](const config& c) { return std::to_string(c.distributed.max_message_size); }},
+    {"distributed.max_message_elements", kind::integer,
+     [](config& c, std::string_view v) {
+       c.distributed.max_message_elements = to_size(v);
+       if (c.distributed.max_message_elements < 1024) throw std::invalid_argument("expected at least 1024");
+     },
+     [](const config& c) { return std::to_string(c.distributed.max_message_elements); }},
+    {"distributed.message_timeout_ms", kind::integer,
+     [](config& c, std::string_view v) { c.distributed.message_timeout = to_ms(v); },
+     [](const config& c) { return std::to_string(c.distributed.message_timeout.count()); }},
     {"distributed.io_threads", kind::integer,
      [](config& c, std::string_view v) { c.distributed.io_threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.distributed.io_threads); }},
@@ -127,6 +148,20 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.worker.io_threads); }},
     {"worker.max_queued", kind::integer, [](config& c, std::string_view v) { c.worker.max_queued = to_size(v); },
      [](const config& c) { return std::to_string(c.worker.max_queued); }},
+    {"worker.max_calls_per_connection", kind::integer,
+     [](config& c, std::string_view v) { c.worker.max_calls_per_connection = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.max_calls_per_connection); }},
+    {"worker.max_held_bytes", kind::integer, [](config& c, std::string_view v) { c.worker.max_held_bytes = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.max_held_bytes); }},
+    {"worker.max_connections", kind::integer, [](config& c, std::string_view v) { c.worker.max_connections = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.max_connections); }},
+    {"worker.idle_timeout_ms", kind::integer, [](config& c, std::string_view v) { c.worker.idle_timeout = to_ms(v); },
+     [](const config& c) { return std::to_string(c.worker.idle_timeout.count()); }},
+    {"worker.max_output_bytes", kind::integer,
+     [](config& c, std::string_view v) { c.worker.max_output_bytes = std::max<std::size_t>(1024, to_size(v)); },
+     [](const config& c) { return std::to_string(c.worker.max_output_bytes); }},
+    {"worker.expose_errors", kind::boolean, [](config& c, std::string_view v) { c.worker.expose_errors = to_bool(v); },
+     [](const config& c) -> std::string { return c.worker.expose_errors ? "true" : "false"; }},
     {"log.level", kind::text,
      [](config& c, std::string_view v) {
        for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
@@ -163,6 +198,9 @@ std::string toml_text(const toml::node& node, kind type, const std::string& wher
         return std::to_string(v);
       }
       throw wrong("an integer");
+    case kind::boolean:
+      if (node.is_boolean()) return *node.value<bool>() ? "true" : "false";
+      throw wrong("a boolean");
     case kind::list: {
       const auto* array = node.as_array();
       if (array == nullptr) throw wrong("an array of strings");

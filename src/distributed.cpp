@@ -3,15 +3,29 @@
 // Each configured worker gets `connections_per_worker` slots; a slot is one
 // multiplexed connection (net::client) and its state: down, connecting (TCP
 // connect, then the `framex.hello` exchange) or ready. The first call connects
-// every slot; a slot whose connection is lost is reconnected by the next call
-// (after a backoff while its worker stays unreachable). A call goes to the
-// ready slot with the fewest calls in flight (ties go round the slots); if none
-// is ready it waits on a slot being connected; if every worker failed recently
-// it completes with `worker_lost` at once.
+// every slot; a slot whose connection is lost is reconnected when a call needs
+// it, after a jittered backoff while its worker stays unreachable.
 //
-// A `remote_call` is completed exactly once, by whichever comes first: the
-// response, the connection's loss, the timeout or the caller's cancellation
-// (`done` decides). Its handler then runs on the caller's executor.
+// Routing. A call goes to the ready slot with the fewest calls in flight
+// (ties go round the slots), skipping connections whose unsent output is above
+// the high-water mark (a stalled worker); else it waits on a slot being
+// connected; else it waits, unrouted, until a slot may be tried again or a
+// stalled connection drains. A call that never reached a worker (its connect
+// or hello failed) is routed again, to another worker if one is up. An unrouted
+// call gives up with `worker_lost` when no worker can be tried again before its
+// deadline (or, without one, within `connect_timeout`), unless a live but
+// stalled connection may still take it.
+//
+// A `remote_call` is reference counted (`call_ref`); every place that holds
+// one holds a `call_ref`: the function working on it, a slot's or the
+// unrouted list, its pending timer wait, its cancellation handler, and its
+// completion on its way to the caller. The one counted by hand is the
+// connection's table, which holds a raw pointer: the reference is taken when
+// the call is filed and dropped by whoever takes it out (the response, the
+// connection's loss, or `forget_on_worker`). It completes exactly once, by
+// whichever comes first: the response, the connection's loss, the timeout,
+// the caller's cancellation or giving up (`done_` decides); its handler then
+// runs on the caller's executor.
 #include "distributed.hpp"
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -31,6 +45,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/smart_ptr/intrusive_ptr.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -54,10 +69,28 @@ namespace {
 constexpr std::uint64_t protocol_version = 1;
 constexpr auto first_backoff = std::chrono::milliseconds(50);
 constexpr auto last_backoff = std::chrono::milliseconds(1000);
+// Unsent output above which a connection takes no new calls.
+constexpr std::size_t stalled_bytes = std::size_t{4} << 20;
 
 std::error_code code_of(errc e) { return make_error_code(e); }
 
+// Between half and all of `d`, so callers that lost a worker together do not
+// retry it together.
+clock::duration jittered(clock::duration d) {
+  static std::atomic<std::uint64_t> seed{0x9e3779b97f4a7c15ULL};
+  std::uint64_t x = seed.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
+  x ^= x >> 31;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 29;
+  return d / 2 + clock::duration(static_cast<clock::rep>(x % static_cast<std::uint64_t>(d.count() / 2 + 1)));
+}
+
 }  // namespace
+
+class remote_call;
+void intrusive_ptr_add_ref(remote_call* c) noexcept;
+void intrusive_ptr_release(remote_call* c) noexcept;
+using call_ref = boost::intrusive_ptr<remote_call>;
 
 // One connection to one worker.
 struct slot {
@@ -68,7 +101,7 @@ struct slot {
   std::string port;
   state status = state::down;
   std::shared_ptr<net::client> conn;
-  std::vector<class remote_call*> waiting;  // each holds a reference
+  std::vector<call_ref> waiting;  // for the connection being made
   clock::time_point retry_at{};
   clock::duration backoff = first_backoff;
   std::size_t limit = 0;  // the smaller of both sides' message limits
@@ -93,25 +126,20 @@ class remote_call final : public net::pending_call {
   const function_entry& fn() const noexcept { return fn_; }
   std::size_t size() const noexcept { return params_.size(); }
   bool done() const noexcept { return done_.load(std::memory_order_acquire); }
-
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
+  clock::time_point give_up_at() const noexcept { return give_up_at_; }
 
   // Caller's executor: arms cancellation and the deadline.
-  void arm(asio::io_context& io, clock::duration timeout) {
+  void arm(asio::io_context& io, clock::duration timeout, clock::duration patience) {
+    give_up_at_ = clock::now() + (timeout > clock::duration::zero() ? timeout : patience);
     if (cancel_slot_.is_connected()) {
-      cancel_slot_.assign([this](asio::cancellation_type type) {
-        if (type != asio::cancellation_type::none) finish(code_of(errc::cancelled), "the call was cancelled");
+      cancel_slot_.assign([self = call_ref(this)](asio::cancellation_type type) {
+        if (type != asio::cancellation_type::none) self->finish(code_of(errc::cancelled), self->fn_.name);
       });
     }
     if (timeout > clock::duration::zero()) {
-      add_ref();
       timer_.emplace(asio::make_strand(io), timeout);
-      timer_->async_wait([this](const boost::system::error_code& ec) {
-        if (!ec) finish(code_of(errc::timeout), fn_.name + ": no answer within the call's timeout");
-        release();
+      timer_->async_wait([self = call_ref(this)](const boost::system::error_code& ec) {
+        if (!ec) self->finish(code_of(errc::timeout), self->fn_.name + ": no answer within the call's timeout");
       });
     }
   }
@@ -119,44 +147,41 @@ class remote_call final : public net::pending_call {
   // Sends the call on `conn` of `s`; completes it if that is impossible.
   void send(slot& s, const std::shared_ptr<net::client>& conn, std::size_t limit) {
     if (done()) return;
-    slot_.store(&s, std::memory_order_release);
     if (params_.size() > limit) {
       return finish(code_of(errc::too_large), fn_.name + ": the request is " + std::to_string(params_.size()) +
                                                   " bytes; the limit is " + std::to_string(limit));
     }
-    {
-      std::lock_guard lock(conn_mutex_);
-      conn_ = conn;
-    }
-    add_ref();  // the connection's table holds one
+    std::unique_lock lock(conn_mutex_);
+    intrusive_ptr_add_ref(this);  // the connection's table's
+    slot_.store(&s, std::memory_order_release);
     const std::uint32_t id = conn->call(fn_.name, std::move(params_), *this);
     if (id == 0) {
-      release();
+      intrusive_ptr_release(this);
+      lock.unlock();
       return finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker closed");
     }
-    std::lock_guard lock(conn_mutex_);
+    conn_ = conn;
     msgid_ = id;
     if (done()) forget_on_worker();  // timed out or cancelled while being sent
   }
 
   void on_response(msgpack::object_handle message) noexcept override {
+    const call_ref self(this, false);  // the table's reference, adopted
     const msgpack::object& error = message.get().via.array.ptr[2];
+    reply r;
     if (error.type == msgpack::type::NIL) {
-      reply r;
       r.result = &message.get().via.array.ptr[3];
       r.message = std::move(message);
       finish({}, std::move(r));
     } else {
-      reply r;
       const errc code = decode_error_object(error, r);
       finish(code_of(code), std::move(r));
     }
-    release();
   }
 
   void on_lost(std::error_code why) noexcept override {
+    const call_ref self(this, false);  // the table's reference, adopted
     finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker was lost (" + why.message() + ")");
-    release();
   }
 
   void finish(std::error_code ec, std::string message) {
@@ -174,29 +199,28 @@ class remote_call final : public net::pending_call {
       forget_on_worker();
     }
     if (timer_) {
-      add_ref();
-      asio::post(timer_->get_executor(), [this] {
-        timer_.reset();  // cancels the wait; a finished call holds nothing of the runtime's io_context
-        release();
-      });
+      // Cancels the wait; a finished call holds nothing of the runtime's io_context.
+      asio::post(timer_->get_executor(), [self = call_ref(this)] { self->timer_.reset(); });
     }
-    asio::dispatch(work_, [this, ec, r = std::move(r)]() mutable {
-      if (cancel_slot_.is_connected()) cancel_slot_.clear();
-      reply_handler handler = std::move(handler_);
-      release();
+    asio::dispatch(work_, [self = call_ref(this), ec, r = std::move(r)]() mutable {
+      if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
+      reply_handler handler = std::move(self->handler_);
       std::move(handler)(ec, std::move(r));
     });
   }
 
  private:
-  ~remote_call() = default;
+  friend void intrusive_ptr_add_ref(remote_call* c) noexcept { c->refs_.fetch_add(1, std::memory_order_relaxed); }
+  friend void intrusive_ptr_release(remote_call* c) noexcept {
+    if (c->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
+  }
 
   // Under conn_mutex_: takes the call out of its connection and tells the
   // worker to drop it.
   void forget_on_worker() {
     if (conn_ && msgid_ != 0 && conn_->forget(msgid_)) {
       conn_->notify("framex.cancel", msgid_);
-      release();  // the table's reference
+      intrusive_ptr_release(this);  // the table's reference
     }
   }
 
@@ -240,6 +264,8 @@ class remote_call final : public net::pending_call {
     return code;
   }
 
+  ~remote_call() = default;
+
   const function_entry& fn_;
   message_buffer params_;
   reply_handler handler_;
@@ -248,17 +274,22 @@ class remote_call final : public net::pending_call {
                                               asio::execution::outstanding_work.tracked));
   work_executor work_;
   std::optional<asio::steady_timer> timer_;
+  clock::time_point give_up_at_{};
   std::mutex conn_mutex_;
   std::shared_ptr<net::client> conn_;
   std::uint32_t msgid_ = 0;
   std::atomic<bool> done_{false};
-  std::atomic<int> refs_{1};  // the caller's, dropped when the handler runs
+  std::atomic<int> refs_{0};
   std::atomic<slot*> slot_{nullptr};
   clock::time_point started_ = clock::now();
 };
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
-  explicit impl(const config::distributed_section& s) : settings(s), work(asio::make_work_guard(io)) {
+  explicit impl(const config::distributed_section& s)
+      : settings(s), work(asio::make_work_guard(io)), retry_timer(asio::make_strand(io)) {
+    if (s.workers.empty()) {
+      throw config_error("distributed mode needs at least one worker: set distributed.workers");
+    }
     for (const auto& w : s.workers) {
       const auto [host, port] = parse_endpoint(w);
       for (std::size_t i = 0; i < s.connections_per_worker; ++i) {
@@ -273,39 +304,51 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   void start(const function_entry& fn, message_buffer params, clock::duration timeout, reply_handler handler) {
-    auto* call = new remote_call(fn, std::move(params), std::move(handler));
+    const call_ref call(new remote_call(fn, std::move(params), std::move(handler)));
     if (timeout <= clock::duration::zero()) timeout = settings.call_timeout;
-    call->arm(io, timeout);
+    call->arm(io, timeout, settings.connect_timeout);
     if (call->size() > settings.max_message_size) {
       return call->finish(code_of(errc::too_large), fn.name + ": the request is " + std::to_string(call->size()) +
                                                         " bytes; the limit is " + std::to_string(settings.max_message_size));
     }
     std::unique_lock lock(mutex);
+    route(call, lock);
+  }
+
+  // Under the mutex (released here): sends `call` on the best slot, files it
+  // with a slot being connected, or keeps it unrouted.
+  void route(const call_ref& call, std::unique_lock<std::mutex>& lock) {
+    if (call->done()) return;
     if (stopping) {
       lock.unlock();
-      return call->finish(code_of(errc::cancelled), "the runtime is shutting down");
+      return call->finish(code_of(errc::cancelled), call->fn().name + ": the runtime is shutting down");
     }
     slot* chosen = pick();
-    if (chosen == nullptr) {
-      std::string why = slots.empty() ? std::string("no workers are configured")
-                                      : "no worker is reachable (" + slots.front()->address + ": " + slots.front()->last_error + ")";
-      lock.unlock();
-      return call->finish(code_of(errc::worker_lost), fn.name + ": " + why);
-    }
-    if (chosen->status == slot::state::ready) {
-      dispatch_to(*chosen, call, lock);
+    if (chosen == nullptr) return keep_unrouted(call, lock);
+    if (chosen->status == slot::state::connecting) {
+      chosen->waiting.push_back(call);
       return;
     }
-    call->add_ref();
-    chosen->waiting.push_back(call);
+    const auto mismatch = chosen->mismatched.find(call->fn().name);
+    if (mismatch != chosen->mismatched.end()) {
+      std::string why = call->fn().name + ": this program has signature " + call->fn().signature + ", the worker at " +
+                        chosen->address + " has " + mismatch->second;
+      lock.unlock();
+      return call->finish(code_of(errc::signature_mismatch), std::move(why));
+    }
+    auto conn = chosen->conn;
+    const std::size_t limit = chosen->limit;
+    lock.unlock();
+    call->send(*chosen, conn, limit);
   }
 
   // Under the mutex: the ready slot with the fewest calls in flight, else a
-  // connecting or retryable one with the fewest waiting.
+  // connecting one with the fewest waiting. Starts connecting every slot
+  // that is down and due, so load can spread.
   slot* pick() {
     const auto now = clock::now();
     const std::size_t n = slots.size();
-    const std::size_t first = n == 0 ? 0 : rotation++ % n;  // ties go round the workers
+    const std::size_t first = rotation++ % n;  // ties go round the workers
     slot* best = nullptr;
     std::size_t best_load = SIZE_MAX;
     for (std::size_t i = 0; i < n; ++i) {
@@ -316,9 +359,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         s.last_error = "the connection was lost";
         s.retry_at = {};
       }
-      // Every worker is connected once one is needed, so load can spread.
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
-      if (s.status == slot::state::ready && s.conn->outstanding() < best_load) {
+      if (s.status == slot::state::ready && s.conn->queued_bytes() <= stalled_bytes &&
+          s.conn->outstanding() < best_load) {
         best = &s;
         best_load = s.conn->outstanding();
       }
@@ -334,28 +377,59 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     return best;
   }
 
-  // Under the mutex (released here): sends `call` on a ready slot.
-  void dispatch_to(slot& s, remote_call* call, std::unique_lock<std::mutex>& lock) {
-    const auto mismatch = s.mismatched.find(call->fn().name);
-    if (mismatch != s.mismatched.end()) {
-      std::string why = call->fn().name + ": this program has signature " + call->fn().signature + ", the worker at " +
-                        s.address + " has " + mismatch->second;
-      lock.unlock();
-      return call->finish(code_of(errc::signature_mismatch), std::move(why));
+  // Under the mutex (released here): no slot can take `call` now. It waits
+  // for the next slot due for a retry, or for a stalled connection to drain,
+  // unless it would give up before either.
+  void keep_unrouted(const call_ref& call, std::unique_lock<std::mutex>& lock) {
+    bool live = false;
+    clock::time_point next = clock::time_point::max();
+    for (const auto& s : slots) {
+      live = live || (s->status == slot::state::ready && s->conn->is_open());
+      if (s->status == slot::state::down) next = std::min(next, s->retry_at);
     }
-    auto conn = s.conn;
-    const std::size_t limit = s.limit;
-    lock.unlock();
-    call->send(s, conn, limit);
+    if (!live && next > call->give_up_at()) {
+      const std::string why = call->fn().name + ": no worker is reachable (" + slots.front()->address + ": " +
+                              slots.front()->last_error + ")";
+      lock.unlock();
+      return call->finish(code_of(errc::worker_lost), why);
+    }
+    std::erase_if(unrouted, [](const call_ref& c) { return c->done(); });
+    unrouted.push_back(call);
+    has_unrouted.store(true, std::memory_order_relaxed);
+    if (next != clock::time_point::max() && next < retry_at) {
+      retry_at = next;
+      asio::post(retry_timer.get_executor(), [self = shared_from_this(), next] {
+        self->retry_timer.expires_at(next);
+        self->retry_timer.async_wait([self](const boost::system::error_code& ec) {
+          if (!ec) self->reroute();
+        });
+      });
+    }
   }
 
-  // Under the mutex: starts connecting `s`.
+  // A slot may be tried again, or a connection drained: the unrouted calls
+  // look for a slot anew.
+  void reroute() {
+    std::unique_lock lock(mutex);
+    retry_at = clock::time_point::max();
+    auto calls = std::move(unrouted);
+    unrouted.clear();
+    has_unrouted.store(false, std::memory_order_relaxed);
+    for (auto& call : calls) {
+      route(call, lock);
+      if (!lock.owns_lock()) lock.lock();
+    }
+  }
+
+  // Under the mutex: starts connecting `s`. Posted: co_spawn may run the
+  // coroutine at once on an I/O thread, which would take the mutex we hold.
   void connect(slot& s) {
     s.status = slot::state::connecting;
     auto strand = asio::make_strand(io);
-    asio::co_spawn(strand, connect_and_greet(shared_from_this(), &s, strand), asio::detached);
+    asio::post(strand, [self = shared_from_this(), &s, strand] {
+      asio::co_spawn(strand, connect_and_greet(self, &s, strand), asio::detached);
+    });
   }
-
   // On `strand`; the same deadline covers the connect and the hello.
   static asio::awaitable<void> connect_and_greet(std::shared_ptr<impl> self, slot* s,
                                                  asio::strand<asio::io_context::executor_type> strand) {
@@ -380,7 +454,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       (void)timer_error;
       if (order[0] == 1) throw std::system_error(code_of(errc::timeout), "connecting");
       if (connect_error) throw std::system_error(connect_error, "connecting");
-      conn = std::make_shared<net::client>(std::move(socket), self->settings.max_message_size);
+      conn = std::make_shared<net::client>(std::move(socket), self->limits());
+      conn->on_drained([weak = std::weak_ptr<impl>(self)] {
+        auto alive = weak.lock();
+        if (alive && alive->has_unrouted.load(std::memory_order_relaxed)) alive->reroute();
+      });
       conn->start();
       error = co_await greet(*self, *s, conn, deadline);
     } catch (const std::exception& e) {
@@ -484,7 +562,18 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     co_return "";
   }
 
+  net::connection_limits limits() const {
+    net::connection_limits l;
+    l.read.max_bytes = settings.max_message_size;
+    l.read.max_elements = settings.max_message_elements;
+    l.message_timeout = settings.message_timeout;
+    l.pause_reading = false;  // answers are always read: calls wait instead (see pick)
+    l.write_high_water = stalled_bytes;
+    return l;
+  }
+
   // The outcome of connecting `s`: ready with `conn`, or failed with `error`.
+  // The calls that waited for it are sent on it, or routed again.
   void connected(slot& s, std::shared_ptr<net::client> conn, const std::string& error) {
     std::unique_lock lock(mutex);
     auto waiting = std::move(s.waiting);
@@ -492,25 +581,21 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     if (conn == nullptr || stopping) {
       s.status = slot::state::down;
       s.last_error = stopping ? "the runtime is shutting down" : error;
-      s.retry_at = clock::now() + s.backoff;
+      s.retry_at = clock::now() + jittered(s.backoff);
       s.backoff = std::min<clock::duration>(s.backoff * 2, last_backoff);
       if (conn) conn->close(code_of(errc::cancelled));
-      const std::string why = s.address + ": " + s.last_error;
-      const errc code = stopping ? errc::cancelled : errc::worker_lost;
-      lock.unlock();
-      for (auto* call : waiting) {
-        call->finish(code_of(code), call->fn().name + ": cannot reach worker " + why);
-        call->release();
-      }
-      return;
+    } else {
+      s.status = slot::state::ready;
+      s.conn = conn;
+      s.backoff = first_backoff;
     }
-    s.status = slot::state::ready;
-    s.conn = conn;
-    s.backoff = first_backoff;
-    for (auto* call : waiting) {
-      dispatch_to(s, call, lock);
-      call->release();
-      lock.lock();
+    for (auto& call : waiting) {
+      route(call, lock);
+      if (!lock.owns_lock()) lock.lock();
+    }
+    if (conn != nullptr && !unrouted.empty()) {
+      lock.unlock();
+      reroute();
     }
   }
 
@@ -532,12 +617,14 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   void shutdown() noexcept {
-    std::vector<remote_call*> waiting;
+    std::vector<call_ref> waiting;
     std::vector<std::shared_ptr<net::client>> conns;
     {
       std::lock_guard lock(mutex);
       if (stopping) return;
       stopping = true;
+      waiting = std::move(unrouted);
+      unrouted.clear();
       for (auto& s : slots) {
         waiting.insert(waiting.end(), s->waiting.begin(), s->waiting.end());
         s->waiting.clear();
@@ -545,11 +632,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         if (s->conn) conns.push_back(s->conn);
       }
     }
-    for (auto* call : waiting) {
-      call->finish(code_of(errc::cancelled), "the runtime is shutting down");
-      call->release();
-    }
+    for (auto& call : waiting) call->finish(code_of(errc::cancelled), call->fn().name + ": the runtime is shutting down");
     for (auto& c : conns) c->close(code_of(errc::cancelled));
+    asio::post(retry_timer.get_executor(), [self = shared_from_this()] { self->retry_timer.cancel(); });
     work.reset();
     for (auto& t : threads) t.join();
     threads.clear();
@@ -561,6 +646,10 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::vector<std::thread> threads;
   std::mutex mutex;
   std::vector<std::unique_ptr<slot>> slots;
+  std::vector<call_ref> unrouted;  // calls no slot could take yet
+  std::atomic<bool> has_unrouted{false};
+  asio::steady_timer retry_timer;  // wakes the unrouted calls; on its strand
+  clock::time_point retry_at = clock::time_point::max();  // when it is set to fire
   std::size_t rotation = 0;
   bool stopping = false;
 };

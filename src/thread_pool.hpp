@@ -1,7 +1,10 @@
-// A fixed-size pool of threads running intrusive `pool_task`s in FIFO order.
-// Tasks are queued by pointer, so submitting allocates nothing. On shutdown,
-// tasks still queued are handed to `run(true)` so their callers complete with
-// `cancelled` rather than waiting forever.
+// A fixed-size pool of threads running intrusive `pool_task`s. Tasks wait in
+// lanes: first-in-first-out within a lane, and the lanes that have work take
+// turns (round robin), so one busy submitter cannot starve the others. A pool
+// used through `submit(task)` alone is a plain FIFO. Tasks are queued by
+// pointer, so submitting allocates nothing. On shutdown, tasks still queued are
+// handed to `run(true)` so their callers complete with `cancelled` rather than
+// waiting forever.
 #pragma once
 
 #include <condition_variable>
@@ -16,23 +19,38 @@ namespace framex::detail {
 
 class thread_pool {
  public:
+  /// A queue of tasks that takes turns with the pool's other lanes. It must
+  /// outlive the tasks queued in it.
+  class lane {
+    friend class thread_pool;
+    pool_task* head_ = nullptr;
+    pool_task* tail_ = nullptr;
+    lane* next_ = nullptr;  // in the ring of lanes with work
+    bool queued_ = false;
+  };
+
   explicit thread_pool(std::size_t threads);
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
 
-  void submit(pool_task& task) noexcept;
+  /// Queues `task` in the pool's own lane.
+  void submit(pool_task& task) noexcept { submit(task, default_lane_); }
+  /// Queues `task` in `l`.
+  void submit(pool_task& task, lane& l) noexcept;
   void shutdown() noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool stopping() const noexcept;
 
  private:
   void work() noexcept;
+  void line_up(lane& l) noexcept;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  pool_task* head_ = nullptr;
-  pool_task* tail_ = nullptr;
+  lane default_lane_;
+  lane* first_ = nullptr;  // lanes with work, in turn order
+  lane* last_ = nullptr;
   std::size_t idle_ = 0;
   bool stopping_ = false;
   std::size_t size_;

@@ -1,9 +1,22 @@
 // Distributed mode, worker's side: serves registered functions over
 // msgpack-RPC. A request names a function; the registry finds it; a blocking
 // function is decoded, run and answered on the bounded pool, an async one on
-// its connection's strand. `framex.cancel` notifications (a caller's timeout or
+// its connection's strand. A notification runs its function the same way and
+// is never answered. `framex.cancel` notifications (a caller's timeout or
 // cancellation) and closed connections cancel the calls they concern: a queued
 // blocking call is skipped, an async one gets an Asio cancellation.
+//
+// Admission. A call is refused with `overloaded` when the worker holds
+// `max_queued` calls, when its connection holds `max_calls_per_connection`, or
+// when the requests held would take more than `max_held_bytes`; a request
+// whose msgid is already in flight on its connection is refused and changes
+// nothing. Each connection's blocking calls wait in their own lane of the
+// pool, and the lanes take turns.
+//
+// A `served_call` has one owner at a time, whoever runs it: `on_request`
+// until it hands the call to the pool (which runs `run`) or to the async
+// coroutine. Its destructor, wherever it runs, takes it out of the table of
+// calls in flight and gives back what it held.
 #include "framex/worker.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -14,13 +27,19 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <csignal>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "../net/server.hpp"
@@ -35,17 +54,31 @@ using detail::message_buffer;
 
 namespace {
 std::size_t threads_or_hardware(std::size_t n) { return n != 0 ? n : std::max(1u, std::thread::hardware_concurrency()); }
+
+net::connection_limits limits_of(const config& cfg) {
+  net::connection_limits l;
+  l.read.max_bytes = cfg.distributed.max_message_size;
+  l.read.max_elements = cfg.distributed.max_message_elements;
+  l.write_high_water = std::max<std::size_t>(cfg.worker.max_output_bytes / 4, 1024);
+  l.write_cap = cfg.worker.max_output_bytes;
+  l.message_timeout = cfg.distributed.message_timeout;
+  l.idle_timeout = cfg.worker.idle_timeout;
+  return l;
+}
+
+std::atomic<std::uint64_t> next_error_id{0};
 }  // namespace
 
 class worker::impl final : public net::dispatcher {
  public:
   explicit impl(const config& cfg)
-      : max_message_(cfg.distributed.max_message_size),
-        max_queued_(cfg.worker.max_queued),
+      : cfg_(cfg.worker),
+        max_message_(cfg.distributed.max_message_size),
         pool_(threads_or_hardware(cfg.worker.threads)),
         work_(asio::make_work_guard(io_)) {
     const auto [host, port] = parse_endpoint(cfg.worker.listen);
-    listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), max_message_, *this);
+    listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
+                      cfg.worker.max_connections, *this);
     for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg.worker.io_threads); ++i) {
       threads_.emplace_back([this] { io_.run(); });
     }
@@ -55,62 +88,80 @@ class worker::impl final : public net::dispatcher {
 
   std::uint16_t port() const noexcept { return listener_->port(); }
 
+  // Stops accepting; queued calls answer `cancelled`, running ones finish and
+  // answer, async ones are cancelled; every answer is written before its
+  // connection closes; then the threads are joined. Waits are bounded, so a
+  // body that never returns or a peer that never reads cannot hold it forever.
   void stop() noexcept {
     std::lock_guard stop_lock(stop_mutex_);
     if (stopped_) return;
     stopped_ = true;
     listener_->close();
-    pool_.shutdown();  // queued calls answer `cancelled`; running bodies finish and answer
-    std::vector<std::shared_ptr<net::session>> open;
     {
       std::lock_guard lock(mutex_);
-      for (auto& [key, call] : calls_) call->cancel();
-      for (auto& [address, w] : sessions_) {
-        if (auto s = w.lock()) open.push_back(std::move(s));
-      }
+      stopping_ = true;
     }
-    for (auto& s : open) s->close(make_error_code(errc::cancelled));
+    pool_.shutdown();
+    std::unique_lock lock(mutex_);
+    for (auto& [key, call] : calls_) call->cancel();
+    held_changed_.wait_for(lock, std::chrono::seconds(5), [&] { return held_ == 0; });
+    lock.unlock();
+    for (auto& s : listener_->sessions()) asio::post(s->executor(), [s] { s->close_when_drained(); });
+    for (int i = 0; i < 500 && !listener_->sessions().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (auto& s : listener_->sessions()) s->close(make_error_code(errc::cancelled));
     work_.reset();
-    // Closed sessions end their reads; cancelled async calls unwind. Whatever
-    // still waits on a timer is abandoned when the io_context stops.
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     io_.stop();
     for (auto& t : threads_) t.join();
   }
 
  private:
-  // One call being served.
+  using lane = detail::thread_pool::lane;
+
+  // One call being served. See the top of the file for who owns it.
   class served_call final : public detail::pool_task, public detail::invocation {
    public:
-    served_call(impl& owner, std::shared_ptr<net::session> from, net::incoming_request request, const function_entry& fn)
-        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn) {}
+    served_call(impl& owner, std::shared_ptr<net::session> from, net::incoming_request request, const function_entry& fn,
+                std::shared_ptr<lane> l)
+        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)) {}
 
-    ~served_call() override { owner_.forget(*this); }
+    ~served_call() override { owner_.finished(*this); }
 
     std::pair<net::session*, std::uint32_t> key() const noexcept { return {session_.get(), request_.msgid}; }
+    bool notification() const noexcept { return request_.notification; }
+    std::size_t cost() const noexcept { return request_.cost; }
+    net::session& session() const noexcept { return *session_; }
     const function_entry& fn() const noexcept { return fn_; }
+    lane& queue() const noexcept { return *lane_; }
     std::shared_ptr<asio::cancellation_signal> signal = std::make_shared<asio::cancellation_signal>();
 
     const msgpack::object& params() const noexcept override { return *request_.params; }
 
     void succeed(message_buffer body) noexcept override {
-      if (!cancelled_.load(std::memory_order_acquire)) session_->reply(request_.msgid, std::move(body));
+      if (!notification() && !cancelled_.load(std::memory_order_acquire)) session_->reply(request_.msgid, std::move(body));
     }
 
     void fail(errc code, std::string type, std::string message) noexcept override {
-      if (!cancelled_.load(std::memory_order_acquire)) {
+      if (code == errc::exception && !owner_.cfg_.expose_errors) {
+        const auto id = ++next_error_id;
+        spdlog::warn("framex worker: error {}: {} threw {}: {}", id, fn_.name, type, message);
+        type = "framex.exception";
+        message = "the function failed; the worker logged it as error " + std::to_string(id);
+      }
+      if (notification()) {
+        spdlog::warn("framex worker: notification {} failed: {}: {}", request_.method, type, message);
+      } else if (!cancelled_.load(std::memory_order_acquire)) {
         session_->reply_error(request_.msgid, static_cast<int>(code), type, message);
       }
     }
 
-    // Pool thread.
+    // Pool thread: the pool hands the call back here, to run and end it.
     void run(bool stopping) noexcept override {
+      const std::unique_ptr<served_call> self(this);
       if (stopping) {
         fail(errc::cancelled, "framex.cancelled", "the worker is shutting down");
       } else if (!cancelled_.load(std::memory_order_acquire)) {
         fn_.run_blocking(*this);
       }
-      delete this;
     }
 
     // Under the owner's mutex, from any thread: an async call is cancelled on
@@ -127,54 +178,76 @@ class worker::impl final : public net::dispatcher {
     std::shared_ptr<net::session> session_;
     net::incoming_request request_;
     const function_entry& fn_;
+    std::shared_ptr<lane> lane_;
     std::atomic<bool> cancelled_{false};
   };
 
   void on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) override {
-    remember(from);
-    if (request.method == "framex.hello") return hello(*from, request.msgid);
+    const bool notification = request.notification;
+    if (notification && request.method == "framex.cancel") return cancel(*from, *request.params);
+    if (!notification && request.method == "framex.hello") return hello(*from, request.msgid);
+    const std::uint32_t msgid = request.msgid;
+    const auto refuse = [&](errc code, const char* type, const std::string& message) {
+      if (notification) return spdlog::debug("framex worker: notification {}: {}", request.method, message);
+      from->reply_error(msgid, static_cast<int>(code), type, message);
+    };
     const function_entry* fn = detail::find_function(request.method);
     if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
       const std::string name(request.method);
-      return from->reply_error(request.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function",
-                               fn == nullptr ? "no function named \"" + name + "\" is registered"
-                                             : "\"" + name + "\" names several functions; give each a framex::wire_name");
+      return refuse(errc::unknown_function, "framex.unknown_function",
+                    fn == nullptr ? "no function named \"" + name + "\" is registered"
+                                  : "\"" + name + "\" names several functions; give each a framex::wire_name");
     }
-    const std::uint32_t msgid = request.msgid;
-    auto call = std::make_unique<served_call>(*this, from, std::move(request), *fn);
-    bool refused = false;
+    std::unique_ptr<served_call> call;
     {
       std::lock_guard lock(mutex_);
-      refused = max_queued_ != 0 && calls_.size() >= max_queued_;
-      if (!refused) calls_[call->key()] = call.get();
-    }
-    if (refused) {
-      return from->reply_error(msgid, static_cast<int>(errc::overloaded), "framex.overloaded",
-                               "the worker holds " + std::to_string(max_queued_) + " calls already");
+      if (stopping_) return refuse(errc::cancelled, "framex.cancelled", "the worker is shutting down");
+      if (!notification && calls_.contains({from.get(), msgid})) {
+        return refuse(errc::bad_arguments, "framex.duplicate_msgid",
+                      "msgid " + std::to_string(msgid) + " is already in flight on this connection");
+      }
+      if (cfg_.max_queued != 0 && held_ >= cfg_.max_queued) {
+        return refuse(errc::overloaded, "framex.overloaded",
+                      "the worker holds " + std::to_string(cfg_.max_queued) + " calls already");
+      }
+      if (cfg_.max_calls_per_connection != 0 && from->calls() >= cfg_.max_calls_per_connection) {
+        return refuse(errc::overloaded, "framex.overloaded",
+                      "this connection has " + std::to_string(cfg_.max_calls_per_connection) + " calls in the worker already");
+      }
+      if (cfg_.max_held_bytes != 0 && held_bytes_ + request.cost > cfg_.max_held_bytes) {
+        return refuse(errc::overloaded, "framex.overloaded", "the worker holds too many bytes of requests already");
+      }
+      auto& l = lanes_[from.get()];
+      if (!l) l = std::make_shared<lane>();
+      call = std::make_unique<served_call>(*this, from, std::move(request), *fn, l);
+      if (!notification) calls_[call->key()] = call.get();
+      ++held_;
+      held_bytes_ += call->cost();
+      from->call_started();
     }
     if (fn->is_async) {
       auto signal = call->signal;
       asio::co_spawn(from->executor(), fn->run_async(std::move(call)),
                      asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
     } else {
-      pool_.submit(*call.release());
+      auto& l = call->queue();
+      pool_.submit(*call.release(), l);
     }
   }
 
-  void on_notification(const std::shared_ptr<net::session>& from, std::string_view method,
-                       const msgpack::object& params) override {
-    if (method != "framex.cancel" || params.type != msgpack::type::ARRAY || params.via.array.size != 1 ||
-        params.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
-      return;  // notifications get no answer; unknown ones are ignored
+  void cancel(net::session& from, const msgpack::object& params) {
+    if (params.type != msgpack::type::ARRAY || params.via.array.size != 1 ||
+        params.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER || params.via.array.ptr[0].via.u64 > UINT32_MAX) {
+      return;
     }
     std::lock_guard lock(mutex_);
-    const auto it = calls_.find({from.get(), static_cast<std::uint32_t>(params.via.array.ptr[0].via.u64)});
+    const auto it = calls_.find({&from, static_cast<std::uint32_t>(params.via.array.ptr[0].via.u64)});
     if (it != calls_.end()) it->second->cancel();
   }
 
   void on_session_closed(net::session& s) override {
     std::lock_guard lock(mutex_);
-    sessions_.erase(&s);  // before its address can be reused by a new session
+    lanes_.erase(&s);  // calls still queued keep the lane alive
     for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
   }
 
@@ -196,22 +269,30 @@ class worker::impl final : public net::dispatcher {
     to.reply(msgid, std::move(body));
   }
 
-  void remember(const std::shared_ptr<net::session>& s) {
-    std::lock_guard lock(mutex_);
-    sessions_.try_emplace(s.get(), s);
+  // A call ends (any thread): it gives back what it held.
+  void finished(served_call& call) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!call.notification()) {
+        const auto it = calls_.find(call.key());
+        if (it != calls_.end() && it->second == &call) calls_.erase(it);
+      }
+      --held_;
+      held_bytes_ -= call.cost();
+    }
+    held_changed_.notify_all();
+    call.session().call_finished();
   }
 
-  void forget(served_call& call) {
-    std::lock_guard lock(mutex_);
-    const auto it = calls_.find(call.key());
-    if (it != calls_.end() && it->second == &call) calls_.erase(it);
-  }
-
+  config::worker_section cfg_;
   std::size_t max_message_;
-  std::size_t max_queued_;
   std::mutex mutex_;
-  std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;
-  std::map<net::session*, std::weak_ptr<net::session>> sessions_;  // open sessions, to close at stop
+  std::condition_variable held_changed_;
+  std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;  // requests in flight
+  std::unordered_map<net::session*, std::shared_ptr<lane>> lanes_;
+  std::size_t held_ = 0;        // calls and notifications being served
+  std::size_t held_bytes_ = 0;  // what they hold in memory
+  bool stopping_ = false;       // calls are refused
   detail::thread_pool pool_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -227,6 +308,9 @@ std::uint16_t worker::port() const noexcept { return impl_->port(); }
 void worker::stop() noexcept { impl_->stop(); }
 
 int serve_worker(const config& cfg) {
+  // Output whose reader went away (a supervisor that read the first line and
+  // closed the pipe) must fail a log write, not end the worker.
+  std::signal(SIGPIPE, SIG_IGN);
   worker w(cfg);
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);

@@ -53,6 +53,12 @@ struct config {
     std::chrono::milliseconds read_timeout{30000};
     /// Threads serving HTTP connections.
     std::size_t threads = 1;
+    /// Connections served at once (ingress and dashboard each); more wait in
+    /// the kernel's backlog. 0: no limit.
+    std::size_t max_connections = 1024;
+    /// How long a request's headers may take to arrive (its body then has
+    /// `read_timeout`).
+    std::chrono::milliseconds header_timeout{10000};
   } server;
 
   struct runtime_section {
@@ -72,6 +78,11 @@ struct config {
     std::chrono::milliseconds connect_timeout{3000};
     /// Largest message sent or accepted, in bytes.
     std::size_t max_message_size = std::size_t{64} << 20;
+    /// Most msgpack objects (containers and elements alike) in one message.
+    std::size_t max_message_elements = std::size_t{1} << 22;
+    /// How long the bytes of one message may take to arrive once its first
+    /// byte has; zero: no limit.
+    std::chrono::milliseconds message_timeout{30000};
     /// Threads running the caller's connections.
     std::size_t io_threads = 1;
   } distributed;
@@ -86,6 +97,25 @@ struct config {
     /// Calls a worker holds at once (running or queued); more are refused
     /// with `overloaded`. 0: no limit.
     std::size_t max_queued = 10000;
+    /// Calls one connection may have in the worker at once; more are refused
+    /// with `overloaded`. Connections take turns on the pool. 0: no limit.
+    std::size_t max_calls_per_connection = 1024;
+    /// Memory all held requests may take (their bytes and decoded objects);
+    /// more are refused with `overloaded`. 0: no limit.
+    std::size_t max_held_bytes = std::size_t{512} << 20;
+    /// Open connections; at the limit the longest-silent idle one is closed to
+    /// make room. 0: no limit.
+    std::size_t max_connections = 1024;
+    /// A connection with no call in flight closes after this long without
+    /// traffic; zero: never.
+    std::chrono::milliseconds idle_timeout{300000};
+    /// Answers queued for a peer that does not read them: above this many
+    /// bytes the connection closes (reading from it pauses at a quarter).
+    std::size_t max_output_bytes = std::size_t{64} << 20;
+    /// Send a failed function's exception type and message to the caller
+    /// (framex callers rethrow them as `remote_error`). When false, the caller
+    /// gets a fixed message with an error id, and the text goes to the log.
+    bool expose_errors = true;
   } worker;
 
   struct log_section {

@@ -487,27 +487,6 @@ TEST(DistributedFailures, AFullWorkerRefusesCallsWithOverloaded) {
   EXPECT_EQ(overloaded, 4);
 }
 
-TEST(DistributedFailures, RetriesMoveACallOffAnUnreachableWorker) {
-  std::uint16_t closed_port = 0;
-  {
-    worker_process w;
-    closed_port = w.port();
-  }
-  worker_process live;
-  const auto dead = "127.0.0.1:" + std::to_string(closed_port);
-  int without = 0, with = 0;
-  for (int i = 0; i < 4; ++i) {
-    framex::runtime rt(distributed({dead, live.address()}));  // fresh: the dead worker is tried first
-    without += run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 1)); }) ? 0 : 1;
-    framex::runtime rt2(distributed({dead, live.address()}));
-    with += run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt2, .retries = 1}).remote(1, 1)); })
-                ? 0
-                : 1;
-  }
-  EXPECT_EQ(without, 0);
-  EXPECT_EQ(with, 4);
-}
-
 }  // namespace
 
 namespace {

@@ -7,10 +7,14 @@ set -euo pipefail
 program=$1
 shift
 work=$(mktemp -d)
-"$program" --port 0 "$@" >"$work/out" 2>&1 &
+"$program" --port 0 --trace "$@" >"$work/out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 200); do grep -q "listening on" "$work/out" && break; sleep 0.05; done
+wait_for() {  # wait_for PATTERN: up to 30 s for a line of the service's output
+  for _ in $(seq 600); do grep -q "$1" "$work/out" && return 0; sleep 0.05; done
+  echo "no \"$1\" within 30 s:"; cat "$work/out"; exit 1
+}
+wait_for "listening on"
 port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")
 [ -n "$port" ] || { cat "$work/out"; exit 1; }
 
@@ -24,7 +28,7 @@ check "/heavy answers" grep -q "^report #" <(curl -sf "http://127.0.0.1:$port/he
 
 curl -sf "http://127.0.0.1:$port/heavy" >"$work/late" &
 client=$!
-sleep 0.02  # the request is in flight (it takes 50 ms)
+wait_for "heavy #2 started"  # the second /heavy request is in flight (it takes 50 ms)
 kill -TERM $pid
 start=$(date +%s%N)
 status=0

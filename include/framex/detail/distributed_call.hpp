@@ -163,25 +163,36 @@ struct served<F, Traits, type_list<Ps...>> {
   using holder = std::conditional_t<Traits::is_member, std::tuple<object_type, decoded_t<Ps>...>,
                                     std::tuple<decoded_t<Ps>...>>;
 
-  // Decodes the params array; reports `bad_arguments` and returns false on failure.
-  static bool decode(invocation& inv, holder& args) {
+  // Decodes the params array; reports `bad_arguments` and returns false on
+  // failure, whatever a codec or a constructor throws.
+  static bool decode(invocation& inv, holder& args) noexcept {
     const msgpack::object& params = inv.params();
-    if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
-      inv.fail(errc::bad_arguments, "framex.bad_arguments",
-               name() + ": expected " + std::to_string(arity) + " arguments, got " +
-                   (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
-      return false;
-    }
     std::size_t position = 0;
     try {
+      if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
+        inv.fail(errc::bad_arguments, "framex.bad_arguments",
+                 name() + ": expected " + std::to_string(arity) + " arguments, got " +
+                     (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
+        return false;
+      }
       std::apply([&](auto&... a) { ((codec<std::remove_cvref_t<decltype(a)>>::unpack(params.via.array.ptr[position], a), ++position), ...); },
                  args);
-    } catch (const decode_error& e) {
+      return true;
+    } catch (...) {
+      std::string why;
+      try {
+        throw;
+      } catch (const decode_error& e) {
+        why = e.what();
+      } catch (const std::exception& e) {
+        why = current_exception_type() + ": " + e.what();
+      } catch (...) {
+        why = current_exception_type();
+      }
       const std::string which = Traits::is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (Traits::is_member ? 1 : 0) + 1);
-      inv.fail(errc::bad_arguments, "framex.bad_arguments", name() + ": " + which + ": " + e.what());
+      inv.fail(errc::bad_arguments, "framex.bad_arguments", name() + ": " + which + ": " + why);
       return false;
     }
-    return true;
   }
 
   // Hands each decoded value to F as its parameter type asks: moved into a
@@ -196,10 +207,12 @@ struct served<F, Traits, type_list<Ps...>> {
     }(std::index_sequence_for<Ps...>{});
   }
 
-  static void run_blocking(invocation& inv) {
-    holder args;
-    if (!decode(inv, args)) return;
+  // Whatever happens, the call is answered: a throwing default constructor, a
+  // codec, the function itself or packing its result.
+  static void run_blocking(invocation& inv) noexcept {
     try {
+      holder args;
+      if (!decode(inv, args)) return;
       if constexpr (std::is_void_v<typename Traits::result>) {
         call(args);
         pack_void_result(inv);
@@ -212,9 +225,9 @@ struct served<F, Traits, type_list<Ps...>> {
   }
 
   static boost::asio::awaitable<void> run_async(std::unique_ptr<invocation> inv) {
-    holder args;
-    if (!decode(*inv, args)) co_return;
     try {
+      holder args;
+      if (!decode(*inv, args)) co_return;
       if constexpr (std::is_void_v<typename awaited<typename Traits::result>::type>) {
         co_await call(args);
         pack_void_result(*inv);

@@ -1,0 +1,472 @@
+// A worker under hostile and careless peers: real worker processes (this test
+// binary with --framex-worker) attacked over raw TCP on 127.0.0.1 while a
+// well-behaved framex caller keeps calling. Each test says what a peer does
+// and what must still hold: the good caller's calls succeed, the bad peer gets
+// a clear error or a closed connection, and the worker's memory stays bounded.
+#include "framex/framex.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// ---- what the workers serve ----
+
+// A type whose codec throws something other than decode_error.
+struct touchy {
+  int value = 0;
+};
+template <>
+struct framex::codec<touchy> {
+  template <class S>
+  static void pack(msgpack::packer<S>& p, const touchy& t) {
+    p.pack(t.value);
+  }
+  static void unpack(const msgpack::object& o, touchy& t) {
+    t.value = o.as<int>();  // msgpack::type_error on a string
+    if (t.value < 0) throw std::out_of_range("a touchy value is never negative");
+  }
+  static std::string schema() { return "touchy"; }
+};
+int hardening_touchy(touchy t) { return t.value; }
+asio::awaitable<int> hardening_touchy_async(touchy t) { co_return t.value; }
+
+// A type whose default constructor throws on the worker when asked to.
+std::atomic<bool> fragile_construction_throws{false};
+struct fragile {
+  fragile() {
+    if (fragile_construction_throws) throw std::runtime_error("fragile refuses to be built");
+  }
+  int value = 0;
+};
+template <>
+struct framex::codec<fragile> {
+  template <class S>
+  static void pack(msgpack::packer<S>& p, const fragile& f) {
+    p.pack(f.value);
+  }
+  static void unpack(const msgpack::object& o, fragile& f) { f.value = o.as<int>(); }
+  static std::string schema() { return "fragile"; }
+};
+int hardening_fragile(fragile f) { return f.value; }
+void hardening_arm_fragile(bool on) { fragile_construction_throws = on; }
+
+int hardening_add(int a, int b) { return a + b; }
+int hardening_sleep(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+std::string hardening_blob(std::uint32_t n) { return std::string(n, 'b'); }
+std::atomic<int> notes{0};
+void hardening_note(int n) { notes += n; }
+int hardening_notes() { return notes.load(); }
+// Only ever notified by a raw peer, so registered explicitly.
+[[maybe_unused]] const bool note_exposed = (framex::expose<&hardening_note>(), true);
+int hardening_throw(int) { throw std::runtime_error("secret detail /etc/worker.conf"); }
+
+namespace {
+
+using framex::test::clock;
+using framex::test::error_of;
+using framex::test::run;
+using framex::test::since;
+using framex::test::worker_process;
+
+framex::config distributed(std::vector<std::string> workers) {
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = std::move(workers);
+  cfg.distributed.connect_timeout = 10s;
+  return cfg;
+}
+
+/// The worker's peak resident memory, in MiB (VmHWM).
+long peak_rss_mib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmHWM:") {
+      long kib = 0;
+      status >> kib;
+      return kib / 1024;
+    }
+    status.ignore(4096, '\n');
+  }
+  return -1;
+}
+
+/// A peer that speaks raw bytes.
+class raw_peer {
+ public:
+  explicit raw_peer(std::uint16_t port) : socket_(io_) { socket_.connect({asio::ip::make_address("127.0.0.1"), port}); }
+
+  void send(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  template <class... T>
+  void request(std::uint32_t msgid, const std::string& method, const T&... args) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(msgid);
+    p.pack(method);
+    p.pack_array(sizeof...(T));
+    (p.pack(args), ...);
+    send(std::string(b.data(), b.size()));
+  }
+  template <class... T>
+  void notify(const std::string& method, const T&... args) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(3);
+    p.pack(2);
+    p.pack(method);
+    p.pack_array(sizeof...(T));
+    (p.pack(args), ...);
+    send(std::string(b.data(), b.size()));
+  }
+
+  /// The next message, or nothing when the worker closed the connection.
+  std::optional<msgpack::object_handle> receive() {
+    for (;;) {
+      msgpack::object_handle h;
+      if (unpacker_.next(h)) return h;
+      unpacker_.reserve_buffer(65536);
+      boost::system::error_code ec;
+      const std::size_t n = socket_.read_some(asio::buffer(unpacker_.buffer(), unpacker_.buffer_capacity()), ec);
+      if (ec) return std::nullopt;
+      unpacker_.buffer_consumed(n);
+    }
+  }
+
+  /// True once the worker has closed the connection (reads until EOF).
+  bool closed_by_worker() {
+    while (receive()) {
+    }
+    return true;
+  }
+
+  asio::ip::tcp::socket& socket() { return socket_; }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+  msgpack::unpacker unpacker_;
+};
+
+std::string error_text(const msgpack::object& response) {
+  const auto& error = response.via.array.ptr[2];
+  std::string out;
+  if (error.type != msgpack::type::MAP) return out;
+  for (std::uint32_t i = 0; i < error.via.map.size; ++i) {
+    const auto& kv = error.via.map.ptr[i];
+    if (kv.val.type == msgpack::type::STR) out += std::string(kv.val.via.str.ptr, kv.val.via.str.size) + " ";
+    if (kv.val.type == msgpack::type::POSITIVE_INTEGER) out += "code=" + std::to_string(kv.val.via.u64) + " ";
+  }
+  return out;
+}
+
+class Hardening : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { shared = new worker_process(); }
+  static void TearDownTestSuite() { delete shared; }
+  static inline worker_process* shared = nullptr;
+
+  int good_call(int a, int b) {
+    framex::runtime rt(distributed({shared->address()}));
+    return run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(a, b); });
+  }
+};
+
+// ---- a request whose decoding throws anything is answered ----
+
+TEST_F(Hardening, ACodecThrowingSomethingOtherThanDecodeErrorIsAnsweredWithBadArguments) {
+  framex::runtime rt(distributed({shared->address()}));
+  for (auto call : {+[](framex::runtime& r) { return error_of(framex::remote<&hardening_touchy>.with({.timeout = 20s, .runtime = &r}).remote(touchy{-1})); },
+                    +[](framex::runtime& r) { return error_of(framex::remote<&hardening_touchy_async>.with({.timeout = 20s, .runtime = &r}).remote(touchy{-1})); }}) {
+    EXPECT_EQ(run([&]() { return call(rt); }), framex::errc::bad_arguments);
+  }
+  raw_peer peer(shared->port());
+  peer.request(1, "hardening_touchy", std::string("not a number"));  // msgpack::type_error inside the codec
+  auto response = peer.receive();
+  ASSERT_TRUE(response);
+  EXPECT_NE(error_text(response->get()).find("bad_arguments"), std::string::npos) << error_text(response->get());
+  EXPECT_EQ(good_call(2, 3), 5);  // the worker is still up
+}
+
+TEST_F(Hardening, AThrowingDefaultConstructorIsAnsweredAndTheWorkerStaysUp) {
+  framex::runtime rt(distributed({shared->address()}));
+  run([&]() { return framex::remote<&hardening_arm_fragile>.with({.runtime = &rt}).remote(true); });
+  const auto ec = run([&]() { return error_of(framex::remote<&hardening_fragile>.with({.timeout = 20s, .runtime = &rt}).remote(fragile{})); });
+  run([&]() { return framex::remote<&hardening_arm_fragile>.with({.runtime = &rt}).remote(false); });
+  EXPECT_EQ(ec, framex::errc::exception);
+  EXPECT_EQ(good_call(1, 1), 2);
+}
+
+// ---- the wire: msgid reuse, notifications ----
+
+TEST_F(Hardening, ADuplicateMsgidInFlightIsRefusedAndOverwritesNothing) {
+  raw_peer peer(shared->port());
+  peer.request(7, "hardening_sleep", 300);
+  peer.request(7, "hardening_sleep", 1);
+  auto first = peer.receive();
+  auto second = peer.receive();
+  ASSERT_TRUE(first && second);
+  // The refusal comes at once; the original call still answers, with its own result.
+  EXPECT_NE(error_text(first->get()).find("already in flight"), std::string::npos) << error_text(first->get());
+  EXPECT_EQ(second->get().via.array.ptr[2].type, msgpack::type::NIL);
+  EXPECT_EQ(second->get().via.array.ptr[3].as<int>(), 300);
+}
+
+TEST_F(Hardening, ANotificationRunsItsFunctionAndIsNeverAnswered) {
+  framex::runtime rt(distributed({shared->address()}));
+  const int before = run([&]() { return framex::remote<&hardening_notes>.with({.runtime = &rt}).remote(); });
+  raw_peer peer(shared->port());
+  peer.notify("hardening_note", 5);
+  peer.notify("no_such_function", 1);  // logged, not answered
+  peer.request(1, "hardening_add", 1, 1);
+  auto response = peer.receive();  // the first message back answers the request
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->get().via.array.ptr[1].as<int>(), 1);
+  int after = before;
+  for (int i = 0; i < 200 && after == before; ++i) {
+    after = run([&]() { return framex::remote<&hardening_notes>.with({.runtime = &rt}).remote(); });
+  }
+  EXPECT_EQ(after, before + 5);
+}
+
+TEST_F(Hardening, ARequestFollowedByAHalfCloseIsStillAnswered) {
+  raw_peer peer(shared->port());
+  peer.request(3, "hardening_sleep", 50);
+  peer.socket().shutdown(asio::ip::tcp::socket::shutdown_send);
+  auto response = peer.receive();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->get().via.array.ptr[3].as<int>(), 50);
+  EXPECT_TRUE(peer.closed_by_worker());
+}
+
+// ---- memory: what a message may make the worker allocate ----
+
+TEST_F(Hardening, HugeDeclaredCountsCostNothingUntilTheirBytesArrive) {
+  worker_process w;
+  std::vector<std::unique_ptr<raw_peer>> peers;
+  for (int i = 0; i < 20; ++i) {
+    peers.push_back(std::make_unique<raw_peer>(w.port()));
+    // [0, 1, "hardening_add", [array32 of 2^32-1 ...   nested maps of 2^32-1, left open
+    std::string bytes = "\x94\x00\x01\xadhardening_add\x91";
+    for (int depth = 0; depth < 40; ++depth) bytes += i % 2 == 0 ? "\xdd\xff\xff\xff\xff" : "\xdf\xff\xff\xff\xff";
+    peers.back()->send(bytes);
+  }
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(2, 2); }), 4);
+  EXPECT_LT(peak_rss_mib(w.pid()), 256);
+}
+
+TEST_F(Hardening, AMessageOfMillionsOfTinyElementsIsRefusedBeforeItIsBuilt) {
+  worker_process w;
+  raw_peer peer(w.port());
+  // [0, 1, "hardening_add", [array32 of 40 million nils]]: 40 MB that msgpack-c
+  // would turn into 640 MB of objects.
+  std::string bytes = "\x94\x00\x01\xadhardening_add\x91\xdd\x02\x62\x5a\x00";
+  bytes.append(40'000'000, '\xc0');
+  boost::system::error_code ec;
+  asio::write(peer.socket(), asio::buffer(bytes), ec);  // the worker may close before it has read all
+  EXPECT_TRUE(peer.closed_by_worker());
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(1, 2); }), 3);
+  EXPECT_LT(peak_rss_mib(w.pid()), 256);
+}
+
+// ---- connections and time ----
+
+TEST_F(Hardening, SilentConnectionsCannotLockACallerOut) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_CONNECTIONS=16"});
+  std::vector<std::unique_ptr<raw_peer>> silent;
+  for (int i = 0; i < 200; ++i) silent.push_back(std::make_unique<raw_peer>(w.port()));
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(4, 4); }), 8);
+  // The worker made room by closing silent ones: most of them are closed now.
+  int closed = 0;
+  for (auto& p : silent) {
+    p->socket().non_blocking(true);
+    char byte;
+    boost::system::error_code ec;
+    p->socket().read_some(asio::buffer(&byte, 1), ec);
+    closed += ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+  EXPECT_GE(closed, 150);
+}
+
+TEST_F(Hardening, AMessageThatStopsHalfWayIsCutOffAfterTheMessageTimeout) {
+  worker_process w(0, {"FRAMEX_DISTRIBUTED__MESSAGE_TIMEOUT_MS=300"});
+  raw_peer peer(w.port());
+  peer.send(std::string("\x94\x00\x01\xadhardening_add", 16));  // and then nothing
+  const auto start = clock::now();
+  EXPECT_TRUE(peer.closed_by_worker());
+  EXPECT_LT(since(start), 10s);
+}
+
+TEST_F(Hardening, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
+  worker_process w(0, {"FRAMEX_WORKER__IDLE_TIMEOUT_MS=300"});
+  raw_peer peer(w.port());
+  peer.request(1, "hardening_add", 1, 2);
+  ASSERT_TRUE(peer.receive());
+  const auto start = clock::now();
+  EXPECT_TRUE(peer.closed_by_worker());
+  EXPECT_LT(since(start), 10s);
+}
+
+// ---- a peer that does not read its answers ----
+
+TEST_F(Hardening, APeerThatNeverReadsItsAnswersIsCutOffAndMemoryStaysBounded) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_OUTPUT_BYTES=16777216"});
+  raw_peer reader_that_never_reads(w.port());
+  reader_that_never_reads.socket().set_option(asio::socket_base::receive_buffer_size(4096));
+  std::string burst;
+  for (std::uint32_t id = 1; id <= 400; ++id) {  // 400 answers of 1 MiB each
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(id);
+    p.pack(std::string("hardening_blob"));
+    p.pack_array(1);
+    p.pack(1u << 20);
+    burst.append(b.data(), b.size());
+  }
+  boost::system::error_code ec;
+  asio::write(reader_that_never_reads.socket(), asio::buffer(burst), ec);
+  // A good caller is served meanwhile.
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(5, 5); }), 10);
+  EXPECT_LT(peak_rss_mib(w.pid()), 256);
+}
+
+// ---- one connection cannot starve the others ----
+
+TEST_F(Hardening, OneConnectionFloodingCallsDoesNotStarveAnother) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_CALLS_PER_CONNECTION=200"}, "/proc/self/exe", {"--threads", "2"});
+  raw_peer flood(w.port());
+  std::string burst;
+  for (std::uint32_t id = 1; id <= 2000; ++id) {  // 2,000 calls of 5 ms: 5 s of work on 2 threads
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(id);
+    p.pack(std::string("hardening_sleep"));
+    p.pack_array(1);
+    p.pack(5);
+    burst.append(b.data(), b.size());
+  }
+  flood.send(burst);
+  ASSERT_TRUE(flood.receive());  // the flood has reached the worker
+  framex::runtime rt(distributed({w.address()}));
+  const auto start = clock::now();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(run([&]() { return framex::remote<&hardening_sleep>.with({.timeout = 20s, .runtime = &rt}).remote(1); }), 1);
+  }
+  // Turn by turn, each call waits for at most one of the flood's calls per
+  // thread, not for the whole queue (a second, where first-come-first-served
+  // would take seconds).
+  EXPECT_LT(since(start), 3s);
+  int overloaded = 0;
+  for (int i = 1; i < 2000; ++i) {
+    auto r = flood.receive();
+    if (!r) break;
+    overloaded += error_text(r->get()).find("overloaded") != std::string::npos;
+  }
+  EXPECT_GE(overloaded, 1500);  // beyond its share, the flood was refused
+}
+
+// ---- what crosses to the caller ----
+
+TEST(HardeningErrors, WithExposeErrorsOffACallerGetsAFixedMessageAndAnErrorId) {
+  worker_process w(0, {"FRAMEX_WORKER__EXPOSE_ERRORS=false"});
+  framex::runtime rt(distributed({w.address()}));
+  try {
+    run([&]() { return framex::remote<&hardening_throw>.with({.timeout = 20s, .runtime = &rt}).remote(1); });
+    FAIL() << "no exception";
+  } catch (const framex::remote_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::exception);
+    EXPECT_EQ(e.remote_message().find("/etc"), std::string::npos) << e.remote_message();
+    EXPECT_NE(e.remote_message().find("error "), std::string::npos) << e.remote_message();
+  }
+}
+
+// ---- a caller with several threads ----
+
+TEST(HardeningCaller, ACallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCompletions) {
+  worker_process w;
+  framex::runtime rt(distributed({w.address()}));
+  asio::io_context io;
+  std::atomic<int> ended{0};
+  constexpr int calls = 3000;
+  for (int i = 0; i < calls; ++i) {
+    const auto timeout = i % 3 == 0 ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
+    asio::co_spawn(io, error_of(framex::remote<&hardening_sleep>.with({.timeout = timeout, .runtime = &rt}).remote(i % 2)),
+                   [&](std::exception_ptr, std::error_code) { ++ended; });
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ended.load(), calls);
+}
+
+TEST(HardeningCaller, ALocalCallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCompletions) {
+  framex::runtime rt({.threads = 2});
+  asio::io_context io;
+  std::atomic<int> ended{0};
+  constexpr int calls = 3000;
+  for (int i = 0; i < calls; ++i) {
+    const auto timeout = i % 3 == 0 ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
+    asio::co_spawn(io, error_of(framex::remote<&hardening_sleep>.with({.timeout = timeout, .runtime = &rt}).remote(0)),
+                   [&](std::exception_ptr, std::error_code) { ++ended; });
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ended.load(), calls);
+}
+
+// ---- routing around a worker that is down ----
+
+TEST(HardeningCaller, TheFirstCallGoesToAHealthyWorkerWhenAnotherIsDown) {
+  std::uint16_t closed_port = 0;
+  {
+    worker_process gone;
+    closed_port = gone.port();
+  }
+  worker_process live;
+  for (int i = 0; i < 4; ++i) {
+    framex::runtime rt(distributed({"127.0.0.1:" + std::to_string(closed_port), live.address()}));
+    EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(i, 1); }), i + 1);
+  }
+}
+
+TEST(HardeningCaller, DistributedModeWithoutWorkersFailsAtStart) {
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  EXPECT_THROW(framex::runtime{cfg}, framex::config_error);
+}
+
+}  // namespace
