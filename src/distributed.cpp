@@ -33,7 +33,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -56,6 +57,7 @@
 #include <vector>
 
 #include "../net/client.hpp"
+#include "framex/detail/bound_completion.hpp"
 #include "registry.hpp"
 #include "stats.hpp"
 
@@ -114,23 +116,27 @@ struct slot {
   latency_histogram latency;
 };
 
-class remote_call final : public net::pending_call {
+class remote_call final : public net::pending_call, public bound_completion {
  public:
-  remote_call(const function_entry& fn, message_buffer params, reply_handler handler)
+  remote_call(const function_entry& fn, message_buffer params, const asio::any_io_executor& caller,
+              reply_handler handler)
       : fn_(fn),
         params_(std::move(params)),
         handler_(std::move(handler)),
         cancel_slot_(asio::get_associated_cancellation_slot(handler_)),
-        work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)) {}
+        work_(std::in_place, asio::prefer(caller, asio::execution::outstanding_work.tracked)) {}
 
   const function_entry& fn() const noexcept { return fn_; }
   std::size_t size() const noexcept { return params_.size(); }
   bool done() const noexcept { return done_.load(std::memory_order_acquire); }
   clock::time_point give_up_at() const noexcept { return give_up_at_; }
 
-  // Caller's executor: arms cancellation and the deadline.
+  // Caller's executor: arms cancellation and the deadline, and binds the call
+  // to the caller's context (a reference of its own, dropped by whoever unbinds).
   void arm(asio::io_context& io, clock::duration timeout, clock::duration patience) {
     give_up_at_ = clock::now() + (timeout > clock::duration::zero() ? timeout : patience);
+    intrusive_ptr_add_ref(this);
+    bind_completion(asio::query(*work_, asio::execution::context), *this);
     if (cancel_slot_.is_connected()) {
       cancel_slot_.assign([self = call_ref(this)](asio::cancellation_type type) {
         if (type != asio::cancellation_type::none) self->finish(code_of(errc::cancelled), self->fn_.name);
@@ -202,11 +208,22 @@ class remote_call final : public net::pending_call {
       // Cancels the wait; a finished call holds nothing of the runtime's io_context.
       asio::post(timer_->get_executor(), [self = call_ref(this)] { self->timer_.reset(); });
     }
-    asio::dispatch(work_, [self = call_ref(this), ec, r = std::move(r)]() mutable {
-      if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
-      reply_handler handler = std::move(self->handler_);
-      std::move(handler)(ec, std::move(r));
+    const bool posted = unbind_completion(*this, [&] {
+      asio::post(*work_, [self = call_ref(this), ec, r = std::move(r)]() mutable {
+        if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
+        reply_handler handler = std::move(self->handler_);
+        std::move(handler)(ec, std::move(r));
+      });
     });
+    if (posted) intrusive_ptr_release(this);  // the binding's
+  }
+
+  // The caller's context shuts down with this call in flight (bound_completion).
+  void detach() noexcept override {
+    if (cancel_slot_.is_connected()) cancel_slot_.clear();
+    { [[maybe_unused]] const reply_handler dropped = std::move(handler_); }
+    work_.reset();
+    intrusive_ptr_release(this);  // the binding's
   }
 
  private:
@@ -270,9 +287,8 @@ class remote_call final : public net::pending_call {
   message_buffer params_;
   reply_handler handler_;
   asio::cancellation_slot cancel_slot_;
-  using work_executor = decltype(asio::prefer(asio::get_associated_executor(std::declval<reply_handler&>()),
-                                              asio::execution::outstanding_work.tracked));
-  work_executor work_;
+  using work_executor = asio::any_io_executor;
+  std::optional<work_executor> work_;
   std::optional<asio::steady_timer> timer_;
   clock::time_point give_up_at_{};
   std::mutex conn_mutex_;
@@ -303,8 +319,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  void start(const function_entry& fn, message_buffer params, clock::duration timeout, reply_handler handler) {
-    const call_ref call(new remote_call(fn, std::move(params), std::move(handler)));
+  void start(const function_entry& fn, message_buffer params, clock::duration timeout,
+             const asio::any_io_executor& caller, reply_handler handler) {
+    const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler)));
     if (timeout <= clock::duration::zero()) timeout = settings.call_timeout;
     call->arm(io, timeout, settings.connect_timeout);
     if (call->size() > settings.max_message_size) {
@@ -664,8 +681,8 @@ distributed_runtime::distributed_runtime(const config::distributed_section& sett
 distributed_runtime::~distributed_runtime() { shutdown(); }
 
 void distributed_runtime::start(const function_entry& fn, message_buffer params, clock::duration timeout,
-                                reply_handler handler) {
-  impl_->start(fn, std::move(params), timeout, std::move(handler));
+                                const asio::any_io_executor& caller, reply_handler handler) {
+  impl_->start(fn, std::move(params), timeout, caller, std::move(handler));
 }
 
 void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }

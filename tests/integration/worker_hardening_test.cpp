@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -467,6 +468,45 @@ TEST(HardeningCaller, DistributedModeWithoutWorkersFailsAtStart) {
   framex::config cfg;
   cfg.runtime.mode = framex::mode::distributed;
   EXPECT_THROW(framex::runtime{cfg}, framex::config_error);
+}
+
+}  // namespace
+
+namespace {
+
+using framex::test::worker_process;
+
+// The caller destroys its io_context while calls are in flight, in both
+// declaration orders, the way `io.stop(); return` from main does.
+void destroy_the_io_context_mid_call(framex::runtime& rt, int ms) {
+  auto io = std::make_unique<asio::io_context>();
+  std::atomic<bool> started{false};
+  for (int i = 0; i < 4; ++i) {
+    asio::co_spawn(*io, [&]() -> asio::awaitable<void> {
+      started = true;
+      co_await framex::remote<&hardening_sleep>.with({.runtime = &rt}).remote(ms);
+      ADD_FAILURE() << "the call completed into a stopped io_context";
+    }, asio::detached);
+  }
+  while (!started) io->run_one();
+  io->poll();
+  io.reset();  // calls still in flight
+}
+
+TEST(HardeningShutdown, DestroyingTheCallersIoContextWithLocalCallsInFlightIsSafe) {
+  framex::runtime rt({.threads = 2});
+  destroy_the_io_context_mid_call(rt, 200);
+  rt.shutdown();  // the bodies finish, and deliver to nothing
+}
+
+TEST(HardeningShutdown, DestroyingTheRuntimeAfterTheIoContextWithDistributedCallsInFlightIsSafe) {
+  worker_process w;
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = {w.address()};
+  auto rt = std::make_unique<framex::runtime>(cfg);
+  destroy_the_io_context_mid_call(*rt, 300);
+  rt.reset();  // the connections close: the lost calls deliver to nothing
 }
 
 }  // namespace

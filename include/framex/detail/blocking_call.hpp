@@ -14,11 +14,17 @@
 // `abandoned` first, and only the cancellation that made that move completes.
 //
 // References: one for the caller (dropped when the handler runs), one for the
-// pool (dropped after the body, or in `deliver`), one for a pending timer wait.
+// pool (dropped after the body, or in `deliver`), one for a pending timer wait,
+// and one for the binding to the caller's execution context (see
+// bound_completion.hpp), dropped by whoever unbinds: the completion's post, or
+// `detach` when the caller destroys its context with the call in flight, in
+// which case the caller's reference goes too, with its handler.
 #pragma once
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
@@ -31,6 +37,7 @@
 #include <optional>
 #include <utility>
 
+#include "framex/detail/bound_completion.hpp"
 #include "framex/detail/outcome.hpp"
 #include "framex/runtime.hpp"
 #include "framex/stats.hpp"
@@ -38,7 +45,7 @@
 namespace framex::detail {
 
 template <class R, class Invoker, class Handler>
-class blocking_call final : public pool_task {
+class blocking_call final : public pool_task, public bound_completion {
   using work_executor = std::decay_t<decltype(boost::asio::prefer(
       boost::asio::get_associated_executor(std::declval<Handler&>()),
       boost::asio::execution::outstanding_work.tracked))>;
@@ -56,15 +63,15 @@ class blocking_call final : public pool_task {
                     Handler&& handler) {
     auto* self = new blocking_call(std::move(invoker), std::move(handler));
     self->stats_ = &stats;
+    const auto executor = boost::asio::get_associated_executor(*self->handler_);
     if (self->slot_.is_connected()) self->slot_.template emplace<cancel_handler>(self);
     if (timeout > std::chrono::steady_clock::duration::zero()) {
-      self->refs_.fetch_add(1, std::memory_order_relaxed);
-      self->timer_.emplace(boost::asio::get_associated_executor(self->handler_), timeout);
-      self->timer_->async_wait([self](const boost::system::error_code& ec) {
-        if (!ec) self->cancel(errc::timeout);
-        self->release();
+      self->timer_.emplace(executor, timeout);
+      self->timer_->async_wait([ref = reference(self)](const boost::system::error_code& ec) {
+        if (!ec) ref.call->cancel(errc::timeout);
       });
     }
+    bind_completion(boost::asio::query(executor, boost::asio::execution::context), *self);
     submit(rt, *self);
   }
 
@@ -94,19 +101,50 @@ class blocking_call final : public pool_task {
     }
   };
 
+  // A counted reference that a handler holds: released whether the handler
+  // runs or is destroyed unrun.
+  struct reference {
+    explicit reference(blocking_call* c) noexcept : call(c) { c->refs_.fetch_add(1, std::memory_order_relaxed); }
+    reference(reference&& o) noexcept : call(std::exchange(o.call, nullptr)) {}
+    reference& operator=(reference&&) = delete;
+    ~reference() {
+      if (call != nullptr) call->release();
+    }
+    blocking_call* call;
+  };
+
   blocking_call(Invoker&& invoker, Handler&& handler)
       : invoker_(std::move(invoker)),
-        handler_(std::move(handler)),
-        slot_(boost::asio::get_associated_cancellation_slot(handler_)),
-        work_(std::in_place, boost::asio::prefer(boost::asio::get_associated_executor(handler_),
+        handler_(std::in_place, std::move(handler)),
+        slot_(boost::asio::get_associated_cancellation_slot(*handler_)),
+        work_(std::in_place, boost::asio::prefer(boost::asio::get_associated_executor(*handler_),
                                                  boost::asio::execution::outstanding_work.tracked)) {}
 
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
+  // Posts `fn` to the caller's executor unless the caller's context is gone
+  // (then `detach` dropped the binding's reference; here the post drops it).
+  template <class Fn>
+  bool post_to_caller(Fn fn) noexcept {
+    if (!unbind_completion(*this, [&] { boost::asio::post(*work_, std::move(fn)); })) return false;
+    release();
+    return true;
+  }
+
   void post_deliver() noexcept {
-    boost::asio::post(*work_, [this] { deliver(); });
+    if (!post_to_caller([this] { deliver(); })) release();  // the pool's: deliver will not run
+  }
+
+  // The caller's context shuts down with this call in flight (bound_completion).
+  void detach() noexcept override {
+    if (slot_.is_connected()) slot_.clear();
+    handler_.reset();
+    timer_.reset();
+    work_.reset();
+    release();  // the caller's: its handler is gone
+    release();  // the binding's
   }
 
   // Caller's executor, after the body finished (or was skipped at shutdown).
@@ -127,7 +165,7 @@ class blocking_call final : public pool_task {
         if (!phase_.compare_exchange_weak(p, abandoned, std::memory_order_acq_rel)) continue;
         deferred_ = why;
         // Not from inside the slot's emit: the handler runs from the executor.
-        boost::asio::post(*work_, [this] {
+        post_to_caller([this] {
           outcome<R> out;
           out.set_error(deferred_);
           record_outcome(*stats_, started_, out);
@@ -145,7 +183,8 @@ class blocking_call final : public pool_task {
 
   void complete(outcome<R> out, int references) {
     if (slot_.is_connected()) slot_.clear();
-    Handler handler = std::move(handler_);
+    Handler handler = std::move(*handler_);
+    handler_.reset();
     // Drop everything that belongs to the caller's execution context now: an
     // abandoned body may run on long after the caller, and its io_context, are
     // gone. Destroying the timer aborts a pending wait, whose handler holds its
@@ -157,7 +196,7 @@ class blocking_call final : public pool_task {
   }
 
   Invoker invoker_;
-  Handler handler_;
+  std::optional<Handler> handler_;
   stats_cell* stats_ = nullptr;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   slot_type slot_;
@@ -167,7 +206,7 @@ class blocking_call final : public pool_task {
   errc deferred_ = errc::cancelled;
   bool cancel_seen_ = false;
   std::atomic<std::uint8_t> phase_{queued};
-  std::atomic<int> refs_{2};
+  std::atomic<int> refs_{3};  // the caller's, the pool's, the binding's
 };
 
 }  // namespace framex::detail

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -286,7 +287,11 @@ boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, me
   for (unsigned attempt = 0;; ++attempt) {
     message_buffer sent = attempt < retries ? params.clone() : std::move(params);
     std::tie(ec, r) = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
-        [&](auto handler) { start_remote(rt, fn, std::move(sent), timeout, std::move(handler)); }, token);
+        [&](auto handler) {
+          const boost::asio::any_io_executor caller = boost::asio::get_associated_executor(handler);
+          start_remote(rt, fn, std::move(sent), timeout, caller, std::move(handler));
+        },
+        token);
     if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
     break;
   }

@@ -8,6 +8,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -81,8 +82,10 @@ using reply_handler = boost::asio::any_completion_handler<void(std::error_code, 
 /// result, or with an `errc` (a worker's error object fills `error_type` and
 /// `error_message`). Honours the handler's cancellation slot and `timeout`
 /// (zero: the runtime's default).
+/// `caller` is the executor the handler completes on.
 void start_remote(runtime& rt, const function_entry& fn, message_buffer params,
-                  std::chrono::steady_clock::duration timeout, reply_handler handler);
+                  std::chrono::steady_clock::duration timeout, const boost::asio::any_io_executor& caller,
+                  reply_handler handler);
 
 /// Room a request header needs in front of the params of a call of `fn`.
 inline std::size_t request_headroom(const function_entry& fn) noexcept { return 16 + fn.name.size(); }
