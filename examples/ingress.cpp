@@ -54,7 +54,9 @@ asio::awaitable<job_result> run_job(job j) {
 }
 int add(int a, int b) { return a + b; }
 asio::awaitable<int> run_slow(int ms) { co_return co_await slow.with({.timeout = 100ms}).remote(ms); }
-std::string fail(std::string why) { throw std::runtime_error(why); }
+std::string fail_job(std::string why) { throw std::runtime_error(why); }
+// Failures are logged with an id; the client gets the id, not the text.
+asio::awaitable<std::string> fail(std::string why) { co_return co_await framex::remote<&fail_job>.remote(why); }
 
 int main(int argc, char** argv) {
   if (auto exit_code = framex::worker_main(argc, argv)) return *exit_code;

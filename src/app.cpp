@@ -100,6 +100,23 @@ std::string to_prometheus(const stats_snapshot& s) {
   return o.str();
 }
 
+// JSON placed inside a <script> element: no character of it may end the element
+// or start markup there (`</script>`, `<!--`), so <, > and & are written as
+// JSON escapes, which mean the same to the script.
+std::string script_safe(const std::string& json) {
+  std::string out;
+  out.reserve(json.size());
+  for (char c : json) {
+    switch (c) {
+      case '<': out += "\\u003c"; break;
+      case '>': out += "\\u003e"; break;
+      case '&': out += "\\u0026"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 void set_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
 }  // namespace
@@ -130,7 +147,7 @@ class app::impl {
     if (path == "/" || path == "/index.html") {
       std::string page(detail::dashboard_page);
       const std::string marker = "/*STATS*/null";
-      page.replace(page.find(marker), marker.size(), boost::json::serialize(to_json(s)));
+      page.replace(page.find(marker), marker.size(), script_safe(boost::json::serialize(to_json(s))));
       co_return http_reply{200, std::move(page), "text/html; charset=utf-8"};
     }
     if (path == "/api/v1/stats") co_return http_reply{200, boost::json::serialize(to_json(s))};
@@ -141,7 +158,8 @@ class app::impl {
 
   void start() {
     if (ingress) return;
-    detail::http_server::options o{cfg.server.host, cfg.server.port, cfg.server.body_limit, cfg.server.read_timeout};
+    detail::http_server::options o{cfg.server.host, cfg.server.port, cfg.server.body_limit, cfg.server.read_timeout,
+                                   cfg.server.header_timeout, cfg.server.max_connections};
     ingress.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dispatch(m, p, c); });
     o.host = cfg.server.dashboard_host;
     o.port = cfg.server.dashboard_port;
@@ -151,6 +169,10 @@ class app::impl {
                  cfg.server.dashboard_host, board->port(), rt.current_mode() == mode::local ? "local" : "distributed");
   }
 
+  // The order is what makes it safe: stop accepting; let requests in flight
+  // finish (10 s at most); shut the runtime down, so calls still pending
+  // complete with `cancelled` while the I/O threads still run to deliver them;
+  // only then stop the I/O threads.
   void stop() {
     if (!ingress || stopped) return;
     stopped = true;
@@ -159,16 +181,19 @@ class app::impl {
     for (int i = 0; i < 1000 && ingress->in_flight() + board->in_flight() > 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    rt.shutdown();
     work.reset();
     io.stop();
     for (auto& t : threads) t.join();
   }
 
   config cfg;
+  // Declared before the runtime: destroyed after it, so nothing the runtime
+  // completes can reach a destroyed io_context.
+  asio::io_context io;
   framex::runtime rt;
   runtime_scope scope;
   std::map<std::string, route> routes;
-  asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{asio::make_work_guard(io)};
   std::optional<detail::http_server> ingress;
   std::optional<detail::http_server> board;

@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -14,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <mutex>
@@ -38,41 +40,68 @@ struct http_server::state : std::enable_shared_from_this<state> {
   dispatch_fn dispatch;
   tcp::acceptor acceptor;
   std::atomic<std::size_t> busy{0};
+  std::atomic<std::size_t> connections{0};
   std::atomic<bool> stopping{false};
   std::mutex mutex;
   std::set<beast::tcp_stream*> idle;  // connections waiting for a request
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
+    asio::steady_timer pause(acceptor.get_executor());
+    std::chrono::milliseconds backoff{0};
     for (;;) {
+      // At the limit, new connections wait in the backlog until one closes.
+      while (opts.max_connections != 0 && connections.load() >= opts.max_connections && !stopping) {
+        pause.expires_after(std::chrono::milliseconds(10));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored_error));
+      }
       boost::system::error_code ec;
       tcp::socket socket = co_await acceptor.async_accept(asio::make_strand(io), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        if (stopping) co_return;
+      if (stopping || !acceptor.is_open()) co_return;
+      if (ec) {  // EMFILE and the like: let descriptors free up instead of spinning
+        backoff = std::clamp<std::chrono::milliseconds>(2 * backoff, std::chrono::milliseconds(10), std::chrono::seconds(1));
+        pause.expires_after(backoff);
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored_error));
         continue;
       }
+      backoff = {};
+      ++connections;
       asio::co_spawn(socket.get_executor(), session(beast::tcp_stream(std::move(socket))), asio::detached);
     }
   }
+  boost::system::error_code ignored_error;
 
   // One connection: requests in order, until the peer or a timeout ends it.
   asio::awaitable<void> session(beast::tcp_stream stream) {
     auto self = shared_from_this();
+    struct counted {
+      std::atomic<std::size_t>& n;
+      ~counted() { --n; }
+    } count{connections};
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(opts.body_limit);
-      stream.expires_after(opts.read_timeout);
+      parser.header_limit(16 * 1024);
+      stream.expires_after(opts.header_timeout);
       boost::system::error_code ec;
       {
         std::lock_guard lock(mutex);
         if (stopping) break;
         idle.insert(&stream);
       }
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       {
         std::lock_guard lock(mutex);
         idle.erase(&stream);
+      }
+      if (!ec && !parser.is_done()) {
+        stream.expires_after(opts.read_timeout);
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec == http::error::header_limit) {
+        co_await write(stream, 11, false, error_reply(431, "the request's headers are too large"));
+        break;
       }
       if (ec == http::error::body_limit) {
         auto reply = error_reply(413, "the body exceeds " + std::to_string(opts.body_limit) + " bytes");
@@ -101,18 +130,35 @@ struct http_server::state : std::enable_shared_from_this<state> {
     http_call call;
     if (q != std::string_view::npos) call.query = parse_query(target.substr(q + 1));
     call.body = request.body();
+    // A body is JSON when it says so; one that says nothing or says it is a
+    // form (as `curl -d` does) is read as JSON when it parses as JSON.
     const auto type = request[http::field::content_type];
-    call.json_body = type.starts_with("application/json") || (!call.body.empty() && type.empty());
+    call.json_body = type.starts_with("application/json") ||
+                     (!call.body.empty() && (type.empty() || type.starts_with("application/x-www-form-urlencoded")));
+    const std::string path(target.substr(0, q));
     try {
-      co_return co_await dispatch(std::string(request.method_string()), std::string(target.substr(0, q)), call);
+      co_return co_await dispatch(std::string(request.method_string()), path, call);
     } catch (const http_error& e) {
       co_return error_reply(e.status(), e.what());
     } catch (const std::system_error& e) {
-      if (e.code() == errc::timeout) co_return error_reply(504, e.what());
-      co_return error_reply(500, e.what());
+      if (e.code() == errc::timeout) co_return internal_error(504, "the call timed out", path, e.what());
+      co_return internal_error(500, "the request failed", path, e.what());
     } catch (const std::exception& e) {
-      co_return error_reply(500, e.what());
+      co_return internal_error(500, "the request failed", path, e.what());
     }
+  }
+
+  // What a failure tells the client: a fixed message and an id to quote; the
+  // full text, which may name hosts, files or request data, goes to the log.
+  static http_reply internal_error(int status, const char* message, const std::string& path, const char* detail) {
+    static std::atomic<std::uint64_t> next_id{0};
+    const std::uint64_t id = ++next_id;
+    spdlog::error("http error {}: {} {}: {}", id, status, path, detail);
+    boost::json::object o;
+    o["status"] = status;
+    o["message"] = std::string(message) + "; the server logged it as error " + std::to_string(id);
+    o["error_id"] = id;
+    return {status, boost::json::serialize(o), "application/json"};
   }
 
   static asio::awaitable<bool> write(beast::tcp_stream& stream, unsigned version, bool keep, const http_reply& reply) {

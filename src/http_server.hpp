@@ -1,6 +1,10 @@
 // A small HTTP/1.1 server on Boost.Beast: one coroutine per connection,
-// keep-alive, a read timeout, a body limit, and a graceful stop that lets
-// requests in flight finish. What each request gets is the owner's business.
+// keep-alive, a deadline for the headers and another for the body, a body
+// limit, at most `max_connections` connections (more wait in the kernel's
+// backlog), a backoff on accept errors (EMFILE), and a graceful stop that lets
+// requests in flight finish. What each request gets is the owner's business;
+// what a handler's failure tells the client is a fixed message and an error id,
+// the full text going to the log.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -27,6 +31,8 @@ class http_server {
     std::uint16_t port = 0;
     std::size_t body_limit = 1 << 20;
     std::chrono::milliseconds read_timeout{30000};
+    std::chrono::milliseconds header_timeout{10000};
+    std::size_t max_connections = 1024;  // 0: no limit
   };
 
   /// Listens at once; throws `boost::system::system_error` if it cannot.

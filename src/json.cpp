@@ -9,7 +9,7 @@ namespace framex::detail {
 boost::json::value parse_body(const http_call& call) {
   boost::system::error_code ec;
   auto v = boost::json::parse(call.body, ec);
-  if (ec) throw http_error(400, "the body is not valid JSON: " + ec.message());
+  if (ec) throw http_error(400, "the body must be JSON (Content-Type: application/json): " + ec.message());
   return v;
 }
 

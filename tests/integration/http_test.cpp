@@ -6,12 +6,15 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/describe.hpp>
 #include <boost/json/parse.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -41,6 +44,7 @@ BOOST_DESCRIBE_STRUCT(receipt, (), (item, total, served_by))
 
 int price_of(std::string item, int quantity) {
   if (item == "nothing") throw std::invalid_argument("nothing is not for sale");
+  if (quantity == 0) throw std::invalid_argument("no quantity of " + item);
   return static_cast<int>(item.size()) * quantity;
 }
 std::string served_where() { return std::to_string(::getpid()); }
@@ -56,7 +60,11 @@ asio::awaitable<receipt> place(order o) {
 }
 int multiply(int a, int b) { return a * b; }
 std::string greet(std::string name, bool loud) { return loud ? "HELLO " + name : "hello " + name; }
-asio::awaitable<int> wait_for(int ms) { co_return co_await framex::remote<&http_sleep>.remote(ms); }
+std::atomic<int> waits_started{0};
+asio::awaitable<int> wait_for(int ms) {
+  ++waits_started;
+  co_return co_await framex::remote<&http_sleep>.remote(ms);
+}
 asio::awaitable<int> too_slow(int ms) { co_return co_await framex::remote<&http_sleep>.with({.timeout = 50ms}).remote(ms); }
 
 namespace {
@@ -144,9 +152,22 @@ void check_routes(std::uint16_t port) {
   EXPECT_EQ(boost::json::parse(r.body).at("status").as_int64(), 405);
   r = post(port, "/api/v1/orders", R"({"item": ")" + std::string(5000, 'x') + R"(", "quantity": 1})");
   EXPECT_EQ(r.status, 413);
+  r = post(port, "/api/v1/orders", R"({"item": "</script><script>document.title='owned'</script>", "quantity": 0})");
   r = post(port, "/api/v1/orders", R"({"item": "nothing", "quantity": 1})");
   EXPECT_EQ(r.status, 500);
-  EXPECT_NE(message_of(r).find("nothing is not for sale"), std::string::npos) << r.body;
+  EXPECT_EQ(message_of(r).find("nothing is not for sale"), std::string::npos) << r.body;  // that text is logged
+  EXPECT_NE(message_of(r).find("logged it as error "), std::string::npos) << r.body;
+  EXPECT_GT(boost::json::parse(r.body).at("error_id").to_number<std::uint64_t>(), 0u);
+  r = request(port, http::verb::post, "/api/v1/orders", R"({"item": "tea", "quantity": 2})",
+              "application/x-www-form-urlencoded");  // what `curl -d` sends
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = request(port, http::verb::post, "/api/v1/orders", "item=tea&quantity=2", "application/x-www-form-urlencoded");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(message_of(r).find("must be JSON"), std::string::npos) << r.body;
+  r = post(port, "/api/v1/orders", R"({"item": 1, "quantity": 2})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(message_of(r).find("parameter 'item'"), std::string::npos) << r.body;
+  EXPECT_EQ(message_of(r).find("missing"), std::string::npos) << r.body;
   r = get(port, "/api/v1/slow?ms=400");
   EXPECT_EQ(r.status, 504);
 
@@ -215,6 +236,7 @@ TEST(App, TheSameRoutesWorkInDistributedMode) {
 
   const auto page = get(app.dashboard_port(), "/");
   EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.body.find("</script><script>"), std::string::npos);  // an error's text cannot end the script
   EXPECT_NE(page.content_type.find("text/html"), std::string::npos);
   EXPECT_NE(page.body.find(w1.address()), std::string::npos);  // the first render's data is in the page
 }
@@ -225,13 +247,49 @@ TEST(App, StopLetsARequestInFlightFinish) {
   app.start();
   const std::uint16_t port = app.port();
   response late;
+  const int before = waits_started.load();
   std::thread client([&] { late = get(port, "/api/v1/wait?ms=300"); });
-  std::this_thread::sleep_for(100ms);  // the request is being served
+  for (int i = 0; i < 3000 && waits_started.load() == before; ++i) std::this_thread::sleep_for(10ms);  // until served
   app.stop();
   client.join();
   EXPECT_EQ(late.status, 200);
   EXPECT_EQ(late.body, "300");
   EXPECT_THROW(get(port, "/health"), boost::system::system_error);  // no longer listening
+}
+
+// ---- hostile HTTP clients ----
+
+TEST(AppHostile, SlowHeadersAreCutOffAndOversizedHeadersRefusedWhileOthersAreServed) {
+  framex::config cfg = app_config();
+  cfg.server.header_timeout = 300ms;
+  cfg.server.max_connections = 8;
+  framex::app app{cfg};
+  add_routes(app);
+  app.start();
+  asio::io_context io;
+  std::vector<asio::ip::tcp::socket> slow;
+  for (int i = 0; i < 40; ++i) {  // slowloris: part of a request line, then nothing
+    slow.emplace_back(io);
+    slow.back().connect({asio::ip::make_address("127.0.0.1"), app.port()});
+    asio::write(slow.back(), asio::buffer(std::string("GET /api/v1/multiply?a=1&b=2 HTTP/1.1\r\nHost: x\r\n")));
+  }
+  // A real client gets through once the slow ones have been cut off.
+  const auto r = get(app.port(), "/api/v1/multiply?a=2&b=21");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "42");
+  for (auto& s : slow) {
+    char byte;
+    boost::system::error_code ec;
+    asio::read(s, asio::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  }
+  asio::ip::tcp::socket big(io);
+  big.connect({asio::ip::make_address("127.0.0.1"), app.port()});
+  asio::write(big, asio::buffer("GET /ping HTTP/1.1\r\nX-Big: " + std::string(64 * 1024, 'x') + "\r\n\r\n"));
+  std::string reply(12, '\0');
+  boost::system::error_code ec;
+  asio::read(big, asio::buffer(reply), ec);
+  EXPECT_EQ(reply, "HTTP/1.1 431");
 }
 
 }  // namespace

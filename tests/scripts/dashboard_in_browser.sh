@@ -21,6 +21,10 @@ board=$(sed -n 's/.*dashboard on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$work/
 for n in 1 2 3 4; do
   curl -sf -H 'Content-Type: application/json' -d "{\"label\":\"run$n\",\"n\":$n}" "http://127.0.0.1:$api/api/v1/demo/run" >/dev/null
 done
+# A failure whose text is markup: it reaches the dashboard's recent errors, and
+# must stay text there.
+payload='</script><script>document.title="owned"</script>'
+curl -s -G --data-urlencode "why=$payload" "http://127.0.0.1:$api/api/v1/fail" >/dev/null
 
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --user-data-dir="$work/profile" --virtual-time-budget=3000 \
@@ -36,6 +40,8 @@ expect "<td>${workers[1]}</td>" "worker ${workers[1]} is listed"
 expect '<td class="ready">ready</td>' "a worker shows as ready"
 expect '<td>heavy_job</td><td>remote</td><td class="n">' "heavy_job is listed as a remote function with its counts"
 expect '(distributed mode)' "the mode is shown"
+expect '<title>framex dashboard</title>' "no script from an error message ran"
+expect '&lt;/script&gt;&lt;script&gt;document.title="owned"' "the error's markup is shown as text"
 if [ $fail -ne 0 ]; then
   echo "--- the DOM Chromium rendered:"; cat "$work/dom.html"; exit 1
 fi

@@ -43,12 +43,16 @@ T bind_named(const http_call& call, const boost::json::object& inputs, const std
   return value_as<T>(*v, what);
 }
 
-// Names the first member of a described struct that the request lacks.
+// Names the first member of a described struct that the request lacks, or
+// has with the wrong type.
 template <class T>
-void require_members(const boost::json::object& inputs) {
+void check_members(const boost::json::object& inputs) {
   if constexpr (boost::describe::has_describe_members<T>::value) {
     boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>([&](auto d) {
-      if (!inputs.contains(d.name)) throw http_error(400, std::string("parameter '") + d.name + "' is missing");
+      const std::string what = std::string("parameter '") + d.name + "'";
+      const auto* v = inputs.if_contains(d.name);
+      if (v == nullptr) throw http_error(400, what + " is missing");
+      (void)value_as<std::remove_cvref_t<decltype(std::declval<T&>().*d.pointer)>>(*v, what);
     });
   }
 }
@@ -95,7 +99,7 @@ struct route_binder<Fn, type_list<Ps...>> {
   static std::tuple<std::remove_cvref_t<Ps>...> bind(const http_call& call, const boost::json::object& inputs,
                                                     const std::vector<std::string>& names, std::index_sequence<I...>) {
     if (names.empty()) {  // one described struct: the whole object
-      (require_members<std::remove_cvref_t<Ps>>(inputs), ...);
+      (check_members<std::remove_cvref_t<Ps>>(inputs), ...);
       return {value_as<std::remove_cvref_t<Ps>>(boost::json::value(inputs), "the request's fields")...};
     }
     return {bind_named<std::remove_cvref_t<Ps>>(call, inputs, names[I])...};
