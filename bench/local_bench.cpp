@@ -30,12 +30,13 @@
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
+asio::awaitable<int> async_twice(int x) { co_return x * 2; }
+int twice(int x) { return x * 2; }
+
 namespace {
 
 volatile int sink;
 
-asio::awaitable<int> async_twice(int x) { co_return x * 2; }
-int twice(int x) { return x * 2; }
 
 constexpr auto async_fn = framex::remote<&async_twice>;
 constexpr auto blocking_fn = framex::remote<&twice>;

@@ -175,6 +175,13 @@ const key_info keys[] = {
      [](const config& c) { return c.log.level; }},
 };
 
+bool is_section(std::string_view s) {
+  for (const auto& k : keys) {
+    if (std::string_view(k.name).starts_with(s) && k.name[s.size()] == '.') return true;
+  }
+  return false;
+}
+
 const key_info* find_key(std::string_view name) {
   for (const auto& k : keys) {
     if (name == k.name) return &k;
@@ -271,8 +278,8 @@ void config::apply_environment() {
     const std::string_view name = entry.substr(0, eq);
     if (name == "FRAMEX_CONFIG") continue;
     const std::size_t split = name.find("__");
+    if (split == std::string_view::npos) continue;  // not FRAMEX_SECTION__KEY: not ours
     const std::string origin = "environment " + std::string(name);
-    if (split == std::string_view::npos) throw config_error(origin + ": unknown key (expected FRAMEX_SECTION__KEY)");
     std::string key = std::string(name.substr(7, split - 7)) + "." + std::string(name.substr(split + 2));
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     apply(key, eq == std::string_view::npos ? std::string_view{} : entry.substr(eq + 1), origin);
@@ -308,19 +315,21 @@ config config::load(int argc, const char* const* argv) {
     if (!a.starts_with("--") || a == "--framex-worker") continue;
     std::string_view name = a.substr(2), value;
     const std::size_t eq = name.find('=');
-    const bool dotted = name.find('.') != std::string_view::npos;
+    const bool inline_value = eq != std::string_view::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
     if (name == "print-config") {
       print = true;
       continue;
     }
-    if (name != "config" && !dotted) continue;  // not ours
-    if (eq != std::string_view::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (i + 1 < argc) {
+    // Ours: --config and --section.key, where section is one of framex's.
+    const std::size_t dot = name.find('.');
+    if (name != "config" && (dot == std::string_view::npos || !is_section(name.substr(0, dot)))) continue;
+    if (!inline_value) {
+      if (i + 1 == argc) throw config_error("command line: --" + std::string(name) + " needs a value");
       value = argv[++i];
-    } else {
-      throw config_error("command line: --" + std::string(name) + " needs a value");
     }
     if (name == "config") {
       file = std::string(value);

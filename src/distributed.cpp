@@ -303,6 +303,7 @@ class remote_call final : public net::pending_call, public bound_completion {
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   explicit impl(const config::distributed_section& s)
       : settings(s), work(asio::make_work_guard(io)), retry_timer(asio::make_strand(io)) {
+    check_unambiguous();
     if (s.workers.empty()) {
       throw config_error("distributed mode needs at least one worker: set distributed.workers");
     }

@@ -1,13 +1,16 @@
 // The process's registry of functions a worker may run. Entries are added
 // before main by `registration<F>` (see detail/distributed_call.hpp), so the
 // registry is a function-local static, safe to reach during static
-// initialisation. Two functions deriving the same name (overloads) make the
-// name ambiguous: it stays registered, and serving it reports the clash.
+// initialisation. Two functions deriving the same name (overloads, or functions
+// with internal linkage in different files) make the name ambiguous: it stays
+// registered, serving it reports the clash, and a worker or a distributed
+// runtime refuses to start while any name is ambiguous.
 #include <cxxabi.h>
 
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <unordered_map>
 
 #include "framex/detail/wire.hpp"
@@ -36,7 +39,8 @@ const function_entry& register_function(function_entry entry) {
   entry.remote_stats = &stats_for(entry.name, true);
   const function_entry& stored = r.entries.emplace_back(std::move(entry));
   auto [it, fresh] = r.by_name.try_emplace(stored.name, &stored);
-  if (!fresh && it->second->signature != stored.signature) {
+  const bool same_function = it->second->run_blocking == stored.run_blocking && it->second->run_async == stored.run_async;
+  if (!fresh && !same_function && it->second->signature != ambiguous_signature) {
     function_entry clash;
     clash.name = stored.name;
     clash.signature = ambiguous_signature;
@@ -59,6 +63,17 @@ std::vector<const function_entry*> registered_functions() {
   out.reserve(r.by_name.size());
   for (const auto& [name, entry] : r.by_name) out.push_back(entry);
   return out;
+}
+
+void check_unambiguous() {
+  std::string names;
+  for (const auto* f : registered_functions()) {
+    if (f->signature == ambiguous_signature) names += (names.empty() ? "" : ", ") + f->name;
+  }
+  if (!names.empty()) {
+    throw std::invalid_argument("framex: several functions travel under each of these names: " + names +
+                                "; give each a framex::wire_name");
+  }
 }
 
 std::string current_exception_type() {

@@ -14,4 +14,7 @@ inline constexpr std::string_view ambiguous_signature = "ambiguous";
 /// One entry per name (an ambiguous name's entry has no entry points).
 std::vector<const function_entry*> registered_functions();
 
+/// Throws `std::invalid_argument` naming every ambiguous name.
+void check_unambiguous();
+
 }  // namespace framex::detail

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "distributed.hpp"
@@ -27,7 +28,9 @@ class runtime_impl {
 }  // namespace detail
 
 namespace {
-std::atomic<runtime*> installed{nullptr};
+std::atomic<runtime*> installed{nullptr};  // the newest live scope's runtime, read without a lock
+std::mutex scopes_mutex;
+runtime_scope* newest_scope = nullptr;
 }  // namespace
 
 runtime::runtime() : runtime(runtime_options{}) {}
@@ -69,9 +72,23 @@ stats_snapshot stats(const runtime& rt) {
   return out;
 }
 
-runtime_scope::runtime_scope(runtime& rt) noexcept
-    : previous_(installed.exchange(&rt, std::memory_order_acq_rel)) {}
+runtime_scope::runtime_scope(runtime& rt) noexcept : runtime_(rt) {
+  std::lock_guard lock(scopes_mutex);
+  older_ = newest_scope;
+  if (older_ != nullptr) older_->newer_ = this;
+  newest_scope = this;
+  installed.store(&rt, std::memory_order_release);
+}
 
-runtime_scope::~runtime_scope() { installed.store(previous_, std::memory_order_release); }
+runtime_scope::~runtime_scope() {
+  std::lock_guard lock(scopes_mutex);
+  if (older_ != nullptr) older_->newer_ = newer_;
+  if (newer_ != nullptr) {
+    newer_->older_ = older_;  // ended out of order: a newer scope stays current
+  } else {
+    newest_scope = older_;
+  }
+  installed.store(newest_scope != nullptr ? &newest_scope->runtime_ : nullptr, std::memory_order_release);
+}
 
 }  // namespace framex

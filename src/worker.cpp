@@ -76,6 +76,7 @@ class worker::impl final : public net::dispatcher {
         max_message_(cfg.distributed.max_message_size),
         pool_(threads_or_hardware(cfg.worker.threads)),
         work_(asio::make_work_guard(io_)) {
+    detail::check_unambiguous();
     const auto [host, port] = parse_endpoint(cfg.worker.listen);
     listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
                       cfg.worker.max_connections, *this);

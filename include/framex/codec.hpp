@@ -40,6 +40,7 @@
 #include <boost/mp11/algorithm.hpp>
 
 #include <array>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -262,7 +263,13 @@ struct codec<T> {
   static void unpack(const msgpack::object& o, T& v) {
     switch (o.type) {
       case msgpack::type::FLOAT32:
-      case msgpack::type::FLOAT64: v = static_cast<T>(o.via.f64); return;
+      case msgpack::type::FLOAT64:
+        // Narrowing a finite double beyond T's range is undefined behaviour.
+        if (std::isfinite(o.via.f64) && std::abs(o.via.f64) > static_cast<double>(std::numeric_limits<T>::max())) {
+          throw decode_error(schema(), std::to_string(o.via.f64));
+        }
+        v = static_cast<T>(o.via.f64);
+        return;
       case msgpack::type::POSITIVE_INTEGER: v = static_cast<T>(o.via.u64); return;
       case msgpack::type::NEGATIVE_INTEGER: v = static_cast<T>(o.via.i64); return;
       default: detail::codec_impl::mismatch(schema(), o);

@@ -87,9 +87,10 @@ class runtime {
   std::unique_ptr<detail::runtime_impl> impl_;
 };
 
-/// Makes a runtime the current one for the whole process while the scope lives,
-/// and restores the previous one when it ends. Scopes must nest (end in reverse
-/// order of creation).
+/// Makes a runtime the current one for the whole process while the scope lives.
+/// The current runtime is always the one of the newest scope still alive, so
+/// scopes that end out of order (not last-in-first-out) never leave a runtime
+/// of an ended scope installed.
 ///
 /// @code
 /// framex::runtime rt{{.threads = 4}};
@@ -104,7 +105,9 @@ class [[nodiscard]] runtime_scope {
   runtime_scope& operator=(const runtime_scope&) = delete;
 
  private:
-  runtime* previous_;
+  runtime& runtime_;
+  runtime_scope* older_ = nullptr;  // in the list of live scopes, newest last
+  runtime_scope* newer_ = nullptr;
 };
 
 namespace detail {

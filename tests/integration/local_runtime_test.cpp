@@ -20,7 +20,7 @@
 
 #include "support.hpp"
 
-namespace {
+namespace local_runtime_test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -226,4 +226,4 @@ TEST(LocalRuntime, AwaitableOperatorsCancelAnAsyncCall) {
   EXPECT_EQ(winner, 1u);
 }
 
-}  // namespace
+}  // namespace local_runtime_test

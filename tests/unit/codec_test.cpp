@@ -4,7 +4,9 @@
 
 #include <boost/describe.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -54,6 +56,13 @@ T decode_as(const U& v) {
 template <class T>
 T round_trip(const T& v) {
   return decode_as<T>(v);
+}
+
+TEST(Codec, ADoubleBeyondTheRangeOfFloatIsRejectedNotNarrowed) {
+  EXPECT_THROW(decode_as<float>(1e300), framex::decode_error);
+  EXPECT_THROW(decode_as<float>(-1e39), framex::decode_error);
+  EXPECT_EQ(decode_as<float>(1.5), 1.5F);
+  EXPECT_TRUE(std::isinf(decode_as<float>(std::numeric_limits<double>::infinity())));
 }
 
 TEST(Codec, ADescribedStructIsAMapKeyedByMemberName) {

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-namespace {
+namespace config_test {
 
 // Sets an environment variable for one test.
 struct scoped_env {
@@ -76,9 +76,9 @@ TEST(Config, ABadFileIsAnError) {
             "file /nonexistent/framex.toml: cannot be read");
 }
 
-}  // namespace
+}  // namespace config_test
 
-namespace {
+namespace config_test {
 
 TEST(Config, CommandLineFlagsOverrideTheEnvironmentAndTheFile) {
   const auto path = std::filesystem::temp_directory_path() / "framex_cli_test.toml";
@@ -101,4 +101,25 @@ TEST(Config, CommandLineFlagsOverrideTheEnvironmentAndTheFile) {
   std::filesystem::remove(path);
 }
 
-}  // namespace
+TEST(Config, FlagsThatAreNotFramexsAreLeftAloneEvenWithADotInTheirValue) {
+  const auto path = std::filesystem::temp_directory_path() / "framex_cli_test_no_dot";  // no dot in the name
+  {
+    std::ofstream f(path);
+    f << "[server]\ndashboard_port = 7101\n";
+  }
+  const std::string config_flag = "--config=" + path.string();
+  const char* argv[] = {"app", "--out=a.txt", "--name.first=ada", config_flag.c_str(), "--server.port=9001"};
+  const auto c = framex::config::load(5, argv);
+  EXPECT_EQ(c.server.port, 9001);
+  EXPECT_EQ(c.server.dashboard_port, 7101);  // the file given with --config=
+  std::filesystem::remove(path);
+}
+
+TEST(Config, OnlyFramexSectionKeyVariablesAreRead) {
+  scoped_env unrelated("FRAMEX_FOO", "1");
+  scoped_env ours("FRAMEX_SERVER__THREADS", "3");
+  const auto c = framex::config::load();
+  EXPECT_EQ(c.server.threads, 3u);
+}
+
+}  // namespace config_test

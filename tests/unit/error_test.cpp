@@ -5,7 +5,7 @@
 #include <set>
 #include <string>
 
-namespace {
+namespace error_test {
 
 TEST(Errc, CodesBelongToTheFramexCategoryAndCompareWithTheEnum) {
   const std::error_code ec = framex::errc::timeout;
@@ -39,4 +39,4 @@ TEST(RemoteError, CarriesTheRemoteTypeMessageAndCode) {
   EXPECT_EQ(base.code(), framex::errc::bad_arguments);
 }
 
-}  // namespace
+}  // namespace error_test

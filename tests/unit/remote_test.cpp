@@ -14,7 +14,7 @@
 
 #include "support.hpp"
 
-namespace {
+namespace remote_test {
 
 namespace asio = boost::asio;
 using framex::test::run;
@@ -30,6 +30,14 @@ int twice(int x) {
 
 int overloaded(int x) { return x + 1; }
 std::string overloaded(std::string s) { return s + "!"; }
+}  // namespace remote_test
+// Overloads derive one wire name; each gets its own.
+template <>
+inline constexpr std::string_view framex::wire_name<static_cast<int (*)(int)>(&remote_test::overloaded)> = "remote_test.overloaded_int";
+template <>
+inline constexpr std::string_view framex::wire_name<static_cast<std::string (*)(std::string)>(&remote_test::overloaded)> =
+    "remote_test.overloaded_string";
+namespace remote_test {
 
 class Account {
  public:
@@ -275,4 +283,4 @@ TEST(Remote, TheAwaitedTypeFollowsTheFunctionsResult) {
   SUCCEED();
 }
 
-}  // namespace
+}  // namespace remote_test

@@ -1,5 +1,6 @@
 #include "framex/runtime.hpp"
 
+#include <memory>
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,7 +17,7 @@
 #include "framex/remote.hpp"
 #include "support.hpp"
 
-namespace {
+namespace runtime_test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -76,6 +77,18 @@ TEST(Runtime, AScopeMakesARuntimeCurrentAndRestoresThePreviousOne) {
   EXPECT_EQ(&framex::runtime::current(), &before);
 }
 
+TEST(Runtime, ScopesThatEndOutOfOrderNeverLeaveAnEndedScopesRuntimeCurrent) {
+  framex::runtime& before = framex::runtime::current();
+  framex::runtime a({.threads = 1});
+  framex::runtime b({.threads = 1});
+  auto outer = std::make_unique<framex::runtime_scope>(a);
+  auto inner = std::make_unique<framex::runtime_scope>(b);
+  outer.reset();  // not last-in-first-out
+  EXPECT_EQ(&framex::runtime::current(), &b);
+  inner.reset();
+  EXPECT_EQ(&framex::runtime::current(), &before);  // not `a`, whose scope ended first
+}
+
 std::promise<void>* gate_started = nullptr;
 std::shared_future<void>* gate_open = nullptr;
 int wait_at_gate(int x) {
@@ -133,4 +146,4 @@ TEST(Runtime, ShutdownIsIdempotentAndTheDestructorAfterItIsHarmless) {
   EXPECT_TRUE(rt.stopping());
 }
 
-}  // namespace
+}  // namespace runtime_test

@@ -9,7 +9,7 @@
 #include "framex/framex.hpp"
 #include "support.hpp"
 
-namespace {
+namespace stats_test {
 
 int nap_ms(int ms) {
   if (ms < 0) throw std::invalid_argument("no negative naps");
@@ -36,7 +36,7 @@ TEST(Stats, LocalBlockingCallsAreCountedWithTheirLatencyAndErrors) {
   const auto s = framex::stats(rt);
   EXPECT_EQ(s.mode, framex::mode::local);
   EXPECT_TRUE(s.workers.empty());
-  const auto* f = find(s, "anon::nap_ms");  // the derived name; an anonymous namespace reads "anon"
+  const auto* f = find(s, "stats_test::nap_ms");  // the derived name
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->calls, 10u);
   EXPECT_EQ(f->errors, 1u);
@@ -46,4 +46,4 @@ TEST(Stats, LocalBlockingCallsAreCountedWithTheirLatencyAndErrors) {
   EXPECT_EQ(s.recent_errors.front().message, "no negative naps");
 }
 
-}  // namespace
+}  // namespace stats_test

@@ -58,6 +58,25 @@ std::string derived_name() {
 }
 
 template <auto F>
+constexpr std::string_view pretty_of() {
+  return __PRETTY_FUNCTION__;
+}
+
+// False when the name derived for F would be shared by other functions: one in
+// an anonymous namespace (every translation unit's is `anon`) or a lambda
+// (every captureless lambda of one signature is `<lambda(int)>::_FUN`).
+template <auto F>
+constexpr bool derives_a_unique_name() {
+  constexpr std::string_view pretty = pretty_of<F>();
+  constexpr std::string_view f = pretty.substr(pretty.find("F = "));
+  for (std::string_view marker : {"(anonymous namespace)", "{anonymous}", "(anonymous class)", "<unnamed", "<lambda",
+                                  "(lambda at", "{lambda"}) {
+    if (f.find(marker) != std::string_view::npos) return false;
+  }
+  return true;
+}
+
+template <auto F>
 std::string name_of() {
   if constexpr (!wire_name<F>.empty()) {
     return std::string(wire_name<F>);
@@ -248,6 +267,10 @@ struct served<F, Traits, type_list<Ps...>> {
 
 template <auto F>
 struct registration {
+  static_assert(!wire_name<F>.empty() || derives_a_unique_name<F>(),
+                "framex: this function is in an anonymous namespace or is a lambda, so the name it would "
+                "travel under is not unique; give it one: template <> inline constexpr std::string_view "
+                "framex::wire_name<&f> = \"service.f\";");
   using traits = fn_traits<decltype(F)>;
   static const function_entry& make() {
     using serve = served<F, traits>;
