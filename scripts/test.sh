@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, then builds and runs ctest in four
 # configurations — GCC optimised (with examples, benchmarks, packaging checks),
-# Clang with warnings as errors, GCC with ASan+UBSan, Clang with TSan. Each
-# stage prints its duration. Idempotent; fast the second time (ccache, Ninja,
-# persistent build/ folders).
+# Clang with warnings as errors, GCC with ASan+UBSan, Clang with TSan — then
+# the libFuzzer harnesses for a bounded time (`fuzz`). Each stage prints its
+# duration. Idempotent; fast the second time (ccache, Ninja, persistent build/
+# folders).
 #
-#   bash scripts/test.sh              all four configurations
-#   bash scripts/test.sh release asan only the named ones
+#   bash scripts/test.sh              every configuration, then the fuzzers
+#   bash scripts/test.sh release asan only the named ones (`fuzz` for the fuzzers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 presets=("$@")
-((${#presets[@]})) || presets=(release clang asan tsan)
+((${#presets[@]})) || presets=(release clang asan tsan fuzz)
 
 total_start=$SECONDS
 stage() {  # stage NAME COMMAND...
@@ -28,6 +29,10 @@ export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 jobs=$(nproc)
 
 for preset in "${presets[@]}"; do
+  if [ "$preset" = fuzz ]; then
+    stage "fuzz: ${FRAMEX_FUZZ_SECONDS:-60} s per harness" bash scripts/fuzz.sh "${FRAMEX_FUZZ_SECONDS:-60}"
+    continue
+  fi
   stage "${preset}: configure" cmake --preset "$preset" --log-level=WARNING
   stage "${preset}: build" cmake --build --preset "$preset" -j "$jobs"
   stage "${preset}: test" ctest --preset "$preset" -j "$jobs"
