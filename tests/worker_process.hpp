@@ -3,7 +3,10 @@
 // output. Stopped with SIGTERM, or killed with SIGKILL, by PID, always.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -104,6 +107,32 @@ class worker_process {
 
  private:
   pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+/// A port on 127.0.0.1 where nothing listens, held for the test's life so no
+/// other process can take it: a connection to it is refused at once.
+class refusing_port {
+ public:
+  refusing_port() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("cannot bind a port on 127.0.0.1");
+    }
+    port_ = ntohs(a.sin_port);  // bound, never listening
+  }
+  ~refusing_port() { ::close(fd_); }
+  refusing_port(const refusing_port&) = delete;
+  refusing_port& operator=(const refusing_port&) = delete;
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
   std::uint16_t port_ = 0;
 };
 

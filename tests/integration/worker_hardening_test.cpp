@@ -19,7 +19,9 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -73,11 +75,14 @@ int hardening_fragile(fragile f) { return f.value; }
 void hardening_arm_fragile(bool on) { fragile_construction_throws = on; }
 
 int hardening_add(int a, int b) { return a + b; }
+std::atomic<int> sleeps_started{0};
 int hardening_sleep(int ms) {
+  ++sleeps_started;
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
 }
 std::string hardening_blob(std::uint32_t n) { return std::string(n, 'b'); }
+std::size_t hardening_length(const std::string& s) { return s.size(); }
 std::atomic<int> notes{0};
 void hardening_note(int n) { notes += n; }
 int hardening_notes() { return notes.load(); }
@@ -452,14 +457,10 @@ TEST(HardeningCaller, ALocalCallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCo
 // ---- routing around a worker that is down ----
 
 TEST(HardeningCaller, TheFirstCallGoesToAHealthyWorkerWhenAnotherIsDown) {
-  std::uint16_t closed_port = 0;
-  {
-    worker_process gone;
-    closed_port = gone.port();
-  }
+  framex::test::refusing_port down;
   worker_process live;
   for (int i = 0; i < 4; ++i) {
-    framex::runtime rt(distributed({"127.0.0.1:" + std::to_string(closed_port), live.address()}));
+    framex::runtime rt(distributed({down.address(), live.address()}));
     EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(i, 1); }), i + 1);
   }
 }
@@ -478,7 +479,7 @@ using framex::test::worker_process;
 
 // The caller destroys its io_context while calls are in flight, in both
 // declaration orders, the way `io.stop(); return` from main does.
-void destroy_the_io_context_mid_call(framex::runtime& rt, int ms) {
+void destroy_the_io_context_mid_call(framex::runtime& rt, int ms, const std::function<bool()>& running) {
   auto io = std::make_unique<asio::io_context>();
   std::atomic<bool> started{false};
   for (int i = 0; i < 4; ++i) {
@@ -490,12 +491,14 @@ void destroy_the_io_context_mid_call(framex::runtime& rt, int ms) {
   }
   while (!started) io->run_one();
   io->poll();
+  for (int i = 0; i < 3000 && !running(); ++i) std::this_thread::sleep_for(10ms);
   io.reset();  // calls still in flight
 }
 
 TEST(HardeningShutdown, DestroyingTheCallersIoContextWithLocalCallsInFlightIsSafe) {
   framex::runtime rt({.threads = 2});
-  destroy_the_io_context_mid_call(rt, 200);
+  const int before = sleeps_started.load();
+  destroy_the_io_context_mid_call(rt, 300, [&] { return sleeps_started.load() >= before + 2; });
   rt.shutdown();  // the bodies finish, and deliver to nothing
 }
 
@@ -505,8 +508,75 @@ TEST(HardeningShutdown, DestroyingTheRuntimeAfterTheIoContextWithDistributedCall
   cfg.runtime.mode = framex::mode::distributed;
   cfg.distributed.workers = {w.address()};
   auto rt = std::make_unique<framex::runtime>(cfg);
-  destroy_the_io_context_mid_call(*rt, 300);
+  destroy_the_io_context_mid_call(*rt, 300, [&] {
+    const auto s = framex::stats(*rt);
+    return !s.workers.empty() && s.workers[0].in_flight == 4;
+  });
   rt.reset();  // the connections close: the lost calls deliver to nothing
+}
+
+}  // namespace
+
+namespace {
+
+using framex::test::error_of;
+using framex::test::worker_process;
+
+TEST(HardeningRandom, RandomBytesCloseOnlyTheirConnection) {
+  worker_process w;
+  std::mt19937_64 random(20261124);
+  for (int round = 0; round < 20; ++round) {
+    raw_peer peer(w.port());
+    std::string junk(64 * 1024, '\0');
+    for (auto& c : junk) c = static_cast<char>(random());
+    boost::system::error_code ec;
+    asio::write(peer.socket(), asio::buffer(junk), ec);
+  }
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = {w.address()};
+  framex::runtime rt(cfg);
+  EXPECT_EQ(framex::test::run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(3, 4); }), 7);
+  EXPECT_LT(peak_rss_mib(w.pid()), 256);
+}
+
+// A stand-in worker that answers the hello and then never reads again.
+TEST(HardeningCaller, CallsTowardAStalledWorkerWaitWithinTheirTimeoutInsteadOfQueueing) {
+  asio::io_context server_io;
+  asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket stalled(server_io);
+  std::atomic<bool> done{false};
+  std::thread server([&] {
+    acceptor.accept(stalled);
+    std::vector<char> hello(65536);
+    (void)stalled.read_some(asio::buffer(hello));
+    const unsigned char ok[] = {0x94, 0x01, 0x01, 0xc0, 0x80};  // [1, 1, nil, {}]
+    asio::write(stalled, asio::buffer(ok));
+    while (!done) std::this_thread::sleep_for(10ms);  // never reads again
+  });
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = {"127.0.0.1:" + std::to_string(acceptor.local_endpoint().port())};
+  framex::runtime rt(cfg);
+  asio::io_context io;
+  int timed_out = 0, ended = 0;
+  for (int i = 0; i < 100; ++i) {
+    asio::co_spawn(io, error_of(framex::remote<&hardening_length>.with({.timeout = 3s, .runtime = &rt}).remote(std::string(1 << 20, 'x'))),
+                   [&](std::exception_ptr, std::error_code ec) {
+                     ++ended;
+                     timed_out += ec == framex::errc::timeout;
+                   });
+  }
+  std::size_t most_filed = 0;
+  while (ended < 100) {
+    io.run_for(50ms);
+    const auto s = framex::stats(rt);
+    if (!s.workers.empty()) most_filed = std::max<std::size_t>(most_filed, s.workers[0].in_flight);
+  }
+  done = true;
+  server.join();
+  EXPECT_EQ(timed_out, 100);
+  EXPECT_LT(most_filed, 50u);  // the rest waited, unsent, instead of piling up in memory
 }
 
 }  // namespace
