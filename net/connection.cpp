@@ -157,8 +157,8 @@ void connection::flush() {
     {
       std::lock_guard lock(self->mutex_);
       self->in_flight_.clear();
+      if (self->state_ != write_state::writing) return;  // closed meanwhile: nothing is queued any more
       self->queued_bytes_ -= n;
-      if (self->state_ != write_state::writing) return;
       if (self->queue_.empty()) {
         self->state_ = write_state::idle;
         drained = true;

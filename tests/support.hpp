@@ -9,7 +9,9 @@
 #include <future>
 #include <system_error>
 #include <utility>
+#include <vector>
 
+#include "framex/config.hpp"
 #include "framex/error.hpp"
 
 namespace framex::test {
@@ -36,6 +38,16 @@ asio::awaitable<std::error_code> error_of(Awaitable call) {
     co_return e.code();
   }
   co_return std::error_code{};
+}
+
+/// Distributed mode over `workers`, with a connect timeout generous enough for a
+/// loaded machine.
+inline framex::config distributed(std::vector<std::string> workers) {
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = std::move(workers);
+  cfg.distributed.connect_timeout = std::chrono::seconds(10);
+  return cfg;
 }
 
 inline std::chrono::milliseconds since(clock::time_point start) {

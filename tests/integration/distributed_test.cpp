@@ -135,13 +135,7 @@ using framex::test::since;
 using framex::test::worker_process;
 using namespace asio::experimental::awaitable_operators;
 
-framex::config distributed(std::vector<std::string> workers) {
-  framex::config cfg;
-  cfg.runtime.mode = framex::mode::distributed;
-  cfg.distributed.workers = std::move(workers);
-  cfg.distributed.connect_timeout = 5s;
-  return cfg;
-}
+using framex::test::distributed;
 
 class Distributed : public ::testing::Test {
  protected:
@@ -366,7 +360,9 @@ TEST(DistributedFailures, TheCallerReconnectsToARestartedWorker) {
 
 TEST(DistributedFailures, NoReachableWorkerMeansWorkerLostNotAHang) {
   framex::test::refusing_port nobody;
-  framex::runtime rt(distributed({nobody.address()}));
+  framex::config cfg = distributed({nobody.address()});
+  cfg.distributed.connect_timeout = 2s;  // how long a call without a deadline waits for a reconnect
+  framex::runtime rt(cfg);
   const auto ec = run([&]() { return error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2)); });
   EXPECT_EQ(ec, framex::errc::worker_lost);
 }

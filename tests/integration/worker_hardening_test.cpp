@@ -97,14 +97,8 @@ using framex::test::error_of;
 using framex::test::run;
 using framex::test::since;
 using framex::test::worker_process;
+using framex::test::distributed;
 
-framex::config distributed(std::vector<std::string> workers) {
-  framex::config cfg;
-  cfg.runtime.mode = framex::mode::distributed;
-  cfg.distributed.workers = std::move(workers);
-  cfg.distributed.connect_timeout = 10s;
-  return cfg;
-}
 
 /// The worker's peak resident memory, in MiB (VmHWM).
 long peak_rss_mib(pid_t pid) {
@@ -421,13 +415,12 @@ TEST(HardeningErrors, WithExposeErrorsOffACallerGetsAFixedMessageAndAnErrorId) {
 
 // ---- a caller with several threads ----
 
-TEST(HardeningCaller, ACallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCompletions) {
-  worker_process w;
-  framex::runtime rt(distributed({w.address()}));
+// 3,000 calls from an io_context run by four threads, a third of them with a
+// timeout so short that it races the completion.
+int calls_from_four_threads(framex::runtime& rt) {
   asio::io_context io;
   std::atomic<int> ended{0};
-  constexpr int calls = 3000;
-  for (int i = 0; i < calls; ++i) {
+  for (int i = 0; i < 3000; ++i) {
     const auto timeout = i % 3 == 0 ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
     asio::co_spawn(io, error_of(framex::remote<&hardening_sleep>.with({.timeout = timeout, .runtime = &rt}).remote(i % 2)),
                    [&](std::exception_ptr, std::error_code) { ++ended; });
@@ -435,23 +428,18 @@ TEST(HardeningCaller, ACallerOnAMultiThreadedIoContextSurvivesTimeoutsAndComplet
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
   for (auto& t : threads) t.join();
-  EXPECT_EQ(ended.load(), calls);
+  return ended.load();
+}
+
+TEST(HardeningCaller, ACallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCompletions) {
+  worker_process w;
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(calls_from_four_threads(rt), 3000);
 }
 
 TEST(HardeningCaller, ALocalCallerOnAMultiThreadedIoContextSurvivesTimeoutsAndCompletions) {
   framex::runtime rt({.threads = 2});
-  asio::io_context io;
-  std::atomic<int> ended{0};
-  constexpr int calls = 3000;
-  for (int i = 0; i < calls; ++i) {
-    const auto timeout = i % 3 == 0 ? std::chrono::microseconds(50) : std::chrono::microseconds(0);
-    asio::co_spawn(io, error_of(framex::remote<&hardening_sleep>.with({.timeout = timeout, .runtime = &rt}).remote(0)),
-                   [&](std::exception_ptr, std::error_code) { ++ended; });
-  }
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(ended.load(), calls);
+  EXPECT_EQ(calls_from_four_threads(rt), 3000);
 }
 
 // ---- routing around a worker that is down ----
