@@ -209,7 +209,13 @@ class remote_call final : public net::pending_call, public bound_completion {
       asio::post(timer_->get_executor(), [self = call_ref(this)] { self->timer_.reset(); });
     }
     const bool posted = unbind_completion(*this, [&] {
-      asio::post(*work_, [self = call_ref(this), ec, r = std::move(r)]() mutable {
+      // The completion takes the caller's work with it: whoever still holds
+      // the call (a connection's table, the unrouted list) may outlive the
+      // caller's context, and must hold nothing of it.
+      const asio::any_io_executor ex = std::move(*work_);
+      work_.reset();
+      asio::post(ex, [self = call_ref(this), ec, r = std::move(r), work = ex]() mutable {
+        (void)work;  // held until the handler has run
         if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
         reply_handler handler = std::move(self->handler_);
         std::move(handler)(ec, std::move(r));
