@@ -44,6 +44,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -256,9 +257,18 @@ struct codec<T> {
 
 template <std::floating_point T>
 struct codec<T> {
+  // Always float32/float64 on the wire: msgpack-cxx 4.1.3's pack_float and
+  // pack_double write integral values as integers, which turns -0.0 into 0 and
+  // hands other languages an int where the signature says a float.
   template <class S>
   static void pack(msgpack::packer<S>& p, T v) {
-    p.pack(v);
+    using bits_type = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    bits_type bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    char bytes[1 + sizeof bits];
+    bytes[0] = static_cast<char>(sizeof(T) == 4 ? 0xca : 0xcb);
+    for (std::size_t i = 0; i < sizeof bits; ++i) bytes[1 + i] = static_cast<char>(bits >> (8 * (sizeof bits - 1 - i)));
+    p.pack_bin_body(bytes, sizeof bytes);  // appends the bytes as they are
   }
   static void unpack(const msgpack::object& o, T& v) {
     switch (o.type) {

@@ -58,6 +58,18 @@ T round_trip(const T& v) {
   return decode_as<T>(v);
 }
 
+TEST(Codec, FloatsTravelAsFloatsEvenWhenIntegralAndKeepTheSignOfZero) {
+  const auto one = pack(1.0);
+  ASSERT_EQ(one.size(), 9u);
+  EXPECT_EQ(static_cast<unsigned char>(one.data()[0]), 0xcb);  // float64, not the integer 1
+  const auto half = pack(0.5F);
+  ASSERT_EQ(half.size(), 5u);
+  EXPECT_EQ(static_cast<unsigned char>(half.data()[0]), 0xca);
+  EXPECT_TRUE(std::signbit(round_trip(-0.0)));
+  EXPECT_TRUE(std::signbit(round_trip(-0.0F)));
+  EXPECT_EQ(round_trip(-2.25), -2.25);
+}
+
 TEST(Codec, ADoubleBeyondTheRangeOfFloatIsRejectedNotNarrowed) {
   EXPECT_THROW(decode_as<float>(1e300), framex::decode_error);
   EXPECT_THROW(decode_as<float>(-1e39), framex::decode_error);
