@@ -294,4 +294,94 @@ TEST(AppHostile, SlowHeadersAreCutOffAndOversizedHeadersRefusedWhileOthersAreSer
   EXPECT_EQ(reply, "HTTP/1.1 431");
 }
 
+// The HTTP siege: slowloris, slow bodies, oversized headers, garbage and a
+// flood of connections at once, while a good client keeps asking. Heavy
+// (hundreds of sockets): scripts/test.sh runs the Siege suites in the ASan
+// build only.
+TEST(SiegeHttp, AnIngressUnderEveryAttackAtOnceKeepsServingAGoodClient) {
+  framex::config cfg = app_config();
+  cfg.server.header_timeout = 1s;
+  cfg.server.read_timeout = 1s;
+  cfg.server.max_connections = 64;
+  framex::app app{cfg};
+  add_routes(app);
+  app.start();
+  const std::uint16_t port = app.port();
+  const asio::ip::tcp::endpoint at{asio::ip::make_address("127.0.0.1"), port};
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> good{0}, bad{0};
+  std::string first_failure;
+  std::thread client([&] {
+    for (int i = 0; !stop; ++i) {
+      try {
+        const auto r = get(port, "/api/v1/multiply?a=" + std::to_string(i) + "&b=2");
+        if (r.status == 200 && r.body == std::to_string(2 * i)) {
+          ++good;
+          continue;
+        }
+        if (bad++ == 0) first_failure = std::to_string(r.status) + " " + r.body;
+      } catch (const std::exception& e) {
+        if (bad++ == 0) first_failure = e.what();
+      }
+    }
+  });
+
+  std::vector<std::thread> attackers;
+  attackers.emplace_back([&] {  // slowloris: part of a request line, a byte now and then
+    asio::io_context io;
+    std::vector<asio::ip::tcp::socket> slow;
+    for (int i = 0; i < 200; ++i) {
+      slow.emplace_back(io);
+      boost::system::error_code ec;
+      slow.back().connect(at, ec);
+      asio::write(slow.back(), asio::buffer(std::string("GET /api/v1/multiply?a=1&b=2 HTTP/1.1\r\n")), ec);
+    }
+    for (int tick = 0; tick < 30; ++tick) {
+      for (auto& s : slow) {
+        boost::system::error_code ec;
+        asio::write(s, asio::buffer(std::string("X")), ec);
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  attackers.emplace_back([&] {  // a body announced and trickled
+    asio::io_context io;
+    for (int i = 0; i < 20; ++i) {
+      asio::ip::tcp::socket s(io);
+      boost::system::error_code ec;
+      s.connect(at, ec);
+      asio::write(s, asio::buffer(std::string("POST /api/v1/multiply HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n{")), ec);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  attackers.emplace_back([&] {  // oversized headers and garbage
+    asio::io_context io;
+    for (int i = 0; i < 50; ++i) {
+      asio::ip::tcp::socket s(io);
+      boost::system::error_code ec;
+      s.connect(at, ec);
+      const std::string bytes = i % 2 == 0 ? "GET /ping HTTP/1.1\r\nX-Big: " + std::string(64 * 1024, 'x') + "\r\n\r\n"
+                                           : std::string(4096, '\x17') + "\r\n\r\n";
+      asio::write(s, asio::buffer(bytes), ec);
+      char reply[64];
+      s.read_some(asio::buffer(reply), ec);
+    }
+  });
+  attackers.emplace_back([&] {  // connections opened and dropped, a thousand of them
+    asio::io_context io;
+    for (int i = 0; i < 1000; ++i) {
+      asio::ip::tcp::socket s(io);
+      boost::system::error_code ec;
+      s.connect(at, ec);
+    }
+  });
+  for (auto& a : attackers) a.join();
+  stop = true;
+  client.join();
+  EXPECT_EQ(bad, 0) << first_failure;
+  EXPECT_GE(good, 5);
+  EXPECT_EQ(get(port, "/api/v1/multiply?a=2&b=21").body, "42");
+}
+
 }  // namespace
