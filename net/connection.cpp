@@ -21,7 +21,9 @@ connection::connection(socket_type socket, const connection_limits& limits)
       limits_(limits),
       reader_(limits.read),
       timer_(executor_),
-      last_activity_(clock::now().time_since_epoch().count()) {
+      last_activity_(clock::now().time_since_epoch().count()),
+      greeted_(limits.greeting_timeout.count() == 0),
+      started_(clock::now()) {
   limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -217,13 +219,17 @@ void connection::read() {
   });
 }
 
-// On the strand: one timer for both deadlines, re-armed from timestamps so the
+// On the strand: one timer for every deadline, re-armed from timestamps so the
 // read path never touches it.
 void connection::watch() {
   const auto message_timeout = limits_.message_timeout;
   const auto idle_timeout = limits_.idle_timeout;
-  if (message_timeout.count() == 0 && idle_timeout.count() == 0) return;
+  const bool awaiting_greeting = !greeted_.load(std::memory_order_relaxed);
+  if (message_timeout.count() == 0 && idle_timeout.count() == 0 && !awaiting_greeting) return;
   const auto now = clock::now();
+  if (awaiting_greeting && now - started_ >= limits_.greeting_timeout) {
+    return do_close(make_error_code(errc::unauthorized));  // never proved who it is
+  }
   if (message_timeout.count() != 0 && message_started_ != clock::time_point{} &&
       now - message_started_ >= message_timeout) {
     return do_close(make_error_code(errc::timeout));  // a message that never finishes arriving
@@ -232,8 +238,10 @@ void connection::watch() {
       queued_bytes() == 0) {
     return do_close(make_error_code(errc::timeout));
   }
-  auto period = std::min(message_timeout.count() != 0 ? message_timeout : idle_timeout,
-                         idle_timeout.count() != 0 ? idle_timeout : message_timeout);
+  auto period = std::chrono::milliseconds::max();
+  for (const auto t : {message_timeout, idle_timeout, awaiting_greeting ? limits_.greeting_timeout : std::chrono::milliseconds(0)}) {
+    if (t.count() != 0) period = std::min(period, t);
+  }
   timer_.expires_after(std::max<clock::duration>(period / 4, std::chrono::milliseconds(10)));
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec && self->is_open()) self->watch();

@@ -21,7 +21,8 @@
 // does not read its answers gets no new work read from it) until the queue
 // drains below half of it; above `write_cap` the connection closes. A message
 // must arrive whole within `message_timeout` of its first byte; a connection
-// that the owner says is idle closes after `idle_timeout` without traffic.
+// that the owner says is idle closes after `idle_timeout` without traffic, and
+// one the owner has not marked greeted closes `greeting_timeout` after it began.
 // Reading, timers and closing happen on the strand.
 #pragma once
 
@@ -57,6 +58,9 @@ struct connection_limits {
   /// An idle connection (see `connection::idle`) closes after this long without
   /// traffic; zero: never.
   std::chrono::milliseconds idle_timeout{0};
+  /// A connection the owner has not marked `greeted()` this long after it
+  /// started closes (a peer that never authenticates); zero: no limit.
+  std::chrono::milliseconds greeting_timeout{0};
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -83,6 +87,9 @@ class connection : public std::enable_shared_from_this<connection> {
 
   /// Closes once every queued byte is written (at once if none is). On the strand.
   void close_when_drained();
+
+  /// The peer has done what `greeting_timeout` waits for. Thread safety: any thread.
+  void greeted() noexcept { greeted_.store(true, std::memory_order_relaxed); }
 
   [[nodiscard]] bool is_open() const;
   /// Output bytes queued and not yet written.
@@ -129,6 +136,8 @@ class connection : public std::enable_shared_from_this<connection> {
   bool reading_ = false;             // strand only: a read is outstanding
   clock::time_point message_started_{};  // strand only: first byte of a partial message
   std::atomic<clock::rep> last_activity_;
+  std::atomic<bool> greeted_{false};
+  clock::time_point started_;  // for greeting_timeout
 
   mutable std::mutex mutex_;
   write_state state_ = write_state::idle;

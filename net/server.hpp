@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -68,6 +69,15 @@ class session final : public connection {
   [[nodiscard]] std::size_t calls() const noexcept { return calls_.load(std::memory_order_relaxed); }
   /// True once a whole message has arrived.
   [[nodiscard]] bool spoke() const noexcept { return spoke_.load(std::memory_order_relaxed); }
+
+  /// How far the peer got in proving who it is; kept by the dispatcher, on
+  /// the strand only.
+  struct credentials {
+    bool trusted = false;     // proved (or nothing to prove)
+    bool challenged = false;  // nonces exchanged
+    std::array<unsigned char, 32> peer_nonce{};
+    std::array<unsigned char, 32> own_nonce{};
+  } credentials;
 
  private:
   void on_message(msgpack::object_handle message, std::size_t cost) override;

@@ -135,6 +135,8 @@ const key_info keys[] = {
     {"distributed.io_threads", kind::integer,
      [](config& c, std::string_view v) { c.distributed.io_threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.distributed.io_threads); }},
+    {"distributed.token_file", kind::text, [](config& c, std::string_view v) { c.distributed.token_file = std::string(v); },
+     [](const config& c) { return c.distributed.token_file; }},
     {"worker.listen", kind::text,
      [](config& c, std::string_view v) {
        (void)parse_endpoint(v);
@@ -162,6 +164,14 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.worker.max_output_bytes); }},
     {"worker.expose_errors", kind::boolean, [](config& c, std::string_view v) { c.worker.expose_errors = to_bool(v); },
      [](const config& c) -> std::string { return c.worker.expose_errors ? "true" : "false"; }},
+    {"worker.token_file", kind::text, [](config& c, std::string_view v) { c.worker.token_file = std::string(v); },
+     [](const config& c) { return c.worker.token_file; }},
+    {"worker.auth_timeout_ms", kind::integer, [](config& c, std::string_view v) { c.worker.auth_timeout = to_ms(v); },
+     [](const config& c) { return std::to_string(c.worker.auth_timeout.count()); }},
+    {"worker.serve", kind::list, [](config& c, std::string_view v) { c.worker.serve = to_list(v); },
+     [](const config& c) { return join(c.worker.serve); }},
+    {"worker.insecure", kind::boolean, [](config& c, std::string_view v) { c.worker.insecure = to_bool(v); },
+     [](const config& c) -> std::string { return c.worker.insecure ? "true" : "false"; }},
     {"log.level", kind::text,
      [](config& c, std::string_view v) {
        for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {

@@ -50,6 +50,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -57,6 +58,7 @@
 #include <vector>
 
 #include "../net/client.hpp"
+#include "auth.hpp"
 #include "framex/detail/bound_completion.hpp"
 #include "registry.hpp"
 #include "stats.hpp"
@@ -87,6 +89,31 @@ clock::duration jittered(clock::duration d) {
   return d / 2 + clock::duration(static_cast<clock::rep>(x % static_cast<std::uint64_t>(d.count() / 2 + 1)));
 }
 
+// A msgpack-RPC error object: framex's {code, type, message} map, or any
+// other peer's string.
+errc decode_error_object(const msgpack::object& error, reply& r) {
+  errc code = errc::exception;
+  if (error.type == msgpack::type::MAP) {
+    for (std::uint32_t i = 0; i < error.via.map.size; ++i) {
+      const auto& kv = error.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR) continue;
+      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
+          kv.val.via.u64 <= static_cast<std::uint64_t>(errc::exception)) {
+        code = static_cast<errc>(kv.val.via.u64);
+      } else if (key == "type" && kv.val.type == msgpack::type::STR) {
+        r.error_type.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+      } else if (key == "message" && kv.val.type == msgpack::type::STR) {
+        r.error_message.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+      }
+    }
+  } else if (error.type == msgpack::type::STR) {
+    r.error_message.assign(error.via.str.ptr, error.via.str.size);
+  }
+  if (r.error_type.empty()) r.error_type = "unknown";
+  return code;
+}
+
 }  // namespace
 
 class remote_call;
@@ -109,6 +136,7 @@ struct slot {
   std::size_t limit = 0;  // the smaller of both sides' message limits
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
+  errc last_code = errc::worker_lost;  // what last_error means to a call
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
@@ -264,29 +292,6 @@ class remote_call final : public net::pending_call, public bound_completion {
     }
   }
 
-  static errc decode_error_object(const msgpack::object& error, reply& r) {
-    errc code = errc::exception;
-    if (error.type == msgpack::type::MAP) {
-      for (std::uint32_t i = 0; i < error.via.map.size; ++i) {
-        const auto& kv = error.via.map.ptr[i];
-        if (kv.key.type != msgpack::type::STR) continue;
-        const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-        if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
-            kv.val.via.u64 <= static_cast<std::uint64_t>(errc::exception)) {
-          code = static_cast<errc>(kv.val.via.u64);
-        } else if (key == "type" && kv.val.type == msgpack::type::STR) {
-          r.error_type.assign(kv.val.via.str.ptr, kv.val.via.str.size);
-        } else if (key == "message" && kv.val.type == msgpack::type::STR) {
-          r.error_message.assign(kv.val.via.str.ptr, kv.val.via.str.size);
-        }
-      }
-    } else if (error.type == msgpack::type::STR) {
-      r.error_message.assign(error.via.str.ptr, error.via.str.size);
-    }
-    if (r.error_type.empty()) r.error_type = "unknown";
-    return code;
-  }
-
   ~remote_call() = default;
 
   const function_entry& fn_;
@@ -308,7 +313,10 @@ class remote_call final : public net::pending_call, public bound_completion {
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   explicit impl(const config::distributed_section& s)
-      : settings(s), work(asio::make_work_guard(io)), retry_timer(asio::make_strand(io)) {
+      : settings(s),
+        token(s.token_file.empty() ? std::string() : read_token_file(s.token_file, "distributed.token_file")),
+        work(asio::make_work_guard(io)),
+        retry_timer(asio::make_strand(io)) {
     check_unambiguous();
     if (s.workers.empty()) {
       throw config_error("distributed mode needs at least one worker: set distributed.workers");
@@ -381,6 +389,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         s.status = slot::state::down;
         s.conn.reset();
         s.last_error = "the connection was lost";
+        s.last_code = errc::worker_lost;
         s.retry_at = {};
       }
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
@@ -405,17 +414,20 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // for the next slot due for a retry, or for a stalled connection to drain,
   // unless it would give up before either.
   void keep_unrouted(const call_ref& call, std::unique_lock<std::mutex>& lock) {
-    bool live = false;
+    bool live = false, all_refused = true;
     clock::time_point next = clock::time_point::max();
     for (const auto& s : slots) {
       live = live || (s->status == slot::state::ready && s->conn->is_open());
+      all_refused = all_refused && s->status == slot::state::down && s->last_code == errc::unauthorized;
       if (s->status == slot::state::down) next = std::min(next, s->retry_at);
     }
-    if (!live && next > call->give_up_at()) {
-      const std::string why = call->fn().name + ": no worker is reachable (" + slots.front()->address + ": " +
-                              slots.front()->last_error + ")";
+    // Credentials refused everywhere will be refused again: no use waiting.
+    if (!live && (all_refused || next > call->give_up_at())) {
+      const std::string why = call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" +
+                              slots.front()->address + ": " + slots.front()->last_error + ")";
+      const errc code = all_refused ? errc::unauthorized : errc::worker_lost;
       lock.unlock();
-      return call->finish(code_of(errc::worker_lost), why);
+      return call->finish(code_of(code), why);
     }
     std::erase_if(unrouted, [](const call_ref& c) { return c->done(); });
     unrouted.push_back(call);
@@ -457,7 +469,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // On `strand`; the same deadline covers the connect and the hello.
   static asio::awaitable<void> connect_and_greet(std::shared_ptr<impl> self, slot* s,
                                                  asio::strand<asio::io_context::executor_type> strand) {
-    std::string error;
+    failure failed;
     std::shared_ptr<net::client> conn;
     try {
       asio::ip::tcp::resolver resolver(strand);
@@ -484,20 +496,25 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         if (alive && alive->has_unrouted.load(std::memory_order_relaxed)) alive->reroute();
       });
       conn->start();
-      error = co_await greet(*self, *s, conn, deadline);
+      failed = co_await greet(*self, *s, conn, deadline);
     } catch (const std::exception& e) {
-      error = e.what();
+      failed = failure{e.what()};
     }
-    self->connected(*s, error.empty() ? conn : nullptr, error);
+    if (!failed.what.empty() && conn != nullptr) {
+      conn->close(code_of(failed.code));  // a refused hello leaves nothing open
+      conn.reset();
+    }
+    self->connected(*s, conn, failed);
   }
 
-  // The hello in flight. It owns itself until the connection completes it;
-  // completion cancels the waiting coroutine's timer, on that timer's strand.
-  class hello_call final : public net::pending_call {
+  // A request of the connect sequence in flight. It owns itself until the
+  // connection completes it; completion cancels the waiting coroutine's timer,
+  // on that timer's strand.
+  class greeting_call final : public net::pending_call {
    public:
-    explicit hello_call(std::shared_ptr<asio::steady_timer> wake) : wake_(std::move(wake)) {}
-    static std::shared_ptr<hello_call> make(std::shared_ptr<asio::steady_timer> wake) {
-      auto h = std::make_shared<hello_call>(std::move(wake));
+    explicit greeting_call(std::shared_ptr<asio::steady_timer> wake) : wake_(std::move(wake)) {}
+    static std::shared_ptr<greeting_call> make(std::shared_ptr<asio::steady_timer> wake) {
+      auto h = std::make_shared<greeting_call>(std::move(wake));
       h->self_ = h;
       return h;
     }
@@ -521,57 +538,104 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       });
     }
     std::shared_ptr<asio::steady_timer> wake_;
-    std::shared_ptr<hello_call> self_;
+    std::shared_ptr<greeting_call> self_;
   };
 
-  // Sends the hello and checks the answer; returns an error text or "".
-  static asio::awaitable<std::string> greet(impl& self, slot& s, const std::shared_ptr<net::client>& conn,
-                                            const std::shared_ptr<asio::steady_timer>& deadline) {
-    message_buffer params(64);
-    {
-      msgpack::packer<message_buffer> p(params);
-      const auto functions = registered_functions();
-      p.pack_array(3);
-      p.pack(protocol_version);
-      p.pack_map(static_cast<std::uint32_t>(functions.size()));
-      for (const auto* f : functions) {
-        p.pack(f->name);
-        p.pack(f->signature);
-      }
-      p.pack(static_cast<std::uint64_t>(self.settings.max_message_size));
-    }
-    auto hello = hello_call::make(deadline);
-    if (conn->call("framex.hello", std::move(params), *hello) == 0) co_return "the connection closed during hello";
+  // Why a connection could not be made ready; empty `what`: it could.
+  struct failure {
+    std::string what;
+    errc code = errc::worker_lost;
+  };
+
+  // Sends `method` and waits for its answer until `deadline`: the answer's
+  // result, or a failure (the worker's error object decoded).
+  static asio::awaitable<std::pair<msgpack::object_handle, failure>> ask(const std::shared_ptr<net::client>& conn, const char* method,
+                                                                         message_buffer params,
+                                                                         const std::shared_ptr<asio::steady_timer>& deadline) {
+    auto call = greeting_call::make(deadline);
+    if (conn->call(method, std::move(params), *call) == 0) co_return std::pair{msgpack::object_handle{}, failure{"the connection closed"}};
     boost::system::error_code ec;
     co_await deadline->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (!hello->answered) {
-      conn->close(code_of(errc::timeout));  // the connection completes the hello as lost
-      co_return "no hello answer within the connect timeout";
+    if (!call->answered) {
+      conn->close(code_of(errc::timeout));  // the connection completes the call as lost
+      co_return std::pair{msgpack::object_handle{}, failure{std::string("no answer to ") + method + " within the connect timeout"}};
     }
-    if (hello->lost) co_return "the connection closed during hello: " + hello->lost.message();
-    const msgpack::object& m = hello->result.get();
-    if (m.via.array.ptr[2].type != msgpack::type::NIL) co_return "the worker refused the hello";
-    const msgpack::object& r = m.via.array.ptr[3];
-    if (r.type != msgpack::type::MAP) co_return "malformed hello answer";
-    std::unordered_map<std::string, std::string> theirs;
+    if (call->lost) co_return std::pair{msgpack::object_handle{}, failure{"the connection closed: " + call->lost.message()}};
+    const msgpack::object& m = call->result.get();
+    if (m.via.array.ptr[2].type != msgpack::type::NIL) {
+      reply r;
+      const errc code = decode_error_object(m.via.array.ptr[2], r);
+      co_return std::pair{msgpack::object_handle{}, failure{std::string(method) + " refused: " + r.error_message, code}};
+    }
+    co_return std::pair{std::move(call->result), failure{}};
+  }
+
+  // The hello (with a token, the challenge first: see src/auth.hpp), and what
+  // it tells about the worker.
+  static asio::awaitable<failure> greet(impl& self, slot& s, const std::shared_ptr<net::client>& conn,
+                                        const std::shared_ptr<asio::steady_timer>& deadline) {
+    const auto pack_bin = [](msgpack::packer<message_buffer>& p, const auto& bytes) {
+      p.pack_bin(static_cast<std::uint32_t>(bytes.size()));
+      p.pack_bin_body(reinterpret_cast<const char*>(bytes.data()), static_cast<std::uint32_t>(bytes.size()));
+    };
+    std::optional<proof> expected;  // what the worker must prove
+    message_buffer params(64);
+    msgpack::packer<message_buffer> p(params);
+    const auto functions = registered_functions();
+    p.pack_array(self.token.empty() ? 3 : 4);
+    p.pack(protocol_version);
+    p.pack_map(static_cast<std::uint32_t>(functions.size()));
+    for (const auto* f : functions) {
+      p.pack(f->name);
+      p.pack(f->signature);
+    }
+    p.pack(static_cast<std::uint64_t>(self.settings.max_message_size));
+    if (!self.token.empty()) {
+      const nonce ours = random_nonce();
+      message_buffer challenge(64);
+      msgpack::packer<message_buffer> c(challenge);
+      c.pack_array(1);
+      pack_bin(c, ours);
+      auto [answer, failed] = co_await ask(conn, "framex.challenge", std::move(challenge), deadline);
+      if (!failed.what.empty()) {
+        if (failed.code == errc::unknown_function) co_return failure{"the worker takes no token, so it cannot prove it holds this caller's", errc::unauthorized};
+        co_return failed;
+      }
+      const msgpack::object* theirs = field(answer.get().via.array.ptr[3], "nonce");
+      if (theirs == nullptr || theirs->type != msgpack::type::BIN || theirs->via.bin.size != ours.size()) {
+        co_return failure{"malformed framex.challenge answer"};
+      }
+      nonce worker_nonce;
+      std::memcpy(worker_nonce.data(), theirs->via.bin.ptr, worker_nonce.size());
+      p.pack_map(1);
+      p.pack(std::string_view("proof"));
+      pack_bin(p, caller_proof(self.token, worker_nonce, ours));
+      expected = worker_proof(self.token, ours, worker_nonce);
+    }
+    auto [answer, failed] = co_await ask(conn, "framex.hello", std::move(params), deadline);
+    if (!failed.what.empty()) co_return failed;
+    const msgpack::object& r = answer.get().via.array.ptr[3];
+    if (r.type != msgpack::type::MAP) co_return failure{"malformed hello answer"};
+    if (expected) {
+      const msgpack::object* proved = field(r, "proof");
+      if (proved == nullptr || proved->type != msgpack::type::BIN ||
+          !proof_matches(std::string_view(proved->via.bin.ptr, proved->via.bin.size), *expected)) {
+        co_return failure{"the worker did not prove it holds the token (refused by the caller)", errc::unauthorized};
+      }
+    }
+    if (const auto* v = field(r, "protocol"); v != nullptr && (v->type != msgpack::type::POSITIVE_INTEGER || v->via.u64 != protocol_version)) {
+      co_return failure{"the worker speaks another framex protocol version"};
+    }
     std::size_t their_limit = self.settings.max_message_size;
-    for (std::uint32_t i = 0; i < r.via.map.size; ++i) {
-      const auto& kv = r.via.map.ptr[i];
-      if (kv.key.type != msgpack::type::STR) continue;
-      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (key == "protocol" && (kv.val.type != msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 != protocol_version)) {
-        co_return "the worker speaks another framex protocol version";
-      }
-      if (key == "max_message_size" && kv.val.type == msgpack::type::POSITIVE_INTEGER) {
-        their_limit = static_cast<std::size_t>(kv.val.via.u64);
-      }
-      if (key == "functions" && kv.val.type == msgpack::type::MAP) {
-        for (std::uint32_t j = 0; j < kv.val.via.map.size; ++j) {
-          const auto& f = kv.val.via.map.ptr[j];
-          if (f.key.type == msgpack::type::STR && f.val.type == msgpack::type::STR) {
-            theirs.emplace(std::string(f.key.via.str.ptr, f.key.via.str.size),
-                           std::string(f.val.via.str.ptr, f.val.via.str.size));
-          }
+    if (const auto* v = field(r, "max_message_size"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER) {
+      their_limit = static_cast<std::size_t>(v->via.u64);
+    }
+    std::unordered_map<std::string, std::string> theirs;
+    if (const auto* v = field(r, "functions"); v != nullptr && v->type == msgpack::type::MAP) {
+      for (std::uint32_t j = 0; j < v->via.map.size; ++j) {
+        const auto& f = v->via.map.ptr[j];
+        if (f.key.type == msgpack::type::STR && f.val.type == msgpack::type::STR) {
+          theirs.emplace(std::string(f.key.via.str.ptr, f.key.via.str.size), std::string(f.val.via.str.ptr, f.val.via.str.size));
         }
       }
     }
@@ -583,7 +647,17 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     std::lock_guard lock(self.mutex);
     s.mismatched = std::move(mismatched);
     s.limit = std::min(self.settings.max_message_size, their_limit);
-    co_return "";
+    co_return failure{};
+  }
+
+  // The value under `key` in a msgpack map, or null.
+  static const msgpack::object* field(const msgpack::object& map, std::string_view key) {
+    if (map.type != msgpack::type::MAP) return nullptr;
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+      const auto& kv = map.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key) return &kv.val;
+    }
+    return nullptr;
   }
 
   net::connection_limits limits() const {
@@ -598,13 +672,14 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
 
   // The outcome of connecting `s`: ready with `conn`, or failed with `error`.
   // The calls that waited for it are sent on it, or routed again.
-  void connected(slot& s, std::shared_ptr<net::client> conn, const std::string& error) {
+  void connected(slot& s, std::shared_ptr<net::client> conn, const failure& failed) {
     std::unique_lock lock(mutex);
     auto waiting = std::move(s.waiting);
     s.waiting.clear();
     if (conn == nullptr || stopping) {
       s.status = slot::state::down;
-      s.last_error = stopping ? "the runtime is shutting down" : error;
+      s.last_error = stopping ? "the runtime is shutting down" : failed.what;
+      s.last_code = failed.code;
       s.retry_at = clock::now() + jittered(s.backoff);
       s.backoff = std::min<clock::duration>(s.backoff * 2, last_backoff);
       if (conn) conn->close(code_of(errc::cancelled));
@@ -665,6 +740,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   config::distributed_section settings;
+  std::string token;  // empty: none
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::vector<std::thread> threads;

@@ -6,6 +6,13 @@
 // cancellation) and closed connections cancel the calls they concern: a queued
 // blocking call is skipped, an async one gets an Asio cancellation.
 //
+// Who may call. With a token (`worker.token_file`), a connection must pass
+// `framex.challenge` and `framex.hello` (src/auth.hpp) before anything else:
+// other requests are answered `unauthorized`, and a connection that has not
+// proved it within `auth_timeout` closes. A refused proof closes the
+// connection. Only functions `worker.serve` names can be called or are listed
+// in the hello; the others are `unknown_function`, as if absent.
+//
 // Admission. A call is refused with `overloaded` when the worker holds
 // `max_queued` calls, when its connection holds `max_calls_per_connection`, or
 // when the requests held would take more than `max_held_bytes`; a request
@@ -33,6 +40,7 @@
 #include <atomic>
 #include <charconv>
 #include <csignal>
+#include <cstring>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
@@ -43,6 +51,7 @@
 #include <vector>
 
 #include "../net/server.hpp"
+#include "auth.hpp"
 #include "registry.hpp"
 #include "thread_pool.hpp"
 
@@ -55,6 +64,16 @@ using detail::message_buffer;
 namespace {
 std::size_t threads_or_hardware(std::size_t n) { return n != 0 ? n : std::max(1u, std::thread::hardware_concurrency()); }
 
+// A worker reachable from other hosts must say who may call it, or say that
+// the network is trusted.
+void check_exposure(const config& cfg) {
+  const auto host = parse_endpoint(cfg.worker.listen).first;
+  if (detail::is_loopback(host) || !cfg.worker.token_file.empty() || cfg.worker.insecure) return;
+  throw config_error("worker.listen = " + cfg.worker.listen +
+                     " is reachable from other hosts, and the worker has no token: set worker.token_file, or "
+                     "worker.insecure = true if every host that can reach it may call every function it serves");
+}
+
 net::connection_limits limits_of(const config& cfg) {
   net::connection_limits l;
   l.read.max_bytes = cfg.distributed.max_message_size;
@@ -63,6 +82,7 @@ net::connection_limits limits_of(const config& cfg) {
   l.write_cap = cfg.worker.max_output_bytes;
   l.message_timeout = cfg.distributed.message_timeout;
   l.idle_timeout = cfg.worker.idle_timeout;
+  if (!cfg.worker.token_file.empty()) l.greeting_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
   return l;
 }
 
@@ -74,8 +94,10 @@ class worker::impl final : public net::dispatcher {
   explicit impl(const config& cfg)
       : cfg_(cfg.worker),
         max_message_(cfg.distributed.max_message_size),
+        token_(cfg.worker.token_file.empty() ? std::string() : detail::read_token_file(cfg.worker.token_file, "worker.token_file")),
         pool_(threads_or_hardware(cfg.worker.threads)),
         work_(asio::make_work_guard(io_)) {
+    check_exposure(cfg);
     detail::check_unambiguous();
     const auto [host, port] = parse_endpoint(cfg.worker.listen);
     listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
@@ -185,19 +207,25 @@ class worker::impl final : public net::dispatcher {
 
   void on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) override {
     const bool notification = request.notification;
-    if (notification && request.method == "framex.cancel") return cancel(*from, *request.params);
-    if (!notification && request.method == "framex.hello") return hello(*from, request.msgid);
     const std::uint32_t msgid = request.msgid;
     const auto refuse = [&](errc code, const char* type, const std::string& message) {
       if (notification) return spdlog::debug("framex worker: notification {}: {}", request.method, message);
       from->reply_error(msgid, static_cast<int>(code), type, message);
     };
+    if (!notification && request.method == "framex.challenge") return challenge(*from, msgid, *request.params);
+    if (!notification && request.method == "framex.hello") return hello(*from, msgid, *request.params);
+    if (!token_.empty() && !from->credentials.trusted) {
+      return refuse(errc::unauthorized, "framex.unauthorized",
+                    "the worker requires a token: prove it with framex.challenge and framex.hello first");
+    }
+    if (notification && request.method == "framex.cancel") return cancel(*from, *request.params);
     const function_entry* fn = detail::find_function(request.method);
-    if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
+    if (fn == nullptr || !detail::serves(cfg_.serve, request.method) || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
       const std::string name(request.method);
       return refuse(errc::unknown_function, "framex.unknown_function",
-                    fn == nullptr ? "no function named \"" + name + "\" is registered"
-                                  : "\"" + name + "\" names several functions; give each a framex::wire_name");
+                    fn != nullptr && fn->run_blocking == nullptr && fn->run_async == nullptr && detail::serves(cfg_.serve, name)
+                        ? "\"" + name + "\" names several functions; give each a framex::wire_name"
+                        : "no function named \"" + name + "\" is served here");
     }
     std::unique_ptr<served_call> call;
     {
@@ -252,11 +280,71 @@ class worker::impl final : public net::dispatcher {
     for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
   }
 
-  void hello(net::session& to, std::uint32_t msgid) {
+  // `framex.challenge [caller_nonce]` → `{"nonce": worker_nonce}` (see src/auth.hpp).
+  void challenge(net::session& from, std::uint32_t msgid, const msgpack::object& params) {
+    if (token_.empty()) {
+      return from.reply_error(msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function",
+                              "this worker has no token: it takes no framex.challenge");
+    }
+    auto& c = from.credentials;
+    if (c.challenged || params.type != msgpack::type::ARRAY || params.via.array.size != 1 ||
+        params.via.array.ptr[0].type != msgpack::type::BIN || params.via.array.ptr[0].via.bin.size != c.peer_nonce.size()) {
+      return deny(from, msgid, "a framex.challenge must come once, with 32 bytes of the caller's nonce");
+    }
+    std::memcpy(c.peer_nonce.data(), params.via.array.ptr[0].via.bin.ptr, c.peer_nonce.size());
+    c.own_nonce = detail::random_nonce();
+    c.challenged = true;
     message_buffer body(detail::invocation::response_headroom);
     msgpack::packer<message_buffer> p(body);
-    const auto functions = detail::registered_functions();
-    p.pack_map(3);
+    p.pack_map(1);
+    p.pack(std::string_view("nonce"));
+    p.pack_bin(static_cast<std::uint32_t>(c.own_nonce.size()));
+    p.pack_bin_body(reinterpret_cast<const char*>(c.own_nonce.data()), static_cast<std::uint32_t>(c.own_nonce.size()));
+    from.reply(msgid, std::move(body));
+  }
+
+  // Refuses a peer's credentials: it learns that much, and the connection closes.
+  void deny(net::session& from, std::uint32_t msgid, const std::string& why) {
+    spdlog::warn("framex worker: refused a caller: {}", why);
+    from.reply_error(msgid, static_cast<int>(errc::unauthorized), "framex.unauthorized", why + " (refused by the worker)");
+    from.close_when_drained();
+  }
+
+  // `framex.hello [protocol, functions, max_message_size, {"proof": ...}]`:
+  // with a token, the proof must match; the answer lists what this caller may
+  // call and, with a token, proves the worker holds it too.
+  void hello(net::session& to, std::uint32_t msgid, const msgpack::object& params) {
+    auto& c = to.credentials;
+    std::optional<detail::proof> ours;
+    if (!token_.empty()) {
+      std::string_view theirs;
+      if (params.type == msgpack::type::ARRAY && params.via.array.size >= 4 && params.via.array.ptr[3].type == msgpack::type::MAP) {
+        const auto& m = params.via.array.ptr[3].via.map;
+        for (std::uint32_t i = 0; i < m.size; ++i) {
+          const auto& kv = m.ptr[i];
+          if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == "proof" &&
+              kv.val.type == msgpack::type::BIN) {
+            theirs = std::string_view(kv.val.via.bin.ptr, kv.val.via.bin.size);
+          }
+        }
+      }
+      if (!c.challenged) return deny(to, msgid, "the worker requires a token: send framex.challenge before framex.hello");
+      if (theirs.empty()) return deny(to, msgid, "the worker requires a token, and the hello carries no proof");
+      if (!detail::proof_matches(theirs, detail::caller_proof(token_, c.own_nonce, c.peer_nonce))) {
+        return deny(to, msgid, "the caller's token does not match the worker's");
+      }
+      ours = detail::worker_proof(token_, c.peer_nonce, c.own_nonce);
+      c.challenged = false;  // a nonce proves one hello
+    }
+    c.trusted = true;
+    to.greeted();
+    message_buffer body(detail::invocation::response_headroom);
+    msgpack::packer<message_buffer> p(body);
+    std::vector<const function_entry*> functions;
+    for (const auto* f : detail::registered_functions()) {
+      if (detail::serves(cfg_.serve, f->name)) functions.push_back(f);
+    }
+    p.pack_map(ours ? 4 : 3);
     p.pack(std::string_view("protocol"));
     p.pack(1);
     p.pack(std::string_view("functions"));
@@ -267,6 +355,11 @@ class worker::impl final : public net::dispatcher {
     }
     p.pack(std::string_view("max_message_size"));
     p.pack(static_cast<std::uint64_t>(max_message_));
+    if (ours) {
+      p.pack(std::string_view("proof"));
+      p.pack_bin(static_cast<std::uint32_t>(ours->size()));
+      p.pack_bin_body(reinterpret_cast<const char*>(ours->data()), static_cast<std::uint32_t>(ours->size()));
+    }
     to.reply(msgid, std::move(body));
   }
 
@@ -287,6 +380,7 @@ class worker::impl final : public net::dispatcher {
 
   config::worker_section cfg_;
   std::size_t max_message_;
+  std::string token_;  // empty: callers need not prove anything
   std::mutex mutex_;
   std::condition_variable held_changed_;
   std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;  // requests in flight

@@ -85,6 +85,10 @@ struct config {
     std::chrono::milliseconds message_timeout{30000};
     /// Threads running the caller's connections.
     std::size_t io_threads = 1;
+    /// A file holding the token shared with the workers (see the README's
+    /// "Security"): the caller proves it holds it, and checks that each worker
+    /// does too. Empty: no token.
+    std::string token_file;
   } distributed;
 
   struct worker_section {
@@ -116,6 +120,17 @@ struct config {
     /// (framex callers rethrow them as `remote_error`). When false, the caller
     /// gets a fixed message with an error id, and the text goes to the log.
     bool expose_errors = true;
+    /// A file holding the token callers must prove they hold before any call
+    /// (see the README's "Security"). Empty: no token.
+    std::string token_file;
+    /// How long a connection may take to prove the token; then it closes.
+    std::chrono::milliseconds auth_timeout{5000};
+    /// What callers may call: names, or prefixes ending in `*`
+    /// (`["heavy_job", "Worker::*"]`). Empty: every registered function.
+    std::vector<std::string> serve;
+    /// Listen on a non-loopback address without a token. A worker refuses to
+    /// start that way unless this says the network is trusted.
+    bool insecure = false;
   } worker;
 
   struct log_section {

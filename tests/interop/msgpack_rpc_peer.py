@@ -1,21 +1,27 @@
 #!/usr/bin/python3
 """Calls a framex worker from a msgpack-RPC peer framex did not write: Debian's
 python3-msgpack and a plain socket. It skips framex's hello, pipelines
-requests, sends a notification and checks error responses.
+requests, sends a notification and checks error responses; then, against a
+worker that requires a token, it authenticates with the documented hello
+(HMAC-SHA256 over both sides' nonces) and checks the worker's proof.
 
 usage: msgpack_rpc_peer.py WORKER_PROGRAM   (a program that serves with --framex-worker)
 """
+import hashlib
+import hmac
+import os
 import select
 import socket
 import subprocess
 import sys
+import tempfile
 
 import msgpack
 
 
-def start_worker(program):
+def start_worker(program, env=None):
     proc = subprocess.Popen([program, "--framex-worker", "--listen", "127.0.0.1:0", "--threads", "4"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([proc.stdout], [], [], 10)
     if not ready:
         proc.kill()
@@ -87,6 +93,42 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        token = "python-peer-" + os.urandom(16).hex()
+        token_file = os.path.join(tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        proc, port = start_worker(sys.argv[1], dict(os.environ, FRAMEX_WORKER__TOKEN_FILE=token_file))
+        try:
+            authenticated_calls(port, token)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def proof(token, role, first, second):
+    return hmac.new(token.encode(), role + first + second, hashlib.sha256).digest()
+
+
+def authenticated_calls(port, token):
+    peer = Peer(port)
+    peer.send([0, 1, "test.add", [1, 2]])
+    (r,) = peer.receive(1)
+    check(r[2]["code"] == 9, "before the hello, a call is unauthorized (error code 9)")
+
+    caller_nonce = os.urandom(32)
+    peer.send([0, 2, "framex.challenge", [caller_nonce]])
+    (r,) = peer.receive(1)
+    worker_nonce = r[3]["nonce"]
+    check(len(worker_nonce) == 32, "framex.challenge answers with the worker's 32-byte nonce")
+    mine = proof(token, b"framex-hello-v1 caller", worker_nonce, caller_nonce)
+    peer.send([0, 3, "framex.hello", [1, {}, 1 << 20, {"proof": mine}]])
+    (r,) = peer.receive(1)
+    check(r[2] is None and r[3]["proof"] == proof(token, b"framex-hello-v1 worker", caller_nonce, worker_nonce),
+          "the hello is accepted and the worker proves it holds the token too")
+    peer.send([0, 4, "test.add", [20, 22]])
+    check(peer.receive(1) == [[1, 4, None, 42]], "after the hello, calls are served")
 
 
 if __name__ == "__main__":

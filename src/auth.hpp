@@ -1,0 +1,50 @@
+// Who may call a worker: the shared-token hello and the `serve` list.
+//
+// The hello, when both sides hold a token (see the README's "Wire" section):
+//
+//   caller → [0, id, "framex.challenge", [caller_nonce]]          32 random bytes
+//   worker → [1, id, nil, {"nonce": worker_nonce}]                32 random bytes
+//   caller → [0, id, "framex.hello", [protocol, functions, max_message_size,
+//                                     {"proof": HMAC(token, "framex-hello-v1 caller" ‖ worker_nonce ‖ caller_nonce)}]]
+//   worker → [1, id, nil, {..., "proof": HMAC(token, "framex-hello-v1 worker" ‖ caller_nonce ‖ worker_nonce)}]
+//
+// HMAC is HMAC-SHA256. The token never crosses the wire; each side proves it
+// holds it over nonces the other chose for this connection, so a recorded
+// hello proves nothing on another connection, and a caller knows its worker
+// holds the token too. Proofs are compared in constant time.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace framex::detail {
+
+using nonce = std::array<unsigned char, 32>;
+using proof = std::array<unsigned char, 32>;
+
+/// The token in `path` (surrounding white space removed). Throws
+/// `config_error` naming `key` and the file, never the token.
+std::string read_token_file(const std::string& path, std::string_view key);
+
+/// 32 bytes from the operating system's generator.
+nonce random_nonce();
+
+/// What the caller proves with: HMAC(token, "framex-hello-v1 caller" ‖ worker ‖ caller).
+proof caller_proof(std::string_view token, const nonce& worker, const nonce& caller);
+/// What the worker proves with: HMAC(token, "framex-hello-v1 worker" ‖ caller ‖ worker).
+proof worker_proof(std::string_view token, const nonce& caller, const nonce& worker);
+
+/// True when `bytes` equals `expected`, in time independent of where they differ.
+bool proof_matches(std::string_view bytes, const proof& expected) noexcept;
+
+/// True when `name` matches one of `patterns` ("name", or "prefix*"); an empty
+/// list serves everything.
+bool serves(const std::vector<std::string>& patterns, std::string_view name) noexcept;
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(std::string_view host);
+
+}  // namespace framex::detail

@@ -1,0 +1,345 @@
+// Who may call a worker: the token hello (both ways), the `serve` list, and a
+// worker that refuses to face a network unprotected. Real worker processes on
+// 127.0.0.1, raw peers for what a framex caller would never send.
+#include "framex/framex.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/hmac.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+int security_double(int x) { return 2 * x; }
+int security_secret(int x) { return x; }
+namespace billing {
+int security_charge(int cents) { return cents + 1; }
+}  // namespace billing
+
+namespace {
+
+using framex::test::distributed;
+using framex::test::error_of;
+using framex::test::run;
+using framex::test::worker_process;
+
+/// A directory of token files, removed at the end.
+class token_files {
+ public:
+  token_files() {
+    char pattern[] = "/tmp/framex-tokens-XXXXXX";
+    dir_ = ::mkdtemp(pattern);
+  }
+  ~token_files() { std::filesystem::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& token) {
+    const auto path = dir_ / name;
+    std::ofstream(path) << token << "\n";
+    return path.string();
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+const std::string good_token = "c0ffee-0123456789abcdef-good-token";
+const std::string other_token = "deadbeef-0123456789abcdef-other-one";
+
+struct Security : ::testing::Test {
+  token_files files;
+  std::string good = files.write("good", good_token);
+  std::string other = files.write("other", other_token);
+
+  framex::config caller(const std::string& address, const std::string& token_file) {
+    auto cfg = distributed({address});
+    cfg.distributed.token_file = token_file;
+    return cfg;
+  }
+  std::error_code call_error(framex::runtime& rt) {
+    return run([&]() { return error_of(framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(21)); });
+  }
+};
+
+/// A msgpack-RPC peer on a blocking socket.
+class peer {
+ public:
+  explicit peer(std::uint16_t port) : socket_(io_) { socket_.connect({asio::ip::make_address("127.0.0.1"), port}); }
+
+  template <class... T>
+  void request(std::uint32_t msgid, const std::string& method, const T&... params) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(msgid);
+    p.pack(method);
+    p.pack_array(sizeof...(T));
+    (p.pack(params), ...);
+    asio::write(socket_, asio::buffer(b.data(), b.size()));
+  }
+  /// The next message, or nothing once the worker has closed the connection.
+  std::optional<msgpack::object_handle> receive() {
+    for (;;) {
+      msgpack::object_handle h;
+      if (unpacker_.next(h)) return h;
+      unpacker_.reserve_buffer(65536);
+      boost::system::error_code ec;
+      const std::size_t n = socket_.read_some(asio::buffer(unpacker_.buffer(), unpacker_.buffer_capacity()), ec);
+      if (ec) return std::nullopt;
+      unpacker_.buffer_consumed(n);
+    }
+  }
+  /// The error code of an error response, or 0.
+  static std::uint64_t error_code_of(const msgpack::object_handle& h) {
+    const auto& e = h.get().via.array.ptr[2];
+    if (e.type != msgpack::type::MAP) return 0;
+    for (std::uint32_t i = 0; i < e.via.map.size; ++i) {
+      if (e.via.map.ptr[i].key.as<std::string>() == "code") return e.via.map.ptr[i].val.as<std::uint64_t>();
+    }
+    return 0;
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+  msgpack::unpacker unpacker_;
+};
+
+using bytes = std::vector<char>;  // packs as msgpack bin
+
+bytes hmac(const std::string& token, const std::string& role, const bytes& first, const bytes& second) {
+  std::string message = role;
+  message.append(first.begin(), first.end());
+  message.append(second.begin(), second.end());
+  unsigned char out[32];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), token.data(), static_cast<int>(token.size()), reinterpret_cast<const unsigned char*>(message.data()),
+       message.size(), out, &length);
+  return bytes(out, out + length);
+}
+
+std::map<std::string, bytes> proof_of(const bytes& p) { return {{"proof", p}}; }
+
+// ---- the token ----
+
+TEST_F(Security, ACallerWithTheWorkersTokenIsServed) {
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
+  framex::runtime rt(caller(w.address(), good));
+  EXPECT_EQ(run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(21); }), 42);
+}
+
+TEST_F(Security, AWrongTokenIsRefusedByTheWorkerAtOnceAndOthersAreStillServed) {
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
+  framex::runtime wrong(caller(w.address(), other));
+  const auto start = framex::test::clock::now();
+  try {
+    run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &wrong}).remote(1); });
+    FAIL() << "a wrong token was served";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::unauthorized);
+    EXPECT_NE(std::string(e.what()).find("refused by the worker"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find(other_token), std::string::npos) << e.what();
+  }
+  EXPECT_LT(framex::test::since(start), 15s);  // refused for good: the call does not wait out its timeout
+  framex::runtime right(caller(w.address(), good));
+  EXPECT_EQ(call_error(right), std::error_code{});
+}
+
+TEST_F(Security, ACallerWithoutATokenIsRefused) {
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
+  framex::runtime none(distributed({w.address()}));
+  EXPECT_EQ(call_error(none), framex::errc::unauthorized);
+}
+
+TEST_F(Security, ACallerWithATokenRefusesAWorkerWithout) {
+  worker_process w;
+  framex::runtime rt(caller(w.address(), good));
+  try {
+    run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(1); });
+    FAIL() << "the caller trusted a worker that proved nothing";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::unauthorized);
+    EXPECT_NE(std::string(e.what()).find("takes no token"), std::string::npos) << e.what();
+  }
+}
+
+// A stand-in worker that answers the challenge and accepts any hello, but
+// cannot prove the token: the caller must refuse it.
+TEST_F(Security, ACallerRefusesAWorkerThatCannotProveTheToken) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::atomic<bool> asked_to_call{false};
+  std::thread impostor([&] {
+    asio::ip::tcp::socket s(io);
+    acceptor.accept(s);
+    msgpack::unpacker in;
+    boost::system::error_code ec;
+    while (!ec) {
+      in.reserve_buffer(65536);
+      const std::size_t n = s.read_some(asio::buffer(in.buffer(), in.buffer_capacity()), ec);
+      in.buffer_consumed(n);
+      msgpack::object_handle h;
+      while (in.next(h)) {
+        const auto& m = h.get().via.array;
+        const auto method = m.ptr[2].as<std::string>();
+        msgpack::sbuffer b;
+        msgpack::packer<msgpack::sbuffer> p(b);
+        p.pack_array(4);
+        p.pack(1);
+        p.pack(m.ptr[1]);
+        p.pack_nil();
+        if (method == "framex.challenge") {
+          p.pack(std::map<std::string, bytes>{{"nonce", bytes(32, 'n')}});
+        } else if (method == "framex.hello") {
+          p.pack(std::map<std::string, bytes>{{"proof", bytes(32, 'p')}});
+        } else {
+          asked_to_call = true;
+          p.pack(0);
+        }
+        asio::write(s, asio::buffer(b.data(), b.size()), ec);
+      }
+    }
+  });
+  framex::runtime rt(caller("127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()), good));
+  try {
+    run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(1); });
+    ADD_FAILURE() << "the caller trusted an impostor";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::unauthorized);
+    EXPECT_NE(std::string(e.what()).find("refused by the caller"), std::string::npos) << e.what();
+  }
+  rt.shutdown();  // closes the impostor's connection
+  impostor.join();
+  EXPECT_FALSE(asked_to_call);  // no call was sent to it
+}
+
+TEST_F(Security, BeforeTheHelloEveryCallIsUnauthorizedAndASilentPeerIsCutOff) {
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good, "FRAMEX_WORKER__AUTH_TIMEOUT_MS=300"});
+  peer p(w.port());
+  p.request(1, "security_double", 4);
+  auto r = p.receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+  const auto start = framex::test::clock::now();
+  EXPECT_FALSE(p.receive());  // closed after the auth timeout
+  EXPECT_LT(framex::test::since(start), 10s);
+}
+
+TEST_F(Security, TheDocumentedHelloWorksAndARecordedOneCannotBeReplayed) {
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
+  const bytes caller_nonce(32, 'c');
+  bytes recorded;
+  {
+    peer p(w.port());
+    p.request(1, "framex.challenge", caller_nonce);
+    auto r = p.receive();
+    ASSERT_TRUE(r);
+    const auto worker_nonce = r->get().via.array.ptr[3].as<std::map<std::string, bytes>>().at("nonce");
+    ASSERT_EQ(worker_nonce.size(), 32u);
+    recorded = hmac(good_token, "framex-hello-v1 caller", worker_nonce, caller_nonce);
+    p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
+    r = p.receive();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(peer::error_code_of(*r), 0u);
+    const auto answer = r->get().via.array.ptr[3].as<std::map<std::string, msgpack::object>>();
+    EXPECT_EQ(answer.at("proof").as<bytes>(), hmac(good_token, "framex-hello-v1 worker", caller_nonce, worker_nonce));
+    p.request(3, "security_double", 4);
+    r = p.receive();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->get().via.array.ptr[3].as<int>(), 8);
+  }
+  {  // the same proof on a new connection, whose worker nonce differs
+    peer p(w.port());
+    p.request(1, "framex.challenge", caller_nonce);
+    ASSERT_TRUE(p.receive());
+    p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
+    auto r = p.receive();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+    EXPECT_FALSE(p.receive());  // and the worker closed the connection
+  }
+  {  // without a challenge at all
+    peer p(w.port());
+    p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
+    auto r = p.receive();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+  }
+}
+
+TEST_F(Security, AnUnreadableTokenFileIsAConfigErrorThatNamesTheFileNotTheToken) {
+  auto cfg = caller("127.0.0.1:1", "/nonexistent/token");
+  try {
+    framex::runtime rt(cfg);
+    FAIL() << "started without its token";
+  } catch (const framex::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("distributed.token_file"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/token"), std::string::npos) << e.what();
+  }
+  cfg.distributed.token_file = files.write("short", "tiny");
+  EXPECT_THROW(framex::runtime{cfg}, framex::config_error);
+  cfg.distributed.token_file = good;
+  EXPECT_EQ(cfg.describe().find(good_token), std::string::npos);  // --print-config shows the file only
+}
+
+// ---- what a worker serves ----
+
+TEST(WorkerServe, OnlyTheServedFunctionsCanBeCalledAndTheHelloListsOnlyThem) {
+  worker_process w(0, {"FRAMEX_WORKER__SERVE=security_double,billing::*"});
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(2); }), 4);
+  EXPECT_EQ(run([&]() { return framex::remote<&billing::security_charge>.with({.timeout = 20s, .runtime = &rt}).remote(2); }), 3);
+  EXPECT_EQ(run([&]() { return error_of(framex::remote<&security_secret>.with({.timeout = 20s, .runtime = &rt}).remote(2)); }),
+            framex::errc::unknown_function);
+  peer p(w.port());
+  p.request(1, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20);
+  auto r = p.receive();
+  ASSERT_TRUE(r);
+  const auto answer = r->get().via.array.ptr[3].as<std::map<std::string, msgpack::object>>();
+  const auto functions = answer.at("functions").as<std::map<std::string, std::string>>();
+  EXPECT_TRUE(functions.contains("security_double"));
+  EXPECT_TRUE(functions.contains("billing::security_charge"));
+  EXPECT_FALSE(functions.contains("security_secret"));
+  EXPECT_EQ(functions.size(), 2u);
+}
+
+// ---- a worker facing a network ----
+
+TEST(WorkerExposure, AWorkerOnANonLoopbackAddressNeedsATokenOrSaysItIsInsecure) {
+  framex::config cfg;
+  cfg.worker.listen = "192.0.2.1:0";  // not loopback (and not this machine's: nothing is ever exposed)
+  try {
+    framex::worker w(cfg);
+    FAIL() << "an unprotected worker accepted a non-loopback address";
+  } catch (const framex::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("worker.insecure"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("worker.token_file"), std::string::npos) << e.what();
+  }
+  // Said to be insecure, it goes on to bind (and fails only because the address is not here).
+  cfg.worker.insecure = true;
+  EXPECT_THROW(framex::worker{cfg}, boost::system::system_error);
+  cfg.worker.insecure = false;
+  token_files files;
+  cfg.worker.token_file = files.write("t", good_token);
+  EXPECT_THROW(framex::worker{cfg}, boost::system::system_error);
+  cfg.worker.listen = "127.0.0.1:0";
+  cfg.worker.token_file.clear();
+  framex::worker loopback(cfg);  // loopback needs neither
+  EXPECT_NE(loopback.port(), 0);
+}
+
+}  // namespace
