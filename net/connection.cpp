@@ -213,10 +213,27 @@ void connection::read() {
     } catch (const std::exception&) {
       return self->do_close(std::make_error_code(std::errc::protocol_error));
     }
+    if (!self->count_partial()) return self->do_close(make_error_code(errc::too_large));
     if (completed || !self->receiving()) self->message_started_ = {};
     if (self->receiving() && self->message_started_ == clock::time_point{}) self->message_started_ = clock::now();
     self->read();
   });
+}
+
+// On the strand: counts this connection's partial message in the shared
+// total; false if that would go over the limit.
+bool connection::count_partial() {
+  if (!limits_.partial_bytes || !is_open()) return true;  // a closed one has given its share back
+  const std::size_t now = reader_.partial();
+  if (now < counted_partial_) {
+    limits_.partial_bytes->fetch_sub(counted_partial_ - now, std::memory_order_relaxed);
+    counted_partial_ = now;
+    return true;
+  }
+  const std::size_t grow = now - counted_partial_;
+  const std::size_t total = limits_.partial_bytes->fetch_add(grow, std::memory_order_relaxed) + grow;
+  counted_partial_ = now;
+  return limits_.max_partial_bytes == 0 || total <= limits_.max_partial_bytes;
 }
 
 // On the strand: one timer for every deadline, re-armed from timestamps so the
@@ -283,6 +300,8 @@ void connection::finish_close() {
     queue_.clear();
     queued_bytes_ = 0;
   }
+  if (limits_.partial_bytes) limits_.partial_bytes->fetch_sub(counted_partial_, std::memory_order_relaxed);
+  counted_partial_ = 0;
   boost::system::error_code ignored;
   timer_.cancel();
   socket_.shutdown(socket_type::shutdown_both, ignored);

@@ -23,6 +23,8 @@
 // must arrive whole within `message_timeout` of its first byte; a connection
 // that the owner says is idle closes after `idle_timeout` without traffic, and
 // one the owner has not marked greeted closes `greeting_timeout` after it began.
+// The partly received messages of all connections sharing `partial_bytes` are
+// bounded together.
 // Reading, timers and closing happen on the strand.
 #pragma once
 
@@ -61,6 +63,11 @@ struct connection_limits {
   /// A connection the owner has not marked `greeted()` this long after it
   /// started closes (a peer that never authenticates); zero: no limit.
   std::chrono::milliseconds greeting_timeout{0};
+  /// Shared by the connections of one server: the bytes of their partly
+  /// received messages. A connection whose message would take the total above
+  /// `max_partial_bytes` closes (`too_large`). Null: no shared limit.
+  std::shared_ptr<std::atomic<std::size_t>> partial_bytes;
+  std::size_t max_partial_bytes = 0;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -126,6 +133,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void finish_close();
   void watch();
   void touch() noexcept;
+  bool count_partial();
 
   socket_type socket_;
   socket_type::executor_type executor_;
@@ -135,6 +143,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool read_paused_ = false;         // strand only
   bool reading_ = false;             // strand only: a read is outstanding
   clock::time_point message_started_{};  // strand only: first byte of a partial message
+  std::size_t counted_partial_ = 0;       // strand only: what this adds to limits_.partial_bytes
   std::atomic<clock::rep> last_activity_;
   std::atomic<bool> greeted_{false};
   clock::time_point started_;  // for greeting_timeout

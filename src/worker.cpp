@@ -82,6 +82,8 @@ net::connection_limits limits_of(const config& cfg) {
   l.write_cap = cfg.worker.max_output_bytes;
   l.message_timeout = cfg.distributed.message_timeout;
   l.idle_timeout = cfg.worker.idle_timeout;
+  l.partial_bytes = std::make_shared<std::atomic<std::size_t>>(0);
+  l.max_partial_bytes = cfg.worker.max_held_bytes;
   if (!cfg.worker.token_file.empty()) l.greeting_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
   return l;
 }

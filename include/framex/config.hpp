@@ -105,7 +105,9 @@ struct config {
     /// with `overloaded`. Connections take turns on the pool. 0: no limit.
     std::size_t max_calls_per_connection = 1024;
     /// Memory all held requests may take (their bytes and decoded objects);
-    /// more are refused with `overloaded`. 0: no limit.
+    /// more are refused with `overloaded`. Messages still arriving may take as
+    /// much again, together: the connection whose message would go beyond
+    /// closes. 0: no limit.
     std::size_t max_held_bytes = std::size_t{512} << 20;
     /// Open connections; at the limit the longest-silent idle one is closed to
     /// make room. 0: no limit.

@@ -36,6 +36,7 @@
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 
 // ---- what the workers serve ----
 
@@ -282,7 +283,7 @@ TEST_F(Hardening, HugeDeclaredCountsCostNothingUntilTheirBytesArrive) {
   for (int i = 0; i < 20; ++i) {
     peers.push_back(std::make_unique<raw_peer>(w.port()));
     // [0, 1, "hardening_add", [array32 of 2^32-1 ...   nested maps of 2^32-1, left open
-    std::string bytes = "\x94\x00\x01\xadhardening_add\x91";
+    std::string bytes = "\x94\x00\x01\xadhardening_add\x91"s;
     for (int depth = 0; depth < 40; ++depth) bytes += i % 2 == 0 ? "\xdd\xff\xff\xff\xff" : "\xdf\xff\xff\xff\xff";
     peers.back()->send(bytes);
   }
@@ -296,7 +297,7 @@ TEST_F(Hardening, AMessageOfMillionsOfTinyElementsIsRefusedBeforeItIsBuilt) {
   raw_peer peer(w.port());
   // [0, 1, "hardening_add", [array32 of 40 million nils]]: 40 MB that msgpack-c
   // would turn into 640 MB of objects.
-  std::string bytes = "\x94\x00\x01\xadhardening_add\x91\xdd\x02\x62\x5a\x00";
+  std::string bytes = "\x94\x00\x01\xadhardening_add\x91\xdd\x02\x62\x5a\x00"s;
   bytes.append(40'000'000, '\xc0');
   boost::system::error_code ec;
   asio::write(peer.socket(), asio::buffer(bytes), ec);  // the worker may close before it has read all
@@ -304,6 +305,35 @@ TEST_F(Hardening, AMessageOfMillionsOfTinyElementsIsRefusedBeforeItIsBuilt) {
   framex::runtime rt(distributed({w.address()}));
   EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(1, 2); }), 3);
   EXPECT_LT(peak_rss_mib(w.pid()), 256);
+}
+
+TEST_F(Hardening, MessagesStillArrivingAreBoundedTogether) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_HELD_BYTES=8388608"});  // 8 MiB
+  std::vector<std::unique_ptr<raw_peer>> peers;
+  for (int i = 0; i < 3; ++i) {  // each: 5 MiB of a 40 MB argument, and then nothing
+    peers.push_back(std::make_unique<raw_peer>(w.port()));
+    std::string bytes = "\x94\x00\x01\xb0hardening_length\x91\xdb\x02\x62\x5a\x00"s;
+    bytes.append(5 << 20, 's');
+    boost::system::error_code ec;
+    asio::write(peers.back()->socket(), asio::buffer(bytes), ec);
+  }
+  // At most one 5 MiB partial message fits in 8 MiB: the others are cut off
+  // (long before the 30 s message timeout).
+  int closed = 0;
+  for (int tick = 0; tick < 1000 && closed < 2; ++tick) {
+    closed = 0;
+    for (auto& p : peers) {
+      p->socket().non_blocking(true);
+      char byte;
+      boost::system::error_code ec;
+      p->socket().read_some(asio::buffer(&byte, 1), ec);
+      closed += ec == asio::error::eof || ec == asio::error::connection_reset;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(closed, 2);
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 20s, .runtime = &rt}).remote(1, 1); }), 2);
 }
 
 // ---- connections and time ----
@@ -659,15 +689,15 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
     std::vector<std::unique_ptr<raw_peer>> open;
     for (int i = 0; i < 40; ++i) {
       open.push_back(std::make_unique<raw_peer>(w.port()));
-      std::string bytes = "\x94\x00\x01\xadhardening_add\x91";
+      std::string bytes = "\x94\x00\x01\xadhardening_add\x91"s;
       for (int depth = 0; depth < 40; ++depth) bytes += i % 2 == 0 ? "\xdd\xff\xff\xff\xff" : "\xdf\xff\xff\xff\xff";
       open.back()->send(bytes);
     }
     raw_peer deep(w.port());
     boost::system::error_code ec;
-    asio::write(deep.socket(), asio::buffer(std::string("\x94\x00\x01\xadhardening_add") + std::string(100'000, '\x91')), ec);
+    asio::write(deep.socket(), asio::buffer("\x94\x00\x01\xadhardening_add"s + std::string(100'000, '\x91')), ec);
     raw_peer tiny(w.port());
-    std::string bytes = "\x94\x00\x01\xadhardening_add\x91\xdd\x02\x62\x5a\x00";
+    std::string bytes = "\x94\x00\x01\xadhardening_add\x91\xdd\x02\x62\x5a\x00"s;
     bytes.append(40'000'000, '\xc0');
     asio::write(tiny.socket(), asio::buffer(bytes), ec);
     EXPECT_TRUE(deep.closed_by_worker());
