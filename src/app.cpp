@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "auth.hpp"
 #include "dashboard_page.hpp"
 #include "http_server.hpp"
 
@@ -123,7 +124,19 @@ void set_log_level(const std::string& level) { spdlog::set_level(spdlog::level::
 
 class app::impl {
  public:
-  explicit impl(const config& c) : cfg(c), rt(c), scope(rt) { set_log_level(c.log.level); }
+  explicit impl(const config& c) : cfg(c), guard(c.auth.rules, c.auth.dashboard_key), rt(c), scope(rt) {
+    set_log_level(c.log.level);
+  }
+
+  // 401 unless the request carries one of `keys` (null: the path is public).
+  static std::optional<http_reply> refuse_unless_admitted(const std::vector<std::string>* keys, const http_call& call,
+                                                          const char* challenge) {
+    if (keys == nullptr || detail::http_guard::admits(call.authorization, *keys)) return std::nullopt;
+    http_reply r = detail::error_reply(401, call.authorization.empty() ? "this path needs a key in the Authorization header"
+                                                                       : "the key in the Authorization header is not one this path takes");
+    r.headers.emplace_back("WWW-Authenticate", challenge);
+    return r;
+  }
 
   struct route {
     std::vector<http_method> methods;
@@ -131,6 +144,7 @@ class app::impl {
   };
 
   asio::awaitable<http_reply> dispatch(const std::string& method, const std::string& path, http_call& call) {
+    if (auto refused = refuse_unless_admitted(guard.rule_for(path), call, "Bearer")) co_return std::move(*refused);
     if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
     if (path == "/version") co_return http_reply{200, R"({"name":"framex","version":"0.1.0"})"};
     const auto it = routes.find(path);
@@ -141,7 +155,12 @@ class app::impl {
     co_return co_await it->second.handler(call);
   }
 
-  asio::awaitable<http_reply> dashboard(const std::string& method, const std::string& path, http_call&) {
+  asio::awaitable<http_reply> dashboard(const std::string& method, const std::string& path, http_call& call) {
+    if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
+    // A browser asks for the key as a password (any user name).
+    if (auto refused = refuse_unless_admitted(guard.dashboard(), call, R"(Basic realm="framex dashboard")")) {
+      co_return std::move(*refused);
+    }
     if (method != "GET") co_return detail::error_reply(405, "the dashboard is read-only");
     const stats_snapshot s = stats(rt);
     if (path == "/" || path == "/index.html") {
@@ -152,7 +171,6 @@ class app::impl {
     }
     if (path == "/api/v1/stats") co_return http_reply{200, boost::json::serialize(to_json(s))};
     if (path == "/metrics") co_return http_reply{200, to_prometheus(s), "text/plain; version=0.0.4"};
-    if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
     co_return detail::error_reply(404, "no such page: " + path);
   }
 
@@ -188,6 +206,7 @@ class app::impl {
   }
 
   config cfg;
+  detail::http_guard guard;
   // Declared before the runtime: destroyed after it, so nothing the runtime
   // completes can reach a destroyed io_context.
   asio::io_context io;

@@ -4,9 +4,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -82,6 +85,86 @@ bool is_loopback(std::string_view host) {
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(std::string(host), ec);
   return !ec && address.is_loopback();
+}
+
+std::string resolve_key(const std::string& spec, std::string_view where) {
+  std::string key = spec;
+  if (spec.starts_with("file:")) {
+    std::ifstream in(spec.substr(5), std::ios::binary);
+    if (!in) throw config_error(std::string(where) + ": cannot read the key file " + spec.substr(5));
+    std::ostringstream text;
+    text << in.rdbuf();
+    key = text.str();
+  } else if (spec.starts_with("env:")) {
+    const char* value = std::getenv(spec.substr(4).c_str());
+    if (value == nullptr) throw config_error(std::string(where) + ": the variable " + spec.substr(4) + " is not set");
+    key = value;
+  }
+  const auto first = key.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) throw config_error(std::string(where) + ": an empty key (" + (spec.starts_with("file:") || spec.starts_with("env:") ? spec : std::string("in the configuration")) + ")");
+  key.erase(key.find_last_not_of(" \t\r\n") + 1);
+  key.erase(0, first);
+  return key;
+}
+
+http_guard::http_guard(const std::map<std::string, std::vector<std::string>>& rules, const std::string& dashboard_key) {
+  for (const auto& [path, specs] : rules) {
+    std::vector<std::string> keys;
+    for (const auto& spec : specs) keys.push_back(resolve_key(spec, "auth.rules: " + path));
+    if (!path.empty() && path.back() == '*') {
+      prefixes_.emplace_back(path.substr(0, path.size() - 1), std::move(keys));
+    } else {
+      exact_.emplace(path, std::move(keys));
+    }
+  }
+  std::sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  if (!dashboard_key.empty()) dashboard_.push_back(resolve_key(dashboard_key, "auth.dashboard_key"));
+}
+
+const std::vector<std::string>* http_guard::rule_for(std::string_view path) const {
+  if (const auto it = exact_.find(path); it != exact_.end()) return &it->second;
+  for (const auto& [prefix, keys] : prefixes_) {
+    if (path.starts_with(prefix)) return &keys;
+  }
+  return nullptr;
+}
+
+namespace {
+using digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
+digest sha256(std::string_view s) {
+  digest d{};
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  return d;
+}
+
+// The key an Authorization header carries.
+std::string presented_key(std::string_view header) {
+  if (header.starts_with("Bearer ")) return std::string(header.substr(7));
+  if (header.starts_with("Basic ")) {
+    const std::string_view encoded = header.substr(6);
+    std::string decoded(encoded.size() / 4 * 3 + 3, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                  reinterpret_cast<const unsigned char*>(encoded.data()), static_cast<int>(encoded.size()));
+    if (n < 0) return {};
+    decoded.resize(static_cast<std::size_t>(n));
+    // EVP_DecodeBlock counts padding as zero bytes.
+    for (auto it = encoded.rbegin(); it != encoded.rend() && *it == '=' && !decoded.empty(); ++it) decoded.pop_back();
+    const auto colon = decoded.find(':');
+    return colon == std::string::npos ? std::string() : decoded.substr(colon + 1);
+  }
+  return std::string(header);
+}
+}  // namespace
+
+bool http_guard::admits(std::string_view authorization, const std::vector<std::string>& keys) {
+  const std::string key = presented_key(authorization);
+  if (key.empty()) return false;
+  // Digests have one length whatever the keys', so comparing them tells
+  // nothing of a key's length or content.
+  const digest presented = sha256(key);
+  bool found = false;
+  for (const auto& k : keys) found = (CRYPTO_memcmp(sha256(k).data(), presented.data(), presented.size()) == 0) || found;
+  return found;
 }
 
 }  // namespace framex::detail

@@ -16,6 +16,8 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,5 +48,30 @@ bool serves(const std::vector<std::string>& patterns, std::string_view name) noe
 
 /// True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback(std::string_view host);
+
+/// A key as configured: itself, `file:PATH` or `env:NAME`, resolved. Throws
+/// `config_error` naming `where`, never the key.
+std::string resolve_key(const std::string& spec, std::string_view where);
+
+/// The HTTP ingress's key rules (`[auth]`), keys resolved.
+class http_guard {
+ public:
+  explicit http_guard(const std::map<std::string, std::vector<std::string>>& rules, const std::string& dashboard_key);
+
+  /// The keys `path` needs (an exact rule, else the longest wildcard), or
+  /// null when it is public.
+  [[nodiscard]] const std::vector<std::string>* rule_for(std::string_view path) const;
+  /// The dashboard's key, or null when it has none.
+  [[nodiscard]] const std::vector<std::string>* dashboard() const { return dashboard_.empty() ? nullptr : &dashboard_; }
+
+  /// True when `authorization` (`Bearer KEY`, `Basic base64(user:KEY)` or
+  /// `KEY`) carries one of `keys`. Every key is compared, each in constant time.
+  static bool admits(std::string_view authorization, const std::vector<std::string>& keys);
+
+ private:
+  std::map<std::string, std::vector<std::string>, std::less<>> exact_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> prefixes_;  // longest first
+  std::vector<std::string> dashboard_;
+};
 
 }  // namespace framex::detail

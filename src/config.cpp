@@ -13,7 +13,7 @@ extern char** environ;  // NOLINT: POSIX
 namespace framex {
 namespace {
 
-enum class kind { text, integer, list, boolean };
+enum class kind { text, integer, list, boolean, rules };
 
 struct key_info {
   const char* name;
@@ -48,6 +48,35 @@ std::string join(const std::vector<std::string>& items) {
   std::string s;
   for (const auto& i : items) s += (s.empty() ? "" : ",") + i;
   return s;
+}
+
+// "PATH=KEY|KEY;PATH=KEY"
+std::map<std::string, std::vector<std::string>> to_rules(std::string_view text) {
+  std::map<std::string, std::vector<std::string>> out;
+  while (!text.empty()) {
+    const std::size_t semicolon = text.find(';');
+    const std::string_view rule = text.substr(0, semicolon);
+    const std::size_t eq = rule.find('=');
+    if (eq == 0 || eq == std::string_view::npos) throw std::invalid_argument("expected PATH=KEY|KEY;PATH=KEY");
+    auto& keys = out[std::string(rule.substr(0, eq))];
+    std::string_view rest = rule.substr(eq + 1);
+    while (!rest.empty()) {
+      const std::size_t bar = rest.find('|');
+      if (bar != 0) keys.emplace_back(rest.substr(0, bar));
+      if (bar == std::string_view::npos) break;
+      rest.remove_prefix(bar + 1);
+    }
+    if (keys.empty()) throw std::invalid_argument("the rule for " + std::string(rule.substr(0, eq)) + " lists no key");
+    if (semicolon == std::string_view::npos) break;
+    text.remove_prefix(semicolon + 1);
+  }
+  return out;
+}
+
+// What --print-config shows of a key: its source, never a key itself.
+std::string key_source(const std::string& key) {
+  if (key.starts_with("file:") || key.starts_with("env:")) return key;
+  return key.empty() ? "" : "(a key)";
 }
 
 bool to_bool(std::string_view text) {
@@ -172,6 +201,22 @@ const key_info keys[] = {
      [](const config& c) { return join(c.worker.serve); }},
     {"worker.insecure", kind::boolean, [](config& c, std::string_view v) { c.worker.insecure = to_bool(v); },
      [](const config& c) -> std::string { return c.worker.insecure ? "true" : "false"; }},
+    {"auth.rules", kind::rules, [](config& c, std::string_view v) { c.auth.rules = to_rules(v); },
+     [](const config& c) {
+       std::string s;
+       for (const auto& [path, keys] : c.auth.rules) {
+         if (!s.empty()) s += ';';
+         s += path;
+         s += '=';
+         for (std::size_t i = 0; i < keys.size(); ++i) {
+           if (i != 0) s += '|';
+           s += key_source(keys[i]);
+         }
+       }
+       return s;
+     }},
+    {"auth.dashboard_key", kind::text, [](config& c, std::string_view v) { c.auth.dashboard_key = std::string(v); },
+     [](const config& c) { return key_source(c.auth.dashboard_key); }},
     {"log.level", kind::text,
      [](config& c, std::string_view v) {
        for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
@@ -218,6 +263,26 @@ std::string toml_text(const toml::node& node, kind type, const std::string& wher
     case kind::boolean:
       if (node.is_boolean()) return *node.value<bool>() ? "true" : "false";
       throw wrong("a boolean");
+    case kind::rules: {
+      const auto* table = node.as_table();
+      if (table == nullptr) throw wrong("a table of path = [keys]");
+      std::string text;
+      for (const auto& [path, keys] : *table) {
+        if (!text.empty()) text += ';';
+        text += path.str();
+        text += '=';
+        const auto* array = keys.as_array();
+        if (array == nullptr) throw config_error(where + ": " + std::string(path.str()) + ": expected an array of keys");
+        bool first = true;
+        for (const auto& k : *array) {
+          if (!k.is_string()) throw config_error(where + ": " + std::string(path.str()) + ": expected an array of keys");
+          if (!first) text += '|';
+          text += *k.value<std::string>();
+          first = false;
+        }
+      }
+      return text;
+    }
     case kind::list: {
       const auto* array = node.as_array();
       if (array == nullptr) throw wrong("an array of strings");

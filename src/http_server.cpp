@@ -130,6 +130,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     http_call call;
     if (q != std::string_view::npos) call.query = parse_query(target.substr(q + 1));
     call.body = request.body();
+    call.authorization = request[http::field::authorization];
     // A body is JSON when it says so; one that says nothing or says it is a
     // form (as `curl -d` does) is read as JSON when it parses as JSON.
     const auto type = request[http::field::content_type];
@@ -165,6 +166,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
     res.set(http::field::server, "framex");
     res.set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) res.set(name, value);
     res.keep_alive(keep);
     res.body() = reply.body;
     res.prepare_payload();

@@ -135,6 +135,19 @@ struct config {
     bool insecure = false;
   } worker;
 
+  struct auth_section {
+    /// Routes of the HTTP ingress that need an API key in the `Authorization`
+    /// header (`Bearer KEY`, or the key alone): path → the keys it takes. A
+    /// path is exact, or a prefix ending in `*`; an exact rule wins over a
+    /// wildcard, the longest wildcard wins, and unmatched routes are public.
+    /// A key is the key itself, `file:PATH` (the file's contents) or
+    /// `env:NAME` (a variable's value). As text: `PATH=KEY|KEY;PATH=KEY`.
+    std::map<std::string, std::vector<std::string>> rules;
+    /// The key the dashboard, `/api/v1/stats` and `/metrics` need (same forms;
+    /// a browser is asked for it as a password). Empty: none.
+    std::string dashboard_key;
+  } auth;
+
   struct log_section {
     std::string level = "info";
   } log;

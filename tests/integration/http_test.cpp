@@ -16,6 +16,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -75,13 +78,19 @@ struct response {
   std::string content_type;
 };
 
+struct response_headers {
+  std::string www_authenticate;
+};
+
 response request(std::uint16_t port, http::verb verb, const std::string& target, const std::string& body = {},
-                 const std::string& type = "application/json") {
+                 const std::string& type = "application/json", const std::string& authorization = {},
+                 response_headers* headers = nullptr) {
   asio::io_context io;
   beast::tcp_stream stream(io);
   stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, "127.0.0.1");
+  if (!authorization.empty()) req.set(http::field::authorization, authorization);
   if (!body.empty()) {
     req.set(http::field::content_type, type);
     req.body() = body;
@@ -93,6 +102,7 @@ response request(std::uint16_t port, http::verb verb, const std::string& target,
   parser.body_limit(64 << 20);
   http::read(stream, buffer, parser);
   auto res = parser.release();
+  if (headers != nullptr) headers->www_authenticate = std::string(res[http::field::www_authenticate]);
   return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
 }
 
@@ -255,6 +265,77 @@ TEST(App, StopLetsARequestInFlightFinish) {
   EXPECT_EQ(late.status, 200);
   EXPECT_EQ(late.body, "300");
   EXPECT_THROW(get(port, "/health"), boost::system::system_error);  // no longer listening
+}
+
+// ---- keys ----
+
+response get_with(std::uint16_t port, const std::string& target, const std::string& authorization,
+                  response_headers* headers = nullptr) {
+  return request(port, http::verb::get, target, {}, "application/json", authorization, headers);
+}
+
+// Exact beats wildcard, the longest wildcard wins, unmatched paths are public;
+// keys given as themselves, in a file and in the environment.
+void check_key_rules(const framex::config& base) {
+  char dir_pattern[] = "/tmp/framex-keys-XXXXXX";
+  const std::filesystem::path dir = ::mkdtemp(dir_pattern);
+  std::ofstream(dir / "c") << "key-c\n";
+  ::setenv("FRAMEX_TEST_KEY_A", "key-a", 1);
+  framex::config cfg = base;
+  cfg.apply_toml(R"([auth]
+rules = { "/api/v1/multiply" = ["key-b"], "/api/v1/*" = ["env:FRAMEX_TEST_KEY_A"], "/api/v1/gr*" = ["file:)" +
+                     (dir / "c").string() + R"("] }
+dashboard_key = "board-key"
+)",
+                 "test");
+  framex::app app{cfg};
+  add_routes(app);
+  app.start();
+  const auto port = app.port();
+  response_headers h;
+  auto r = get_with(port, "/api/v1/multiply?a=6&b=7", "", &h);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(boost::json::parse(r.body).at("status").as_int64(), 401);
+  EXPECT_EQ(h.www_authenticate, "Bearer");
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-a").status, 401);  // the exact rule, not /api/v1/*
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-b").body, "42");
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "key-b").body, "42");  // the key alone
+  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-a").status, 401);  // /api/v1/gr* is longer
+  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-c").status, 200);
+  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a").status, 200);
+  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a2").status, 401);
+  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-").status, 401);
+  EXPECT_EQ(get(port, "/health").status, 200);  // no rule: public
+  // The dashboard's own key; a browser is asked for it as a password.
+  const auto board = app.dashboard_port();
+  EXPECT_EQ(get_with(board, "/api/v1/stats", "", &h).status, 401);
+  EXPECT_EQ(h.www_authenticate, R"(Basic realm="framex dashboard")");
+  EXPECT_EQ(get_with(board, "/metrics", "Bearer key-a").status, 401);
+  EXPECT_EQ(get_with(board, "/api/v1/stats", "Bearer board-key").status, 200);
+  EXPECT_EQ(get_with(board, "/", "Basic " + std::string("YW55b25lOmJvYXJkLWtleQ==")).status, 200);  // anyone:board-key
+  EXPECT_EQ(get_with(board, "/", "Basic " + std::string("YW55b25lOmJvYXJkLWtleg==")).status, 401);  // anyone:board-kez
+  EXPECT_EQ(get(board, "/health").status, 200);
+  EXPECT_EQ(cfg.describe().find("board-key"), std::string::npos);  // --print-config shows no key
+  app.stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AppKeys, RulesAndTheDashboardKeyLocally) { check_key_rules(app_config()); }
+
+TEST(AppKeys, RulesAndTheDashboardKeyInDistributedMode) {
+  framex::test::worker_process w;
+  framex::config cfg = app_config();
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.workers = {w.address()};
+  check_key_rules(cfg);
+}
+
+TEST(AppKeys, AMissingKeyFileOrVariableIsAConfigError) {
+  framex::config cfg = app_config();
+  cfg.auth.rules = {{"/api/*", {"env:FRAMEX_TEST_NO_SUCH_VARIABLE"}}};
+  EXPECT_THROW(framex::app{cfg}, framex::config_error);
+  cfg.auth.rules = {{"/api/*", {"file:/nonexistent/key"}}};
+  EXPECT_THROW(framex::app{cfg}, framex::config_error);
 }
 
 // ---- hostile HTTP clients ----

@@ -58,6 +58,23 @@ TEST(Config, AnUnknownKeyIsAnErrorNamingTheKeyAndItsSource) {
   EXPECT_EQ(error_of([&] { c.apply_environment(); }), "environment FRAMEX_RUNTIME__COLOUR: unknown key \"runtime.colour\"");
 }
 
+TEST(Config, KeyRulesComeAsATomlTableOrAsTextAndNeverShowTheirKeys) {
+  framex::config c;
+  c.apply_toml("[auth]\nrules = { \"/api/v1/admin/*\" = [\"key-a\", \"env:ADMIN_KEY\"], \"/api/v1/run\" = [\"file:/etc/k\"] }\n",
+               "file x.toml");
+  const std::map<std::string, std::vector<std::string>> expected{{"/api/v1/admin/*", {"key-a", "env:ADMIN_KEY"}},
+                                                                  {"/api/v1/run", {"file:/etc/k"}}};
+  EXPECT_EQ(c.auth.rules, expected);
+  EXPECT_NE(c.describe().find("auth.rules = /api/v1/admin/*=(a key)|env:ADMIN_KEY;/api/v1/run=file:/etc/k"), std::string::npos)
+      << c.describe();
+  scoped_env env("FRAMEX_AUTH__RULES", "/a=k1|k2;/b*=k3");
+  c.apply_environment();
+  EXPECT_EQ(c.auth.rules, (std::map<std::string, std::vector<std::string>>{{"/a", {"k1", "k2"}}, {"/b*", {"k3"}}}));
+  EXPECT_NE(error_of([&] { c.apply("auth.rules", "/a", "command line"); }).find("PATH=KEY"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.apply_toml("[auth]\nrules = { \"/a\" = \"k\" }\n", "file y.toml"); }).find("array of keys"),
+            std::string::npos);
+}
+
 TEST(Config, AWronglyTypedValueIsAnError) {
   framex::config c;
   EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nthreads = \"four\"\n", "file x.toml"); }),

@@ -7,6 +7,8 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace framex::detail {
 
@@ -15,6 +17,7 @@ struct http_call {
   std::map<std::string, std::string> query;  // decoded
   std::string body;
   bool json_body = false;  // Content-Type: application/json
+  std::string authorization;  // the Authorization header, as sent
 };
 
 /// A route handler's answer.
@@ -22,6 +25,7 @@ struct http_reply {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers{};  // more response headers
 };
 
 /// Thrown by binding code: becomes `{status, message}` with this status.
