@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -34,7 +35,9 @@ int security_charge(int cents) { return cents + 1; }
 namespace {
 
 using framex::test::distributed;
+using framex::test::error_code_of;
 using framex::test::error_of;
+using framex::test::raw_peer;
 using framex::test::run;
 using framex::test::worker_process;
 
@@ -72,51 +75,6 @@ struct Security : ::testing::Test {
   std::error_code call_error(framex::runtime& rt) {
     return run([&]() { return error_of(framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(21)); });
   }
-};
-
-/// A msgpack-RPC peer on a blocking socket.
-class peer {
- public:
-  explicit peer(std::uint16_t port) : socket_(io_) { socket_.connect({asio::ip::make_address("127.0.0.1"), port}); }
-
-  template <class... T>
-  void request(std::uint32_t msgid, const std::string& method, const T&... params) {
-    msgpack::sbuffer b;
-    msgpack::packer<msgpack::sbuffer> p(b);
-    p.pack_array(4);
-    p.pack(0);
-    p.pack(msgid);
-    p.pack(method);
-    p.pack_array(sizeof...(T));
-    (p.pack(params), ...);
-    asio::write(socket_, asio::buffer(b.data(), b.size()));
-  }
-  /// The next message, or nothing once the worker has closed the connection.
-  std::optional<msgpack::object_handle> receive() {
-    for (;;) {
-      msgpack::object_handle h;
-      if (unpacker_.next(h)) return h;
-      unpacker_.reserve_buffer(65536);
-      boost::system::error_code ec;
-      const std::size_t n = socket_.read_some(asio::buffer(unpacker_.buffer(), unpacker_.buffer_capacity()), ec);
-      if (ec) return std::nullopt;
-      unpacker_.buffer_consumed(n);
-    }
-  }
-  /// The error code of an error response, or 0.
-  static std::uint64_t error_code_of(const msgpack::object_handle& h) {
-    const auto& e = h.get().via.array.ptr[2];
-    if (e.type != msgpack::type::MAP) return 0;
-    for (std::uint32_t i = 0; i < e.via.map.size; ++i) {
-      if (e.via.map.ptr[i].key.as<std::string>() == "code") return e.via.map.ptr[i].val.as<std::uint64_t>();
-    }
-    return 0;
-  }
-
- private:
-  asio::io_context io_;
-  asio::ip::tcp::socket socket_;
-  msgpack::unpacker unpacker_;
 };
 
 using bytes = std::vector<char>;  // packs as msgpack bin
@@ -229,11 +187,11 @@ TEST_F(Security, ACallerRefusesAWorkerThatCannotProveTheToken) {
 
 TEST_F(Security, BeforeTheHelloEveryCallIsUnauthorizedAndASilentPeerIsCutOff) {
   worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good, "FRAMEX_WORKER__AUTH_TIMEOUT_MS=300"});
-  peer p(w.port());
+  raw_peer p(w.port());
   p.request(1, "security_double", 4);
   auto r = p.receive();
   ASSERT_TRUE(r);
-  EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+  EXPECT_EQ(error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
   const auto start = framex::test::clock::now();
   EXPECT_FALSE(p.receive());  // closed after the auth timeout
   EXPECT_LT(framex::test::since(start), 10s);
@@ -244,7 +202,7 @@ TEST_F(Security, TheDocumentedHelloWorksAndARecordedOneCannotBeReplayed) {
   const bytes caller_nonce(32, 'c');
   bytes recorded;
   {
-    peer p(w.port());
+    raw_peer p(w.port());
     p.request(1, "framex.challenge", caller_nonce);
     auto r = p.receive();
     ASSERT_TRUE(r);
@@ -254,7 +212,7 @@ TEST_F(Security, TheDocumentedHelloWorksAndARecordedOneCannotBeReplayed) {
     p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
     r = p.receive();
     ASSERT_TRUE(r);
-    ASSERT_EQ(peer::error_code_of(*r), 0u);
+    ASSERT_EQ(error_code_of(*r), 0u);
     const auto answer = r->get().via.array.ptr[3].as<std::map<std::string, msgpack::object>>();
     EXPECT_EQ(answer.at("proof").as<bytes>(), hmac(good_token, "framex-hello-v1 worker", caller_nonce, worker_nonce));
     p.request(3, "security_double", 4);
@@ -263,21 +221,21 @@ TEST_F(Security, TheDocumentedHelloWorksAndARecordedOneCannotBeReplayed) {
     EXPECT_EQ(r->get().via.array.ptr[3].as<int>(), 8);
   }
   {  // the same proof on a new connection, whose worker nonce differs
-    peer p(w.port());
+    raw_peer p(w.port());
     p.request(1, "framex.challenge", caller_nonce);
     ASSERT_TRUE(p.receive());
     p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
     auto r = p.receive();
     ASSERT_TRUE(r);
-    EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+    EXPECT_EQ(error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
     EXPECT_FALSE(p.receive());  // and the worker closed the connection
   }
   {  // without a challenge at all
-    peer p(w.port());
+    raw_peer p(w.port());
     p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20, proof_of(recorded));
     auto r = p.receive();
     ASSERT_TRUE(r);
-    EXPECT_EQ(peer::error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
+    EXPECT_EQ(error_code_of(*r), static_cast<std::uint64_t>(framex::errc::unauthorized));
   }
 }
 
@@ -305,7 +263,7 @@ TEST(WorkerServe, OnlyTheServedFunctionsCanBeCalledAndTheHelloListsOnlyThem) {
   EXPECT_EQ(run([&]() { return framex::remote<&billing::security_charge>.with({.timeout = 20s, .runtime = &rt}).remote(2); }), 3);
   EXPECT_EQ(run([&]() { return error_of(framex::remote<&security_secret>.with({.timeout = 20s, .runtime = &rt}).remote(2)); }),
             framex::errc::unknown_function);
-  peer p(w.port());
+  raw_peer p(w.port());
   p.request(1, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20);
   auto r = p.receive();
   ASSERT_TRUE(r);

@@ -31,6 +31,7 @@
 
 #include <sys/resource.h>
 
+#include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -103,6 +104,8 @@ using framex::test::run;
 using framex::test::since;
 using framex::test::worker_process;
 using framex::test::distributed;
+using framex::test::raw_peer;
+using framex::test::request_bytes;
 
 
 /// The worker's peak resident memory, in MiB (VmHWM).
@@ -119,70 +122,6 @@ long peak_rss_mib(pid_t pid) {
   }
   return -1;
 }
-
-/// A msgpack-RPC request, as bytes.
-template <class... T>
-std::string request_bytes(std::uint32_t msgid, const std::string& method, const T&... args) {
-  msgpack::sbuffer b;
-  msgpack::packer<msgpack::sbuffer> p(b);
-  p.pack_array(4);
-  p.pack(0);
-  p.pack(msgid);
-  p.pack(method);
-  p.pack_array(sizeof...(T));
-  (p.pack(args), ...);
-  return {b.data(), b.size()};
-}
-
-/// A peer that speaks raw bytes.
-class raw_peer {
- public:
-  explicit raw_peer(std::uint16_t port) : socket_(io_) { socket_.connect({asio::ip::make_address("127.0.0.1"), port}); }
-
-  void send(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
-  template <class... T>
-  void request(std::uint32_t msgid, const std::string& method, const T&... args) {
-    send(request_bytes(msgid, method, args...));
-  }
-  template <class... T>
-  void notify(const std::string& method, const T&... args) {
-    msgpack::sbuffer b;
-    msgpack::packer<msgpack::sbuffer> p(b);
-    p.pack_array(3);
-    p.pack(2);
-    p.pack(method);
-    p.pack_array(sizeof...(T));
-    (p.pack(args), ...);
-    send(std::string(b.data(), b.size()));
-  }
-
-  /// The next message, or nothing when the worker closed the connection.
-  std::optional<msgpack::object_handle> receive() {
-    for (;;) {
-      msgpack::object_handle h;
-      if (unpacker_.next(h)) return h;
-      unpacker_.reserve_buffer(65536);
-      boost::system::error_code ec;
-      const std::size_t n = socket_.read_some(asio::buffer(unpacker_.buffer(), unpacker_.buffer_capacity()), ec);
-      if (ec) return std::nullopt;
-      unpacker_.buffer_consumed(n);
-    }
-  }
-
-  /// True once the worker has closed the connection (reads until EOF).
-  bool closed_by_worker() {
-    while (receive()) {
-    }
-    return true;
-  }
-
-  asio::ip::tcp::socket& socket() { return socket_; }
-
- private:
-  asio::io_context io_;
-  asio::ip::tcp::socket socket_;
-  msgpack::unpacker unpacker_;
-};
 
 std::string error_text(const msgpack::object& response) {
   const auto& error = response.via.array.ptr[2];
