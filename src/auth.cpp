@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -18,16 +19,31 @@
 
 namespace framex::detail {
 
-std::string read_token_file(const std::string& path, std::string_view key) {
+namespace {
+
+// A file's whole contents, or nothing when it cannot be read.
+std::optional<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw config_error(std::string(key) + ": cannot read the token file " + path);
+  if (!in) return std::nullopt;
   std::ostringstream text;
   text << in.rdbuf();
-  std::string token = text.str();
-  const auto first = token.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) throw config_error(std::string(key) + ": the token file " + path + " is empty");
-  token.erase(token.find_last_not_of(" \t\r\n") + 1);
-  token.erase(0, first);
+  return text.str();
+}
+
+// Without the white space around it (a file's final newline).
+std::string trimmed(const std::string& s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return {};
+  return s.substr(first, s.find_last_not_of(" \t\r\n") + 1 - first);
+}
+
+}  // namespace
+
+std::string read_token_file(const std::string& path, std::string_view key) {
+  const auto text = read_file(path);
+  if (!text) throw config_error(std::string(key) + ": cannot read the token file " + path);
+  std::string token = trimmed(*text);
+  if (token.empty()) throw config_error(std::string(key) + ": the token file " + path + " is empty");
   if (token.size() < 16) {
     throw config_error(std::string(key) + ": the token in " + path + " is shorter than 16 characters; use a long random one");
   }
@@ -90,20 +106,16 @@ bool is_loopback(std::string_view host) {
 std::string resolve_key(const std::string& spec, std::string_view where) {
   std::string key = spec;
   if (spec.starts_with("file:")) {
-    std::ifstream in(spec.substr(5), std::ios::binary);
-    if (!in) throw config_error(std::string(where) + ": cannot read the key file " + spec.substr(5));
-    std::ostringstream text;
-    text << in.rdbuf();
-    key = text.str();
+    const auto text = read_file(spec.substr(5));
+    if (!text) throw config_error(std::string(where) + ": cannot read the key file " + spec.substr(5));
+    key = *text;
   } else if (spec.starts_with("env:")) {
     const char* value = std::getenv(spec.substr(4).c_str());
     if (value == nullptr) throw config_error(std::string(where) + ": the variable " + spec.substr(4) + " is not set");
     key = value;
   }
-  const auto first = key.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) throw config_error(std::string(where) + ": an empty key (" + (spec.starts_with("file:") || spec.starts_with("env:") ? spec : std::string("in the configuration")) + ")");
-  key.erase(key.find_last_not_of(" \t\r\n") + 1);
-  key.erase(0, first);
+  key = trimmed(key);
+  if (key.empty()) throw config_error(std::string(where) + ": an empty key");
   return key;
 }
 

@@ -2,7 +2,8 @@
 //
 // Each configured worker gets `connections_per_worker` slots; a slot is one
 // multiplexed connection (net::client) and its state: down, connecting (TCP
-// connect, then the `framex.hello` exchange) or ready. The first call connects
+// connect, then the `framex.hello` exchange, preceded with a token by
+// `framex.challenge`: see src/auth.hpp) or ready. The first call connects
 // every slot; a slot whose connection is lost is reconnected when a call needs
 // it, after a jittered backoff while its worker stays unreachable.
 //
@@ -14,7 +15,8 @@
 // or hello failed) is routed again, to another worker if one is up. An unrouted
 // call gives up with `worker_lost` when no worker can be tried again before its
 // deadline (or, without one, within `connect_timeout`), unless a live but
-// stalled connection may still take it.
+// stalled connection may still take it; when every worker has refused this
+// caller's credentials, it gives up at once with `unauthorized`.
 //
 // A `remote_call` is reference counted (`call_ref`); every place that holds
 // one holds a `call_ref`: the function working on it, a slot's or the

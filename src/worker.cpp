@@ -221,13 +221,13 @@ class worker::impl final : public net::dispatcher {
                     "the worker requires a token: prove it with framex.challenge and framex.hello first");
     }
     if (notification && request.method == "framex.cancel") return cancel(*from, *request.params);
-    const function_entry* fn = detail::find_function(request.method);
-    if (fn == nullptr || !detail::serves(cfg_.serve, request.method) || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
+    // What is not served is answered as if it did not exist.
+    const function_entry* fn = detail::serves(cfg_.serve, request.method) ? detail::find_function(request.method) : nullptr;
+    if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
       const std::string name(request.method);
       return refuse(errc::unknown_function, "framex.unknown_function",
-                    fn != nullptr && fn->run_blocking == nullptr && fn->run_async == nullptr && detail::serves(cfg_.serve, name)
-                        ? "\"" + name + "\" names several functions; give each a framex::wire_name"
-                        : "no function named \"" + name + "\" is served here");
+                    fn == nullptr ? "no function named \"" + name + "\" is served here"
+                                  : "\"" + name + "\" names several functions; give each a framex::wire_name");
     }
     std::unique_ptr<served_call> call;
     {
