@@ -442,6 +442,10 @@ std::optional<int> worker_main(int argc, char** argv) {
         flags.emplace_back("worker.listen", value());
       } else if (a == "--threads") {
         flags.emplace_back("worker.threads", value());
+      } else if (a.starts_with("--") && a.find('.') != std::string_view::npos) {  // --section.key[=]value
+        const auto eq = a.find('=');
+        flags.emplace_back(std::string(a.substr(2, eq == std::string_view::npos ? std::string_view::npos : eq - 2)),
+                           eq == std::string_view::npos ? value() : std::string(a.substr(eq + 1)));
       } else {
         throw config_error("command line: unknown worker flag " + std::string(a));
       }

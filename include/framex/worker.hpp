@@ -55,8 +55,9 @@ int serve_worker(const config& cfg);
 
 /// If `argv` contains `--framex-worker`, runs `serve_worker` and returns its
 /// exit code; otherwise returns nothing and the program goes on. Recognised
-/// flags: `--listen HOST:PORT`, `--threads N`, `--config FILE`; the rest of
-/// the configuration comes from the file and the environment (config.hpp).
+/// flags: `--listen HOST:PORT`, `--threads N`, `--config FILE`, and any
+/// setting as `--section.key value` or `--section.key=value` (over the file
+/// and the environment, as in config.hpp); any other flag is an error.
 std::optional<int> worker_main(int argc, char** argv);
 
 }  // namespace framex

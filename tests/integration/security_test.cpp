@@ -95,7 +95,7 @@ std::map<std::string, bytes> proof_of(const bytes& p) { return {{"proof", p}}; }
 // ---- the token ----
 
 TEST_F(Security, ACallerWithTheWorkersTokenIsServed) {
-  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
+  worker_process w(0, {}, "/proc/self/exe", {"--worker.token_file", good});  // as the README starts one
   framex::runtime rt(caller(w.address(), good));
   EXPECT_EQ(run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(21); }), 42);
 }
