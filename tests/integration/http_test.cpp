@@ -377,8 +377,8 @@ TEST(AppHostile, SlowHeadersAreCutOffAndOversizedHeadersRefusedWhileOthersAreSer
 
 // The HTTP siege: slowloris, slow bodies, oversized headers, garbage and a
 // flood of connections at once, while a good client keeps asking. Heavy
-// (hundreds of sockets): scripts/test.sh runs the Siege suites in the ASan
-// build only.
+// (hundreds of sockets): scripts/test.sh runs the Siege suites in the
+// optimised and ASan builds only.
 TEST(SiegeHttp, AnIngressUnderEveryAttackAtOnceKeepsServingAGoodClient) {
   framex::config cfg = app_config();
   cfg.server.header_timeout = 1s;

@@ -530,8 +530,9 @@ TEST(HardeningCaller, CallsTowardAStalledWorkerWaitWithinTheirTimeoutInsteadOfQu
 
 // ---- the siege: every attack at once, while a good caller keeps calling ----
 //
-// Long-ish and heavy (thousands of sockets, 40 MB messages): scripts/test.sh
-// runs the Siege suites in the ASan build only.
+// Heavy (thousands of sockets, 40 MB messages): scripts/test.sh runs the
+// Siege suites in the optimised build (for the memory bound as a user sees it)
+// and under ASan+UBSan, not in the other two.
 
 namespace {
 
@@ -705,7 +706,14 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
   EXPECT_GE(good.succeeded(), 10);
   EXPECT_EQ(answered_wrong_calls, 4);
   const long peak = peak_rss_mib(w.pid());
-  EXPECT_LT(peak - at_rest, 256);
+#if defined(__SANITIZE_ADDRESS__)
+  // Every allocation costs ASan a redzone, shadow bytes and a size class:
+  // under it, about twice what it costs a plain build.
+  const long bound = 512;
+#else
+  const long bound = 256;
+#endif
+  EXPECT_LT(peak - at_rest, bound);
   std::cout << "[ siege    ] good calls " << good.succeeded() << ", worker peak RSS " << peak << " MiB (" << at_rest << " at rest)\n";
 }
 
