@@ -655,7 +655,7 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
     }
     std::this_thread::sleep_for(1s);
   });
-  attackers.emplace_back([&] {  // slow writers: a byte every 20 ms, cut off by the message timeout
+  attackers.emplace_back([&] {  // slow writers: a byte every 200 ms, cut off by the 2 s message timeout
     std::vector<std::unique_ptr<raw_peer>> slow;
     for (int i = 0; i < 10; ++i) slow.push_back(std::make_unique<raw_peer>(w.port()));
     const std::string bytes = request_bytes(1, "hardening_add", 1, 2);
