@@ -2,6 +2,8 @@
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <netinet/in.h>
@@ -11,11 +13,20 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "tls.hpp"
+
 namespace framex::net {
 
 namespace asio = boost::asio;
 
-connection::connection(socket_type socket, const connection_limits& limits)
+struct connection::tls_stream {
+  tls_stream(socket_type& socket, tls_setup s) : setup(std::move(s)), stream(socket, setup.context->native()) {}
+  tls_setup setup;
+  asio::ssl::stream<socket_type&> stream;
+  std::vector<char> staging;  // small messages gathered into one write
+};
+
+connection::connection(socket_type socket, const connection_limits& limits, tls_setup tls)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       limits_(limits),
@@ -26,6 +37,7 @@ connection::connection(socket_type socket, const connection_limits& limits)
       started_(clock::now()) {
   limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
   boost::system::error_code ignored;
+  if (const auto at = socket_.remote_endpoint(ignored); !ignored) peer_ = at.address().to_string() + ":" + std::to_string(at.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   // A peer whose host vanishes without closing (no FIN, no RST) is found dead
   // after about 20 s of silence instead of never: its calls get worker_lost.
@@ -35,15 +47,73 @@ connection::connection(socket_type socket, const connection_limits& limits)
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  if (tls.context) {
+    tls_ = std::make_unique<tls_stream>(socket_, std::move(tls));
+    handshaking_ = true;
+    state_ = write_state::writing;  // what is sent waits for the handshake
+  }
 }
 
 connection::~connection() = default;
 
 void connection::start() {
   asio::post(executor_, [self = shared_from_this()] {
-    self->read();
+    if (self->tls_) {
+      self->handshake();
+    } else {
+      self->read();
+    }
     self->watch();
   });
+}
+
+// On the strand, in `writing` with nothing in flight. A server first looks at
+// the peer's first byte: anything but a TLS handshake record is a plaintext
+// peer, turned away at once rather than when the handshake times out (OpenSSL
+// would read some as the length of an old-style hello and wait for it).
+void connection::handshake() {
+  auto& t = *tls_;
+  const bool client = t.setup.context->side() == tls_context::role::client;
+  if (client) {
+    t.setup.context->prepare_client(t.stream.native_handle(), t.setup.host, t.setup.session_key);
+  } else if (!peeked_) {
+    return socket_.async_wait(socket_type::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return self->do_close(ec);
+      unsigned char first = 0;
+      const ssize_t n = ::recv(self->socket_.native_handle(), &first, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0) return self->do_close(std::make_error_code(std::errc::connection_aborted));
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return self->do_close(std::error_code(errno, std::system_category()));
+      }
+      if (n == 1 && first != 0x16) return self->do_close(not_tls());  // 0x16: a handshake record
+      self->peeked_ = n == 1;
+      self->handshake();  // or, woken for nothing, waits again
+    });
+  }
+  t.stream.async_handshake(client ? asio::ssl::stream_base::client : asio::ssl::stream_base::server,
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                             self->handshaking_ = false;
+                             if (ec) {
+                               // A certificate this side refused says why; else the TLS error does.
+                               const std::error_code refused = verify_failure(self->tls_->stream.native_handle());
+                               return self->do_close(refused ? refused : std::error_code(ec));
+                             }
+                             self->tls_resumed_.store(SSL_session_reused(self->tls_->stream.native_handle()) == 1,
+                                                      std::memory_order_relaxed);
+                             bool pending = false, close_now = false;
+                             {
+                               std::lock_guard lock(self->mutex_);
+                               if (self->state_ != write_state::writing) return;  // closed meanwhile
+                               pending = !self->queue_.empty();
+                               if (!pending) {
+                                 self->state_ = write_state::idle;
+                                 close_now = self->close_when_drained_;
+                               }
+                             }
+                             if (close_now) return self->do_close(std::make_error_code(std::errc::connection_aborted));
+                             self->read();
+                             if (pending) self->flush();
+                           });
 }
 
 bool connection::is_open() const {
@@ -80,6 +150,14 @@ bool connection::send(message_buffer message) {
       return true;
     }
     case write_state::idle: break;
+  }
+  if (tls_) {  // the strand writes
+    state_ = write_state::writing;
+    queued_bytes_ += message.size();
+    queue_.push_back(std::move(message));
+    lock.unlock();
+    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+    return true;
   }
   state_ = write_state::direct;
   const int fd = socket_.native_handle();
@@ -152,7 +230,7 @@ void connection::flush() {
     buffers.front() += sent_of_front_;
     sent_of_front_ = 0;
   }
-  asio::async_write(socket_, buffers, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+  auto written = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
     if (ec) return self->do_close(ec);
     self->touch();
     bool drained = false, resume = false, more = false, close_now = false;
@@ -177,7 +255,19 @@ void connection::flush() {
     }
     if (drained) self->on_writable();
     if (more) self->flush();
-  });
+  };
+  if (!tls_) return asio::async_write(socket_, buffers, std::move(written));
+  // One SSL write per buffer would make a record (and a send) of each small message.
+  constexpr std::size_t gather_limit = 256 * 1024;
+  std::size_t total = 0;
+  for (const auto& b : buffers) total += b.size();
+  if (buffers.size() > 1 && total <= gather_limit) {
+    auto& staging = tls_->staging;
+    staging.clear();
+    for (const auto& b : buffers) staging.insert(staging.end(), static_cast<const char*>(b.data()), static_cast<const char*>(b.data()) + b.size());
+    buffers.assign(1, asio::buffer(staging));
+  }
+  asio::async_write(tls_->stream, buffers, std::move(written));
 }
 
 void connection::read() {
@@ -193,10 +283,11 @@ void connection::read() {
   constexpr std::size_t chunk = 64 * 1024;
   char* room = reader_.prepare(chunk);
   reading_ = true;
-  socket_.async_read_some(asio::buffer(room, reader_.capacity()), [self = shared_from_this()](
-                                                                      const boost::system::error_code& ec, std::size_t n) {
+  auto arrived = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
     self->reading_ = false;
-    if (ec == asio::error::eof && !self->receiving()) return self->on_end_of_input();
+    // Over TLS, a peer that closes without close_notify truncates the stream.
+    const bool ended = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+    if (ended && !self->receiving()) return self->on_end_of_input();
     if (ec) return self->do_close(ec);
     self->reader_.commit(n);
     self->touch();
@@ -217,7 +308,10 @@ void connection::read() {
     if (completed || !self->receiving()) self->message_started_ = {};
     if (self->receiving() && self->message_started_ == clock::time_point{}) self->message_started_ = clock::now();
     self->read();
-  });
+  };
+  const auto room_buffer = asio::buffer(room, reader_.capacity());
+  if (tls_) return tls_->stream.async_read_some(room_buffer, std::move(arrived));
+  socket_.async_read_some(room_buffer, std::move(arrived));
 }
 
 // On the strand: counts this connection's partial message in the shared
@@ -242,8 +336,12 @@ void connection::watch() {
   const auto message_timeout = limits_.message_timeout;
   const auto idle_timeout = limits_.idle_timeout;
   const bool awaiting_greeting = !greeted_.load(std::memory_order_relaxed);
-  if (message_timeout.count() == 0 && idle_timeout.count() == 0 && !awaiting_greeting) return;
+  const auto handshake_timeout = handshaking_ ? limits_.handshake_timeout : std::chrono::milliseconds(0);
+  if (message_timeout.count() == 0 && idle_timeout.count() == 0 && !awaiting_greeting && handshake_timeout.count() == 0) return;
   const auto now = clock::now();
+  if (handshake_timeout.count() != 0 && now - started_ >= handshake_timeout) {
+    return do_close(make_error_code(errc::timeout));  // a TLS handshake that never completes
+  }
   if (awaiting_greeting && now - started_ >= limits_.greeting_timeout) {
     return do_close(make_error_code(errc::unauthorized));  // never proved who it is
   }
@@ -256,7 +354,8 @@ void connection::watch() {
     return do_close(make_error_code(errc::timeout));
   }
   auto period = std::chrono::milliseconds::max();
-  for (const auto t : {message_timeout, idle_timeout, awaiting_greeting ? limits_.greeting_timeout : std::chrono::milliseconds(0)}) {
+  for (const auto t : {message_timeout, idle_timeout, handshake_timeout,
+                       awaiting_greeting ? limits_.greeting_timeout : std::chrono::milliseconds(0)}) {
     if (t.count() != 0) period = std::min(period, t);
   }
   timer_.expires_after(std::max<clock::duration>(period / 4, std::chrono::milliseconds(10)));

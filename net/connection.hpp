@@ -26,6 +26,11 @@
 // The partly received messages of all connections sharing `partial_bytes` are
 // bounded together.
 // Reading, timers and closing happen on the strand.
+//
+// TLS. Given a `tls_setup`, the connection first completes the TLS handshake
+// (within `handshake_timeout`); messages sent meanwhile wait. Over TLS every
+// write goes through the strand (an SSL object serves one thread at a time),
+// small messages gathered into one record.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -39,12 +44,15 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <system_error>
 #include <vector>
 
 #include "message.hpp"
 
 namespace framex::net {
+
+class tls_context;
 
 /// What one connection may make the process hold, and for how long.
 struct connection_limits {
@@ -63,11 +71,23 @@ struct connection_limits {
   /// A connection the owner has not marked `greeted()` this long after it
   /// started closes (a peer that never authenticates); zero: no limit.
   std::chrono::milliseconds greeting_timeout{0};
+  /// A TLS handshake must complete this long after the connection started;
+  /// zero: no limit of its own.
+  std::chrono::milliseconds handshake_timeout{0};
   /// Shared by the connections of one server: the bytes of their partly
   /// received messages. A connection whose message would take the total above
   /// `max_partial_bytes` closes (`too_large`). Null: no shared limit.
   std::shared_ptr<std::atomic<std::size_t>> partial_bytes;
   std::size_t max_partial_bytes = 0;
+};
+
+/// How a connection speaks TLS (net/tls.hpp). No context: plaintext.
+struct tls_setup {
+  std::shared_ptr<tls_context> context;
+  /// Client: the host name or IP address dialled, which the server's
+  /// certificate must name, and where the sessions it is given are kept.
+  std::string host;
+  std::string session_key;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -76,7 +96,7 @@ class connection : public std::enable_shared_from_this<connection> {
   using clock = std::chrono::steady_clock;
 
   /// `socket` must be bound to a strand of an io_context.
-  connection(socket_type socket, const connection_limits& limits);
+  connection(socket_type socket, const connection_limits& limits, tls_setup tls = {});
   virtual ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -105,6 +125,11 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] clock::time_point last_activity() const noexcept;
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
   [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
+  /// The peer's "address:port", as it was when the connection began.
+  [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
+  /// True once a TLS handshake resumed an earlier session (no certificates
+  /// were exchanged).
+  [[nodiscard]] bool tls_resumed() const noexcept { return tls_resumed_.load(std::memory_order_relaxed); }
 
  protected:
   /// A complete message arrived; `cost` estimates the memory it holds. On the strand.
@@ -127,6 +152,9 @@ class connection : public std::enable_shared_from_this<connection> {
  private:
   enum class write_state : std::uint8_t { idle, direct, writing, closing, closed };
 
+  struct tls_stream;
+
+  void handshake();
   void read();
   void flush();
   void finish_direct(message_buffer rest, std::size_t sent, bool failed);
@@ -136,6 +164,8 @@ class connection : public std::enable_shared_from_this<connection> {
   bool count_partial();
 
   socket_type socket_;
+  std::unique_ptr<tls_stream> tls_;  // null: plaintext
+  std::string peer_;
   socket_type::executor_type executor_;
   connection_limits limits_;
   reader reader_;
@@ -146,6 +176,9 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t counted_partial_ = 0;       // strand only: what this adds to limits_.partial_bytes
   std::atomic<clock::rep> last_activity_;
   std::atomic<bool> greeted_{false};
+  bool handshaking_ = false;  // strand only
+  bool peeked_ = false;       // strand only: a server saw the first byte of a TLS handshake
+  std::atomic<bool> tls_resumed_{false};
   clock::time_point started_;  // for greeting_timeout
 
   mutable std::mutex mutex_;

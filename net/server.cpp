@@ -9,8 +9,9 @@ namespace framex::net {
 
 namespace asio = boost::asio;
 
-session::session(socket_type socket, const connection_limits& limits, dispatcher& d, std::shared_ptr<session_table> table)
-    : connection(std::move(socket), limits), dispatcher_(d), table_(std::move(table)) {}
+session::session(socket_type socket, const connection_limits& limits, tls_setup tls, dispatcher& d,
+                 std::shared_ptr<session_table> table)
+    : connection(std::move(socket), limits, std::move(tls)), dispatcher_(d), table_(std::move(table)) {}
 
 void session::reply(std::uint32_t msgid, message_buffer body) {
   if (body.size() + 16 > max_message()) {
@@ -68,17 +69,18 @@ void session::on_message(msgpack::object_handle message, std::size_t cost) {
   dispatcher_.on_request(self(), std::move(r));
 }
 
-void session::on_close(std::error_code) {
+void session::on_close(std::error_code why) {
   {
     std::lock_guard lock(table_->mutex);
     table_->open.erase(this);  // before its address can be reused by a new session
   }
-  dispatcher_.on_session_closed(*this);
+  dispatcher_.on_session_closed(*this, why);
 }
 
 struct listener::state : std::enable_shared_from_this<state> {
-  state(asio::io_context& io, const asio::ip::tcp::endpoint& at, const connection_limits& l, std::size_t max, dispatcher& d)
-      : io(io), acceptor(io, at), backoff(io), limits(l), max_connections(max), dispatch(d) {}
+  state(asio::io_context& io, const asio::ip::tcp::endpoint& at, const connection_limits& l, std::size_t max, dispatcher& d,
+        std::shared_ptr<tls_context> t)
+      : io(io), acceptor(io, at), backoff(io), limits(l), max_connections(max), dispatch(d), tls(std::move(t)) {}
 
   void accept() {
     acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](const boost::system::error_code& ec,
@@ -104,7 +106,9 @@ struct listener::state : std::enable_shared_from_this<state> {
   // every connection is busy, the new one is turned away.
   void admit(asio::ip::tcp::socket socket) {
     std::shared_ptr<session> evict;
-    auto s = std::make_shared<session>(std::move(socket), limits, dispatch, table);
+    tls_setup speaks;
+    speaks.context = tls;
+    auto s = std::make_shared<session>(std::move(socket), limits, std::move(speaks), dispatch, table);
     {
       std::lock_guard lock(table->mutex);
       if (max_connections != 0 && table->open.size() >= max_connections) {
@@ -130,12 +134,13 @@ struct listener::state : std::enable_shared_from_this<state> {
   connection_limits limits;
   std::size_t max_connections;
   dispatcher& dispatch;
+  std::shared_ptr<tls_context> tls;
   std::shared_ptr<session_table> table = std::make_shared<session_table>();
 };
 
 listener::listener(asio::io_context& io, const asio::ip::tcp::endpoint& at, const connection_limits& limits,
-                   std::size_t max_connections, dispatcher& d)
-    : state_(std::make_shared<state>(io, at, limits, max_connections, d)), port_(state_->acceptor.local_endpoint().port()) {
+                   std::size_t max_connections, dispatcher& d, std::shared_ptr<tls_context> tls)
+    : state_(std::make_shared<state>(io, at, limits, max_connections, d, std::move(tls))), port_(state_->acceptor.local_endpoint().port()) {
   state_->accept();
 }
 

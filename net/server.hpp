@@ -42,7 +42,8 @@ struct incoming_request {
 class dispatcher {
  public:
   virtual void on_request(const std::shared_ptr<session>& from, incoming_request request) = 0;
-  virtual void on_session_closed(session& s) = 0;
+  /// `why` the session ended (a TLS failure names the certificate problem).
+  virtual void on_session_closed(session& s, std::error_code why) = 0;
 
  protected:
   ~dispatcher() = default;
@@ -52,7 +53,8 @@ struct session_table;
 
 class session final : public connection {
  public:
-  session(socket_type socket, const connection_limits& limits, dispatcher& d, std::shared_ptr<session_table> table);
+  session(socket_type socket, const connection_limits& limits, tls_setup tls, dispatcher& d,
+          std::shared_ptr<session_table> table);
 
   /// Sends `[1, msgid, nil, result]`; `body` holds the packed result after
   /// 16 bytes of room. A result over the size limit is answered with
@@ -104,9 +106,9 @@ struct session_table {
 class listener {
  public:
   /// Binds and listens at once; throws `boost::system::system_error` on failure.
-  /// `max_connections` 0: no limit.
+  /// `max_connections` 0: no limit. With `tls`, sessions speak TLS.
   listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, const connection_limits& limits,
-           std::size_t max_connections, dispatcher& d);
+           std::size_t max_connections, dispatcher& d, std::shared_ptr<tls_context> tls = nullptr);
   ~listener();
   /// The bound port (useful when listening on port 0).
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }

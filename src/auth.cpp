@@ -179,4 +179,15 @@ bool http_guard::admits(std::string_view authorization, const std::vector<std::s
   return found;
 }
 
+std::shared_ptr<net::tls_context> tls_context_for(const tls_settings& settings, net::tls_context::role side,
+                                                  std::string_view section) {
+  if (!settings.enabled) return nullptr;
+  try {
+    return std::make_shared<net::tls_context>(
+        side, net::tls_files{settings.ca_file, settings.cert_file, settings.key_file, settings.require_client_cert}, section);
+  } catch (const std::runtime_error& e) {
+    throw config_error(e.what());
+  }
+}
+
 }  // namespace framex::detail

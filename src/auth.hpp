@@ -22,6 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include "../net/tls.hpp"
+#include "framex/config.hpp"
+
 namespace framex::detail {
 
 using nonce = std::array<unsigned char, 32>;
@@ -52,6 +55,11 @@ bool is_loopback(std::string_view host);
 /// A key as configured: itself, `file:PATH` or `env:NAME`, resolved. Throws
 /// `config_error` naming `where`, never the key.
 std::string resolve_key(const std::string& spec, std::string_view where);
+
+/// The TLS context of `side` from `section`'s settings (`section.tls`, ...),
+/// or null when TLS is off. Throws `config_error` naming the key and the file.
+std::shared_ptr<net::tls_context> tls_context_for(const tls_settings& settings, net::tls_context::role side,
+                                                  std::string_view section);
 
 /// The HTTP ingress's key rules (`[auth]`), keys resolved.
 class http_guard {

@@ -93,6 +93,19 @@ std::uint16_t to_port(std::string_view text) {
   return static_cast<std::uint16_t>(v);
 }
 
+// The TLS keys of `Section` ("worker.tls", "worker.ca_file", ...).
+template <auto Section, bool tls_settings::*Flag>
+constexpr key_info tls_flag(const char* name) {
+  return {name, kind::boolean, [](config& c, std::string_view v) { (c.*Section).tls.*Flag = to_bool(v); },
+          [](const config& c) -> std::string { return (c.*Section).tls.*Flag ? "true" : "false"; }};
+}
+
+template <auto Section, std::string tls_settings::*File>
+constexpr key_info tls_file(const char* name) {
+  return {name, kind::text, [](config& c, std::string_view v) { (c.*Section).tls.*File = std::string(v); },
+          [](const config& c) { return (c.*Section).tls.*File; }};
+}
+
 const key_info keys[] = {
     {"server.host", kind::text, [](config& c, std::string_view v) { c.server.host = std::string(v); },
      [](const config& c) { return c.server.host; }},
@@ -114,6 +127,11 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.server.max_connections); }},
     {"server.header_timeout_ms", kind::integer, [](config& c, std::string_view v) { c.server.header_timeout = to_ms(v); },
      [](const config& c) { return std::to_string(c.server.header_timeout.count()); }},
+    tls_flag<&config::server, &tls_settings::enabled>("server.tls"),
+    tls_file<&config::server, &tls_settings::ca_file>("server.ca_file"),
+    tls_file<&config::server, &tls_settings::cert_file>("server.cert_file"),
+    tls_file<&config::server, &tls_settings::key_file>("server.key_file"),
+    tls_flag<&config::server, &tls_settings::require_client_cert>("server.require_client_cert"),
     {"runtime.mode", kind::text,
      [](config& c, std::string_view v) {
        if (v == "local") {
@@ -166,6 +184,10 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.distributed.io_threads); }},
     {"distributed.token_file", kind::text, [](config& c, std::string_view v) { c.distributed.token_file = std::string(v); },
      [](const config& c) { return c.distributed.token_file; }},
+    tls_flag<&config::distributed, &tls_settings::enabled>("distributed.tls"),
+    tls_file<&config::distributed, &tls_settings::ca_file>("distributed.ca_file"),
+    tls_file<&config::distributed, &tls_settings::cert_file>("distributed.cert_file"),
+    tls_file<&config::distributed, &tls_settings::key_file>("distributed.key_file"),
     {"worker.listen", kind::text,
      [](config& c, std::string_view v) {
        (void)parse_endpoint(v);
@@ -201,6 +223,11 @@ const key_info keys[] = {
      [](const config& c) { return join(c.worker.serve); }},
     {"worker.insecure", kind::boolean, [](config& c, std::string_view v) { c.worker.insecure = to_bool(v); },
      [](const config& c) -> std::string { return c.worker.insecure ? "true" : "false"; }},
+    tls_flag<&config::worker, &tls_settings::enabled>("worker.tls"),
+    tls_file<&config::worker, &tls_settings::ca_file>("worker.ca_file"),
+    tls_file<&config::worker, &tls_settings::cert_file>("worker.cert_file"),
+    tls_file<&config::worker, &tls_settings::key_file>("worker.key_file"),
+    tls_flag<&config::worker, &tls_settings::require_client_cert>("worker.require_client_cert"),
     {"auth.rules", kind::rules, [](config& c, std::string_view v) { c.auth.rules = to_rules(v); },
      [](const config& c) {
        std::string s;

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "../net/client.hpp"
+#include "../net/tls.hpp"
 #include "auth.hpp"
 #include "framex/detail/bound_completion.hpp"
 #include "registry.hpp"
@@ -175,9 +176,21 @@ class remote_call final : public net::pending_call, public bound_completion {
     if (timeout > clock::duration::zero()) {
       timer_.emplace(asio::make_strand(io), timeout);
       timer_->async_wait([self = call_ref(this)](const boost::system::error_code& ec) {
-        if (!ec) self->finish(code_of(errc::timeout), self->fn_.name + ": no answer within the call's timeout");
+        if (ec) return;
+        std::string why = self->fn_.name + ": no answer within the call's timeout";
+        {
+          std::lock_guard lock(self->conn_mutex_);
+          if (self->conn_ == nullptr && !self->unsent_because_.empty()) why += " (it was never sent: " + self->unsent_because_ + ")";
+        }
+        self->finish(code_of(errc::timeout), why);
       });
     }
+  }
+
+  // Why no connection could take the call yet, for its timeout's message.
+  void note_unsent(std::string why) {
+    std::lock_guard lock(conn_mutex_);
+    unsent_because_ = std::move(why);
   }
 
   // Sends the call on `conn` of `s`; completes it if that is impossible.
@@ -306,6 +319,7 @@ class remote_call final : public net::pending_call, public bound_completion {
   clock::time_point give_up_at_{};
   std::mutex conn_mutex_;
   std::shared_ptr<net::client> conn_;
+  std::string unsent_because_;  // under conn_mutex_
   std::uint32_t msgid_ = 0;
   std::atomic<bool> done_{false};
   std::atomic<int> refs_{0};
@@ -317,6 +331,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   explicit impl(const config::distributed_section& s)
       : settings(s),
         token(s.token_file.empty() ? std::string() : read_token_file(s.token_file, "distributed.token_file")),
+        tls(tls_context_for(s.tls, net::tls_context::role::client, "distributed")),
         work(asio::make_work_guard(io)),
         retry_timer(asio::make_strand(io)) {
     check_unambiguous();
@@ -431,6 +446,12 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       lock.unlock();
       return call->finish(code_of(code), why);
     }
+    for (const auto& s : slots) {
+      if (s->status == slot::state::down && !s->last_error.empty()) {
+        call->note_unsent(s->address + ": " + s->last_error);
+        break;
+      }
+    }
     std::erase_if(unrouted, [](const call_ref& c) { return c->done(); });
     unrouted.push_back(call);
     has_unrouted.store(true, std::memory_order_relaxed);
@@ -492,7 +513,13 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       (void)timer_error;
       if (order[0] == 1) throw std::system_error(code_of(errc::timeout), "connecting");
       if (connect_error) throw std::system_error(connect_error, "connecting");
-      conn = std::make_shared<net::client>(std::move(socket), self->limits());
+      net::tls_setup speaks;
+      if (self->tls) {
+        speaks.context = self->tls;
+        speaks.host = s->host;
+        speaks.session_key = s->address;
+      }
+      conn = std::make_shared<net::client>(std::move(socket), self->limits(), std::move(speaks));
       conn->on_drained([weak = std::weak_ptr<impl>(self)] {
         auto alive = weak.lock();
         if (alive && alive->has_unrouted.load(std::memory_order_relaxed)) alive->reroute();
@@ -553,7 +580,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // result, or a failure (the worker's error object decoded).
   static asio::awaitable<std::pair<msgpack::object_handle, failure>> ask(const std::shared_ptr<net::client>& conn, const char* method,
                                                                          message_buffer params,
-                                                                         const std::shared_ptr<asio::steady_timer>& deadline) {
+                                                                         const std::shared_ptr<asio::steady_timer>& deadline,
+                                                                         bool over_tls) {
     auto call = greeting_call::make(deadline);
     if (conn->call(method, std::move(params), *call) == 0) co_return std::pair{msgpack::object_handle{}, failure{"the connection closed"}};
     boost::system::error_code ec;
@@ -562,7 +590,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       conn->close(code_of(errc::timeout));  // the connection completes the call as lost
       co_return std::pair{msgpack::object_handle{}, failure{std::string("no answer to ") + method + " within the connect timeout"}};
     }
-    if (call->lost) co_return std::pair{msgpack::object_handle{}, failure{"the connection closed: " + call->lost.message()}};
+    if (call->lost) co_return std::pair{msgpack::object_handle{}, lost_before_hello(call->lost, over_tls)};
     const msgpack::object& m = call->result.get();
     if (m.via.array.ptr[2].type != msgpack::type::NIL) {
       reply r;
@@ -570,6 +598,23 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       co_return std::pair{msgpack::object_handle{}, failure{std::string(method) + " refused: " + r.error_message, code}};
     }
     co_return std::pair{std::move(call->result), failure{}};
+  }
+
+  // Why the connection ended before the hello was answered, with the side
+  // that refused when TLS says so.
+  static failure lost_before_hello(const std::error_code& why, bool over_tls) {
+    if (why.category() == net::tls_category()) {
+      return {"the caller refused the worker's certificate: " + why.message(), errc::unauthorized};
+    }
+    if (net::is_tls_error(why)) {
+      if (why.message().find("alert") != std::string::npos) {
+        return {"the worker refused the TLS handshake: " + why.message(), errc::unauthorized};
+      }
+      return {"TLS failed: " + why.message() + " (does the worker speak TLS?)"};
+    }
+    std::string what = "the connection closed: " + why.message();
+    if (!over_tls) what += " (does the worker require TLS?)";
+    return {what};
   }
 
   // The hello (with a token, the challenge first: see src/auth.hpp), and what
@@ -598,7 +643,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       msgpack::packer<message_buffer> c(challenge);
       c.pack_array(1);
       pack_bin(c, ours);
-      auto [answer, failed] = co_await ask(conn, "framex.challenge", std::move(challenge), deadline);
+      auto [answer, failed] = co_await ask(conn, "framex.challenge", std::move(challenge), deadline, self.tls != nullptr);
       if (!failed.what.empty()) {
         if (failed.code == errc::unknown_function) co_return failure{"the worker takes no token, so it cannot prove it holds this caller's", errc::unauthorized};
         co_return failed;
@@ -614,7 +659,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       pack_bin(p, caller_proof(self.token, worker_nonce, ours));
       expected = worker_proof(self.token, ours, worker_nonce);
     }
-    auto [answer, failed] = co_await ask(conn, "framex.hello", std::move(params), deadline);
+    auto [answer, failed] = co_await ask(conn, "framex.hello", std::move(params), deadline, self.tls != nullptr);
     if (!failed.what.empty()) co_return failed;
     const msgpack::object& r = answer.get().via.array.ptr[3];
     if (r.type != msgpack::type::MAP) co_return failure{"malformed hello answer"};
@@ -743,6 +788,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
 
   config::distributed_section settings;
   std::string token;  // empty: none
+  std::shared_ptr<net::tls_context> tls;  // null: plaintext
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::vector<std::thread> threads;

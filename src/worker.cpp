@@ -11,7 +11,10 @@
 // other requests are answered `unauthorized`, and a connection that has not
 // proved it within `auth_timeout` closes. A refused proof closes the
 // connection. Only functions `worker.serve` names can be called or are listed
-// in the hello; the others are `unknown_function`, as if absent.
+// in the hello; the others are `unknown_function`, as if absent. With TLS
+// (`worker.tls`), a connection's handshake must complete within `auth_timeout`
+// too, and with `require_client_cert` the caller's certificate must chain to
+// `worker.ca_file`; a failed handshake is logged with its reason.
 //
 // Admission. A call is refused with `overloaded` when the worker holds
 // `max_queued` calls, when its connection holds `max_calls_per_connection`, or
@@ -34,6 +37,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -51,6 +55,7 @@
 #include <vector>
 
 #include "../net/server.hpp"
+#include "../net/tls.hpp"
 #include "auth.hpp"
 #include "registry.hpp"
 #include "thread_pool.hpp"
@@ -64,14 +69,35 @@ using detail::message_buffer;
 namespace {
 std::size_t threads_or_hardware(std::size_t n) { return n != 0 ? n : std::max(1u, std::thread::hardware_concurrency()); }
 
-// A worker reachable from other hosts must say who may call it, or say that
-// the network is trusted.
+// A worker reachable from other hosts must say who may call it (a token, or
+// client certificates), or say that the network is trusted.
 void check_exposure(const config& cfg) {
   const auto host = parse_endpoint(cfg.worker.listen).first;
-  if (detail::is_loopback(host) || !cfg.worker.token_file.empty() || cfg.worker.insecure) return;
+  const bool checks_callers = !cfg.worker.token_file.empty() || (cfg.worker.tls.enabled && cfg.worker.tls.require_client_cert);
+  if (detail::is_loopback(host) || checks_callers || cfg.worker.insecure) return;
   throw config_error("worker.listen = " + cfg.worker.listen +
-                     " is reachable from other hosts, and the worker has no token: set worker.token_file, or "
-                     "worker.insecure = true if every host that can reach it may call every function it serves");
+                     " is reachable from other hosts, and the worker authenticates no caller: set worker.token_file "
+                     "or worker.require_client_cert (with worker.tls), or worker.insecure = true if every host that "
+                     "can reach it may call every function it serves");
+}
+
+// A failed TLS handshake, with the reason only this side knows (the peer
+// learns no more than an alert); at most one line a second, so a flood of bad
+// handshakes cannot flood the log.
+void log_tls_failure(const net::session& s, const std::error_code& why) {
+  using clock = std::chrono::steady_clock;
+  static std::atomic<clock::rep> last{0};
+  static std::atomic<std::uint64_t> unlogged{0};
+  const auto now = clock::now().time_since_epoch().count();
+  auto seen = last.load(std::memory_order_relaxed);
+  if (now - seen < std::chrono::duration_cast<clock::duration>(std::chrono::seconds(1)).count() ||
+      !last.compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
+    unlogged.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto more = unlogged.exchange(0, std::memory_order_relaxed);
+  spdlog::warn("worker: TLS with {} failed: {}{}", s.peer(), why.message(),
+               more == 0 ? std::string() : " (and " + std::to_string(more) + " more since the last such line)");
 }
 
 net::connection_limits limits_of(const config& cfg) {
@@ -85,6 +111,7 @@ net::connection_limits limits_of(const config& cfg) {
   l.partial_bytes = std::make_shared<std::atomic<std::size_t>>(0);
   l.max_partial_bytes = cfg.worker.max_held_bytes;
   if (!cfg.worker.token_file.empty()) l.greeting_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
+  if (cfg.worker.tls.enabled) l.handshake_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
   return l;
 }
 
@@ -103,7 +130,8 @@ class worker::impl final : public net::dispatcher {
     detail::check_unambiguous();
     const auto [host, port] = parse_endpoint(cfg.worker.listen);
     listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
-                      cfg.worker.max_connections, *this);
+                      cfg.worker.max_connections, *this,
+                      detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
     for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg.worker.io_threads); ++i) {
       threads_.emplace_back([this] { io_.run(); });
     }
@@ -276,7 +304,8 @@ class worker::impl final : public net::dispatcher {
     if (it != calls_.end()) it->second->cancel();
   }
 
-  void on_session_closed(net::session& s) override {
+  void on_session_closed(net::session& s, std::error_code why) override {
+    if (net::is_tls_error(why)) log_tls_failure(s, why);
     std::lock_guard lock(mutex_);
     lanes_.erase(&s);  // calls still queued keep the lane alive
     for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
@@ -408,6 +437,10 @@ int serve_worker(const config& cfg) {
   // Output whose reader went away (a supervisor that read the first line and
   // closed the pipe) must fail a log write, not end the worker.
   std::signal(SIGPIPE, SIG_IGN);
+  // Standard output carries the address line below and nothing else; the log
+  // goes to standard error.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("framex", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
+  spdlog::set_level(spdlog::level::from_str(cfg.log.level));
   worker w(cfg);
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);

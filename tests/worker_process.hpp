@@ -4,6 +4,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -26,9 +27,10 @@ namespace framex::test {
 class worker_process {
  public:
   /// Starts `program` (default: this executable) as a worker listening on
-  /// 127.0.0.1:`port` (0: any), with `env` ("NAME=value") added to the environment.
+  /// 127.0.0.1:`port` (0: any), with `env` ("NAME=value") added to the
+  /// environment; its log goes to `log_file` if given.
   explicit worker_process(std::uint16_t port = 0, std::vector<std::string> env = {}, std::string program = "/proc/self/exe",
-                          std::vector<std::string> extra_args = {}) {
+                          std::vector<std::string> extra_args = {}, const std::string& log_file = {}) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     std::vector<std::string> args{program, "--framex-worker", "--listen", "127.0.0.1:" + std::to_string(port), "--threads", "4"};
@@ -46,6 +48,7 @@ class worker_process {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
+    if (!log_file.empty()) posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);

@@ -38,6 +38,21 @@ class config_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// How one side speaks TLS (see the README's "Security"): `tls = true` with
+/// PEM files. TLS 1.2 or 1.3, no compression; reconnects resume sessions.
+struct tls_settings {
+  bool enabled = false;
+  /// The CA that the peer's certificate must chain to. A caller without one
+  /// uses the system's store; a server needs one to verify client certificates.
+  std::string ca_file;
+  /// This side's certificate (chain) and private key. A worker and an HTTPS
+  /// server need them; a caller presents them when given (mutual TLS).
+  std::string cert_file;
+  std::string key_file;
+  /// Server side: every client must present a certificate from `ca_file`.
+  bool require_client_cert = false;
+};
+
 /// Every framex setting. Defaults are usable as they are (local mode).
 struct config {
   struct server_section {
@@ -59,6 +74,8 @@ struct config {
     /// How long a request's headers may take to arrive (its body then has
     /// `read_timeout`).
     std::chrono::milliseconds header_timeout{10000};
+    /// HTTPS for the ingress and the dashboard (`server.tls`, `server.cert_file`, ...).
+    tls_settings tls;
   } server;
 
   struct runtime_section {
@@ -89,6 +106,9 @@ struct config {
     /// "Security"): the caller proves it holds it, and checks that each worker
     /// does too. Empty: no token.
     std::string token_file;
+    /// TLS to the workers (`distributed.tls`, `distributed.ca_file`, ...): each
+    /// worker's certificate must name the host or IP address dialled.
+    tls_settings tls;
   } distributed;
 
   struct worker_section {
@@ -130,8 +150,12 @@ struct config {
     /// What callers may call: names, or prefixes ending in `*`
     /// (`["heavy_job", "Worker::*"]`). Empty: every registered function.
     std::vector<std::string> serve;
-    /// Listen on a non-loopback address without a token. A worker refuses to
-    /// start that way unless this says the network is trusted.
+    /// TLS for callers (`worker.tls`, `worker.cert_file`, ...;
+    /// `worker.require_client_cert` for mutual TLS).
+    tls_settings tls;
+    /// Listen on a non-loopback address authenticating no caller (neither a
+    /// token nor client certificates). A worker refuses to start that way
+    /// unless this says the network is trusted.
     bool insecure = false;
   } worker;
 
