@@ -176,15 +176,18 @@ class app::impl {
 
   void start() {
     if (ingress) return;
-    detail::http_server::options o{cfg.server.host, cfg.server.port, cfg.server.body_limit, cfg.server.read_timeout,
-                                   cfg.server.header_timeout, cfg.server.max_connections};
+    detail::http_server::options o{cfg.server.host,           cfg.server.port,
+                                   cfg.server.body_limit,     cfg.server.read_timeout,
+                                   cfg.server.header_timeout, cfg.server.max_connections,
+                                   detail::tls_context_for(cfg.server.tls, net::tls_context::role::server, "server")};
     ingress.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dispatch(m, p, c); });
     o.host = cfg.server.dashboard_host;
     o.port = cfg.server.dashboard_port;
     board.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dashboard(m, p, c); });
     for (std::size_t i = 0; i < cfg.server.threads; ++i) threads.emplace_back([this] { io.run(); });
-    spdlog::info("framex app: serving on {}:{}, dashboard on http://{}:{}/, {} mode", cfg.server.host, ingress->port(),
-                 cfg.server.dashboard_host, board->port(), rt.current_mode() == mode::local ? "local" : "distributed");
+    const char* scheme = o.tls ? "https" : "http";
+    spdlog::info("framex app: serving on {}://{}:{}, dashboard on {}://{}:{}/, {} mode", scheme, cfg.server.host, ingress->port(),
+                 scheme, cfg.server.dashboard_host, board->port(), rt.current_mode() == mode::local ? "local" : "distributed");
   }
 
   // The order is what makes it safe: stop accepting; let requests in flight

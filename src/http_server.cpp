@@ -10,6 +10,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -66,37 +67,65 @@ struct http_server::state : std::enable_shared_from_this<state> {
       }
       backoff = {};
       ++connections;
-      asio::co_spawn(socket.get_executor(), session(beast::tcp_stream(std::move(socket))), asio::detached);
+      const auto ex = socket.get_executor();
+      if (opts.tls) {
+        asio::co_spawn(ex, secure_session(beast::tcp_stream(std::move(socket))), asio::detached);
+      } else {
+        asio::co_spawn(ex, session(beast::tcp_stream(std::move(socket))), asio::detached);
+      }
     }
   }
   boost::system::error_code ignored_error;
 
-  // One connection: requests in order, until the peer or a timeout ends it.
+  struct counted {
+    std::atomic<std::size_t>& n;
+    ~counted() { --n; }
+  };
+
+  // HTTPS: the handshake (within the header timeout), then as plain HTTP.
+  asio::awaitable<void> secure_session(beast::tcp_stream tcp) {
+    auto self = shared_from_this();
+    counted count{connections};
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), opts.tls->native());
+    beast::get_lowest_layer(stream).expires_after(opts.header_timeout);
+    boost::system::error_code ec;
+    co_await stream.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      spdlog::debug("https: a TLS handshake failed: {}", ec.message());
+      co_return;
+    }
+    co_await serve(stream);
+  }
+
   asio::awaitable<void> session(beast::tcp_stream stream) {
     auto self = shared_from_this();
-    struct counted {
-      std::atomic<std::size_t>& n;
-      ~counted() { --n; }
-    } count{connections};
+    counted count{connections};
+    co_await serve(stream);
+  }
+
+  // One connection: requests in order, until the peer or a timeout ends it.
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream) {
+    auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(opts.body_limit);
       parser.header_limit(16 * 1024);
-      stream.expires_after(opts.header_timeout);
+      lowest.expires_after(opts.header_timeout);
       boost::system::error_code ec;
       {
         std::lock_guard lock(mutex);
         if (stopping) break;
-        idle.insert(&stream);
+        idle.insert(&lowest);
       }
       co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       {
         std::lock_guard lock(mutex);
-        idle.erase(&stream);
+        idle.erase(&lowest);
       }
       if (!ec && !parser.is_done()) {
-        stream.expires_after(opts.read_timeout);
+        lowest.expires_after(opts.read_timeout);
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec == http::error::header_limit) {
@@ -121,7 +150,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
       if (!co_await write(stream, request.version(), keep, reply) || !keep) break;
     }
     boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   asio::awaitable<http_reply> answer(const http::request<http::string_body>& request) {
@@ -162,7 +191,8 @@ struct http_server::state : std::enable_shared_from_this<state> {
     return {status, boost::json::serialize(o), "application/json"};
   }
 
-  static asio::awaitable<bool> write(beast::tcp_stream& stream, unsigned version, bool keep, const http_reply& reply) {
+  template <class Stream>
+  static asio::awaitable<bool> write(Stream& stream, unsigned version, bool keep, const http_reply& reply) {
     http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
     res.set(http::field::server, "framex");
     res.set(http::field::content_type, reply.content_type);

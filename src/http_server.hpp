@@ -1,4 +1,4 @@
-// A small HTTP/1.1 server on Boost.Beast: one coroutine per connection,
+// A small HTTP/1.1 (or HTTPS) server on Boost.Beast: one coroutine per connection,
 // keep-alive, a deadline for the headers and another for the body, a body
 // limit, at most `max_connections` connections (more wait in the kernel's
 // backlog), a backoff on accept errors (EMFILE), and a graceful stop that lets
@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "../net/tls.hpp"
 #include "framex/detail/http.hpp"
 
 namespace framex::detail {
@@ -33,6 +34,9 @@ class http_server {
     std::chrono::milliseconds read_timeout{30000};
     std::chrono::milliseconds header_timeout{10000};
     std::size_t max_connections = 1024;  // 0: no limit
+    /// HTTPS: the server's context (the TLS handshake must end within
+    /// `header_timeout`). Null: plain HTTP.
+    std::shared_ptr<net::tls_context> tls;
   };
 
   /// Listens at once; throws `boost::system::system_error` if it cannot.

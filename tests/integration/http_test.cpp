@@ -11,6 +11,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/describe.hpp>
 #include <boost/json/parse.hpp>
 
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "framex/framex.hpp"
+#include "tls_certs.hpp"
 #include "worker_process.hpp"
 
 namespace asio = boost::asio;
@@ -336,6 +339,49 @@ TEST(AppKeys, AMissingKeyFileOrVariableIsAConfigError) {
   EXPECT_THROW(framex::app{cfg}, framex::config_error);
   cfg.auth.rules = {{"/api/*", {"file:/nonexistent/key"}}};
   EXPECT_THROW(framex::app{cfg}, framex::config_error);
+}
+
+// ---- HTTPS ----
+
+// A GET over HTTPS that verifies the server against `ca_file` and 127.0.0.1.
+response https_get(std::uint16_t port, const std::string& target, const std::string& ca_file, const std::string& authorization = {}) {
+  asio::io_context io;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.load_verify_file(ca_file);
+  ctx.set_verify_mode(asio::ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
+  stream.set_verify_callback(asio::ssl::host_name_verification("127.0.0.1"));
+  beast::get_lowest_layer(stream).connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  stream.handshake(asio::ssl::stream_base::client);
+  http::request<http::string_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!authorization.empty()) req.set(http::field::authorization, authorization);
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
+}
+
+TEST(AppHttps, TheIngressAndTheDashboardSpeakHttpsWithKeysAndTurnAwayPlainHttp) {
+  framex::test::pki ca;
+  const auto cert = ca.issue("ingress", "IP:127.0.0.1");
+  framex::config cfg = app_config();
+  cfg.server.tls = {.enabled = true, .ca_file = {}, .cert_file = cert.cert, .key_file = cert.key};
+  cfg.server.header_timeout = 2s;
+  cfg.auth.rules = {{"/api/v1/multiply", {"key-b"}}};
+  cfg.auth.dashboard_key = "board-key";
+  framex::app app{cfg};
+  add_routes(app);
+  app.start();
+  EXPECT_EQ(https_get(app.port(), "/api/v1/multiply?a=6&b=7", ca.ca_file(), "Bearer key-b").body, "42");
+  EXPECT_EQ(https_get(app.port(), "/api/v1/multiply?a=6&b=7", ca.ca_file()).status, 401);
+  EXPECT_EQ(https_get(app.dashboard_port(), "/metrics", ca.ca_file(), "Bearer board-key").status, 200);
+  EXPECT_THROW(get(app.port(), "/health"), boost::system::system_error);  // plain HTTP gets no answer
+  framex::test::pki stranger("another CA");
+  EXPECT_THROW(https_get(app.port(), "/health", stranger.ca_file()), boost::system::system_error);  // not its CA
+  EXPECT_EQ(https_get(app.port(), "/health", ca.ca_file()).status, 200);
+  app.stop();
 }
 
 // ---- hostile HTTP clients ----
