@@ -9,13 +9,17 @@
 //      on the worker's I/O thread as gRPC's callback handler is, and by a
 //      blocking one, which adds the hop to the worker's pool);
 //   4. local vs distributed (1 and 2 workers): a no-op, 1 ms of CPU, a 10 ms
-//      blocking sleep and a 1 MiB echo, 64 in flight each.
+//      blocking sleep and a 1 MiB echo, 64 in flight each;
+//   5. TLS (mutual, certificates made for the run) against plaintext, to
+//      workers alike but for TLS: ping-pong p50 and 128-in-flight throughput,
+//      and a reconnect's handshake resumed against a full one, with RSA-2048
+//      and ECDSA P-256 certificates.
 //
 // Every server (framex workers, the echo server, the gRPC server) is this
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare]
+//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare|tls]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -41,9 +45,14 @@
 #include <mutex>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../net/client.hpp"
+#include "../net/tls.hpp"
+#include "tls_certs.hpp"
 
 #ifdef FRAMEX_BENCH_GRPC
 #include <grpcpp/generic/async_generic_service.h>
@@ -324,6 +333,75 @@ double grpc_throughput(grpc_client& c, int in_flight, int total, std::size_t byt
 }
 #endif
 
+// ---- TLS ----
+
+// A TLS worker (mutual TLS) with certificates of `type`, and a caller's settings for it.
+struct tls_setup_for_bench {
+  explicit tls_setup_for_bench(framex::test::pki::key_type type)
+      : ca("bench CA", type), worker(ca.issue("worker", "IP:127.0.0.1")), caller(ca.issue("caller", "DNS:caller")) {}
+  child spawn_worker() const {
+    return spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2", "--worker.tls", "true", "--worker.cert_file",
+                  worker.cert, "--worker.key_file", worker.key, "--worker.ca_file", ca.ca_file(),
+                  "--worker.require_client_cert", "true"});
+  }
+  framex::tls_settings settings() const {
+    return {.enabled = true, .ca_file = ca.ca_file(), .cert_file = caller.cert, .key_file = caller.key};
+  }
+  framex::test::pki ca;
+  framex::test::pki::files worker, caller;
+};
+
+// A pending call that hands its outcome to a future.
+struct awaited_call final : framex::net::pending_call {
+  std::promise<void> answered;
+  void on_response(msgpack::object_handle) noexcept override { answered.set_value(); }
+  void on_lost(std::error_code) noexcept override { answered.set_value(); }
+};
+
+// Median microseconds from connect to the first answer (TCP, TLS handshake,
+// one call) over `rounds` connections: each a full handshake, or each resuming
+// the session of the one before.
+// Without `t`: plaintext, the floor.
+double reconnect_us(const tls_setup_for_bench* t, std::uint16_t port, bool resume, int rounds) {
+  std::shared_ptr<framex::net::tls_context> context;
+  if (t != nullptr) {
+    const auto s = t->settings();
+    context = std::make_shared<framex::net::tls_context>(framex::net::tls_context::role::client,
+                                                         framex::net::tls_files{s.ca_file, s.cert_file, s.key_file}, "bench");
+  }
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  std::vector<double> samples;
+  int resumed = 0;
+  for (int i = -2; i < rounds; ++i) {
+    if (context && !resume) context->forget_sessions();
+    const auto start = clock_type::now();
+    asio::ip::tcp::socket socket(asio::make_strand(io));
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    auto conn = std::make_shared<framex::net::client>(std::move(socket), framex::net::connection_limits{},
+                                                      framex::net::tls_setup{context, "127.0.0.1", "worker"});
+    conn->start();
+    awaited_call call;
+    auto answered = call.answered.get_future();
+    framex::detail::message_buffer body(32);
+    msgpack::packer<framex::detail::message_buffer> p(body);
+    p.pack_array(0);
+    conn->call("bench.none", std::move(body), call);
+    answered.wait();
+    if (i >= 0) {
+      samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+      resumed += conn->tls_resumed() || !context ? 1 : 0;
+    }
+    conn->close(std::make_error_code(std::errc::connection_aborted));
+  }
+  guard.reset();
+  runner.join();
+  if (resume && resumed != rounds) std::printf("  (only %d of %d reconnects resumed)\n", resumed, rounds);
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
 // ---- the report ----
 
 void row(const char* what, const std::string& a, const std::string& b, const std::string& ratio) {
@@ -441,6 +519,45 @@ int run_driver() {
   compare("1 ms of CPU", [&](framex::runtime& rt) { return framex_throughput<&cpu_1ms>(rt, 64, quick ? 500 : 3000); });
   compare("10 ms blocking sleep", [&](framex::runtime& rt) { return framex_throughput<&sleep_10ms>(rt, 64, quick ? 200 : 1000); });
   compare("1 MiB echo", [&](framex::runtime& rt) { return framex_throughput<&echo>(rt, 64, mib_rounds, mib); });
+  }
+
+  // 5. TLS against plaintext, alternating rounds against twin workers. A
+  // handshake's cost is a reconnect's time (TCP connect, handshake, one call)
+  // less a plaintext reconnect's.
+  if (section("tls")) {
+    std::printf("\n| %-52s | %-22s | %-22s | %-12s |\n", "TLS 1.3, mutual (certificates)", "plaintext", "TLS", "cost");
+    std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
+                std::string(24, '-').c_str(), std::string(14, '-').c_str());
+    for (const auto type : {framex::test::pki::key_type::rsa_2048, framex::test::pki::key_type::ec_p256}) {
+      const char* name = type == framex::test::pki::key_type::rsa_2048 ? "RSA-2048" : "ECDSA P-256";
+      tls_setup_for_bench t(type);
+      child tw = t.spawn_worker();
+      auto cfg = distributed({tw.address()});
+      cfg.distributed.tls = t.settings();
+      framex::runtime secure(cfg);
+      (void)framex_pingpong<&tiny>(secure, 100, 1);  // connect and warm up
+      std::vector<double> plain_p50, tls_p50, plain_tp, tls_tp;
+      for (int r = 0; r < alternations; ++r) {
+        plain_p50.push_back(framex_pingpong<&tiny>(one, rounds / alternations, 1).p50_us);
+        tls_p50.push_back(framex_pingpong<&tiny>(secure, rounds / alternations, 1).p50_us);
+        plain_tp.push_back(framex_throughput<&tiny>(one, 128, total / alternations, 1));
+        tls_tp.push_back(framex_throughput<&tiny>(secure, 128, total / alternations, 1));
+      }
+      const double pp = median(plain_p50), tp = median(tls_p50);
+      row((std::string(name) + ": ping-pong p50, async tiny call").c_str(), fmt("%.1f us", pp), fmt("%.1f us", tp),
+          fmt("+%.1f us", tp - pp));
+      const double pt = median(plain_tp), tt = median(tls_tp);
+      row((std::string(name) + ": 128 in flight, 1 connection").c_str(), fmt("%.0f calls/s", pt), fmt("%.0f calls/s", tt),
+          fmt("%+.1f%%", 100.0 * (tt / pt - 1.0)));
+      const int reconnects = quick ? 50 : 300;
+      const double plain = reconnect_us(nullptr, w1.port, false, reconnects);
+      const double full = reconnect_us(&t, tw.port, false, reconnects) - plain;
+      const double resumed = reconnect_us(&t, tw.port, true, reconnects) - plain;
+      row((std::string(name) + ": a reconnect's handshake, full vs resumed").c_str(), fmt("%.0f us full", full),
+          fmt("%.0f us resumed", resumed), fmt("%.1fx faster", full / resumed));
+      secure.shutdown();
+      stop(tw);
+    }
   }
 
   one.shutdown();

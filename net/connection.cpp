@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -151,12 +152,17 @@ bool connection::send(message_buffer message) {
     }
     case write_state::idle: break;
   }
-  if (tls_) {  // the strand writes
+  if (tls_) {  // the strand writes: at once when this is it (a worker's async function answering)
     state_ = write_state::writing;
     queued_bytes_ += message.size();
     queue_.push_back(std::move(message));
     lock.unlock();
-    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+    const auto* strand = executor_.target<asio::strand<asio::io_context::executor_type>>();
+    if (strand != nullptr && strand->running_in_this_thread()) {
+      flush();
+    } else {
+      asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+    }
     return true;
   }
   state_ = write_state::direct;
