@@ -31,6 +31,7 @@
 #include <boost/asio/write.hpp>
 
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -402,6 +403,26 @@ double reconnect_us(const tls_setup_for_bench* t, std::uint16_t port, bool resum
   return samples[samples.size() / 2];
 }
 
+// CPU seconds this process and `worker` have used so far.
+double cpu_seconds(pid_t worker) {
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  double total = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+                 static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(worker) + "/stat").c_str(), "r");
+  if (f == nullptr) return total;
+  char buf[1024] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  // Fields 14 and 15 (utime, stime, in clock ticks) follow the command's closing parenthesis.
+  const char* p = std::strrchr(buf, ')');
+  unsigned long utime = 0, stime = 0;
+  if (p != nullptr && n > 0 && std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) == 2) {
+    total += static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
+
 // ---- the report ----
 
 void row(const char* what, const std::string& a, const std::string& b, const std::string& ratio) {
@@ -536,12 +557,19 @@ int run_driver() {
       cfg.distributed.tls = t.settings();
       framex::runtime secure(cfg);
       (void)framex_pingpong<&tiny>(secure, 100, 1);  // connect and warm up
-      std::vector<double> plain_p50, tls_p50, plain_tp, tls_tp;
+      std::vector<double> plain_p50, tls_p50, plain_tp, tls_tp, plain_cpu, tls_cpu;
+      // Calls per second, and the CPU they took in this process and the worker.
+      const auto pipelined = [&](framex::runtime& rt, pid_t worker, std::vector<double>& rate, std::vector<double>& cpu) {
+        const int calls = total / alternations;
+        const double before = cpu_seconds(worker);
+        rate.push_back(framex_throughput<&tiny>(rt, 128, calls, 1));
+        cpu.push_back((cpu_seconds(worker) - before) * 1e6 / calls);
+      };
       for (int r = 0; r < alternations; ++r) {
         plain_p50.push_back(framex_pingpong<&tiny>(one, rounds / alternations, 1).p50_us);
         tls_p50.push_back(framex_pingpong<&tiny>(secure, rounds / alternations, 1).p50_us);
-        plain_tp.push_back(framex_throughput<&tiny>(one, 128, total / alternations, 1));
-        tls_tp.push_back(framex_throughput<&tiny>(secure, 128, total / alternations, 1));
+        pipelined(one, w1.pid, plain_tp, plain_cpu);
+        pipelined(secure, tw.pid, tls_tp, tls_cpu);
       }
       const double pp = median(plain_p50), tp = median(tls_p50);
       row((std::string(name) + ": ping-pong p50, async tiny call").c_str(), fmt("%.1f us", pp), fmt("%.1f us", tp),
@@ -549,6 +577,9 @@ int run_driver() {
       const double pt = median(plain_tp), tt = median(tls_tp);
       row((std::string(name) + ": 128 in flight, 1 connection").c_str(), fmt("%.0f calls/s", pt), fmt("%.0f calls/s", tt),
           fmt("%+.1f%%", 100.0 * (tt / pt - 1.0)));
+      const double pc = median(plain_cpu), tc = median(tls_cpu);
+      row((std::string(name) + ": 128 in flight, CPU per call (both ends)").c_str(), fmt("%.1f us", pc), fmt("%.1f us", tc),
+          fmt("%+.1f%%", 100.0 * (tc / pc - 1.0)));
       const int reconnects = quick ? 50 : 300;
       const double plain = reconnect_us(nullptr, w1.port, false, reconnects);
       const double full = reconnect_us(&t, tw.port, false, reconnects) - plain;

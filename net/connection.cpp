@@ -1,10 +1,7 @@
 #include "connection.hpp"
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <netinet/in.h>
@@ -20,13 +17,21 @@ namespace framex::net {
 
 namespace asio = boost::asio;
 
-struct connection::tls_stream {
-  tls_stream(socket_type& socket, tls_setup s) : setup(std::move(s)), stream(socket, setup.context->native()) {}
-  tls_setup setup;
-  asio::ssl::stream<socket_type&> stream;
-  std::vector<char> staging;  // small messages gathered into one write
-};
+namespace {
+constexpr std::size_t read_chunk = 64 * 1024;
+}  // namespace
 
+struct connection::tls_stream {
+  explicit tls_stream(tls_setup s)
+      : setup(std::move(s)), engine(*setup.context, setup.host, setup.session_key), incoming(new char[incoming_size]) {}
+  tls_setup setup;
+  tls_engine engine;
+  bool ready = false;                  // under mutex_: the handshake is done
+  std::vector<message_buffer> held;    // under mutex_: sent before it was
+  message_buffer batch;                // under mutex_: sent while another write was under way, to seal as one
+  std::unique_ptr<char[]> incoming;    // strand only: ciphertext read
+  static constexpr std::size_t incoming_size = 32 * 1024;
+};
 connection::connection(socket_type socket, const connection_limits& limits, tls_setup tls)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
@@ -49,9 +54,9 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   if (tls.context) {
-    tls_ = std::make_unique<tls_stream>(socket_, std::move(tls));
+    tls_ = std::make_unique<tls_stream>(std::move(tls));
     handshaking_ = true;
-    state_ = write_state::writing;  // what is sent waits for the handshake
+    state_ = write_state::writing;  // the handshake writes; what is sent is held until it is done
   }
 }
 
@@ -60,7 +65,7 @@ connection::~connection() = default;
 void connection::start() {
   asio::post(executor_, [self = shared_from_this()] {
     if (self->tls_) {
-      self->handshake();
+      self->handshake(nullptr, 0);
     } else {
       self->read();
     }
@@ -68,53 +73,80 @@ void connection::start() {
   });
 }
 
-// On the strand, in `writing` with nothing in flight. A server first looks at
-// the peer's first byte: anything but a TLS handshake record is a plaintext
-// peer, turned away at once rather than when the handshake times out (OpenSSL
-// would read some as the length of an old-style hello and wait for it).
-void connection::handshake() {
-  auto& t = *tls_;
-  const bool client = t.setup.context->side() == tls_context::role::client;
-  if (client) {
-    t.setup.context->prepare_client(t.stream.native_handle(), t.setup.host, t.setup.session_key);
-  } else if (!peeked_) {
-    return socket_.async_wait(socket_type::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec) return self->do_close(ec);
-      unsigned char first = 0;
-      const ssize_t n = ::recv(self->socket_.native_handle(), &first, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n == 0) return self->do_close(std::make_error_code(std::errc::connection_aborted));
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        return self->do_close(std::error_code(errno, std::system_category()));
-      }
-      if (n == 1 && first != 0x16) return self->do_close(not_tls());  // 0x16: a handshake record
-      self->peeked_ = n == 1;
-      self->handshake();  // or, woken for nothing, waits again
-    });
+// On the strand, in `writing` with nothing in flight: one step of the
+// handshake with `n` bytes received. What TLS has to say is written, then more
+// is read, until it is done. A server turns away at once a peer whose first
+// byte does not begin a TLS handshake record (a plaintext peer) rather than
+// when the handshake times out.
+void connection::handshake(const char* in, std::size_t n) {
+  if (n != 0 && tls_->setup.context->side() == tls_context::role::server && !peeked_) {
+    if (static_cast<unsigned char>(in[0]) != 0x16) return do_close(not_tls());
+    peeked_ = true;
   }
-  t.stream.async_handshake(client ? asio::ssl::stream_base::client : asio::ssl::stream_base::server,
-                           [self = shared_from_this()](const boost::system::error_code& ec) {
-                             self->handshaking_ = false;
-                             if (ec) {
-                               // A certificate this side refused says why; else the TLS error does.
-                               const std::error_code refused = verify_failure(self->tls_->stream.native_handle());
-                               return self->do_close(refused ? refused : std::error_code(ec));
-                             }
-                             self->tls_resumed_.store(SSL_session_reused(self->tls_->stream.native_handle()) == 1,
-                                                      std::memory_order_relaxed);
-                             bool pending = false, close_now = false;
-                             {
-                               std::lock_guard lock(self->mutex_);
-                               if (self->state_ != write_state::writing) return;  // closed meanwhile
-                               pending = !self->queue_.empty();
-                               if (!pending) {
-                                 self->state_ = write_state::idle;
-                                 close_now = self->close_when_drained_;
-                               }
-                             }
-                             if (close_now) return self->do_close(std::make_error_code(std::errc::connection_aborted));
-                             self->read();
-                             if (pending) self->flush();
-                           });
+  auto out = std::make_shared<message_buffer>();
+  std::error_code why;
+  const auto progress = tls_->engine.handshake(in, n, *out, why);
+  auto next = [self = shared_from_this(), progress, why] {
+    switch (progress) {
+      case tls_engine::progress::failed: return self->do_close(why);
+      case tls_engine::progress::wants_input: return self->read_handshake();
+      case tls_engine::progress::done: return self->handshake_done();
+    }
+  };
+  if (out->size() == 0) return next();
+  asio::async_write(socket_, asio::buffer(out->data(), out->size()),
+                    [self = shared_from_this(), out, next, progress](const boost::system::error_code& ec, std::size_t) {
+                      // A failure's alert need not arrive; the failure is what counts.
+                      if (ec && progress != tls_engine::progress::failed) return self->do_close(ec);
+                      next();
+                    });
+}
+
+void connection::read_handshake() {
+  socket_.async_read_some(asio::buffer(tls_->incoming.get(), tls_stream::incoming_size),
+                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                            if (ec == asio::error::eof) return self->do_close(handshake_cut());
+                            if (ec) return self->do_close(ec);
+                            self->handshake(self->tls_->incoming.get(), n);
+                          });
+}
+
+// The messages held meanwhile are encrypted in order and written; reading
+// begins with whatever came with the handshake's last flight.
+void connection::handshake_done() {
+  handshaking_ = false;
+  tls_resumed_.store(tls_->engine.resumed(), std::memory_order_relaxed);
+  bool pending = false, close_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != write_state::writing) return;  // closed meanwhile
+    tls_->ready = true;
+    for (auto& plain : tls_->held) {
+      queued_bytes_ -= plain.size();
+      auto sealed = seal(plain);
+      queued_bytes_ += sealed.size();
+      queue_.push_back(std::move(sealed));
+    }
+    tls_->held.clear();
+    pending = !queue_.empty();
+    if (!pending) {
+      state_ = write_state::idle;
+      close_now = close_when_drained_;
+    }
+  }
+  if (close_now) return do_close(std::make_error_code(std::errc::connection_aborted));
+  if (pending) flush();
+  decrypted(0);
+}
+
+// Under mutex_: nothing waits to be written.
+bool connection::nothing_queued() const { return queue_.empty() && (!tls_ || tls_->batch.size() == 0); }
+
+// Under mutex_: `plain` as TLS records.
+message_buffer connection::seal(const message_buffer& plain) {
+  message_buffer sealed(0);
+  tls_->engine.encrypt(plain.data(), plain.size(), sealed);
+  return sealed;
 }
 
 bool connection::is_open() const {
@@ -137,6 +169,31 @@ void connection::touch() noexcept {
 
 bool connection::send(message_buffer message) {
   std::unique_lock lock(mutex_);
+  if (tls_ && state_ != write_state::closing && state_ != write_state::closed) {
+    if (!tls_->ready) {  // the handshake is under way: held, to be encrypted when it is done
+      queued_bytes_ += message.size();
+      tls_->held.push_back(std::move(message));
+      return true;
+    }
+    if (state_ != write_state::idle) {
+      // Another write is under way: gathered with whatever else comes
+      // meanwhile, and sealed as few records when the strand writes it.
+      queued_bytes_ += message.size();
+      tls_->batch.write(message.data(), message.size());
+      if (queued_bytes_ > limits_.write_cap) {
+        lock.unlock();
+        close(make_error_code(errc::too_large));
+      }
+      return true;
+    }
+    message = seal(message);  // under the lock: records leave in the order they are made
+  }
+  return transmit(std::move(message), lock);
+}
+
+// Under `lock` (of mutex_): writes `message` (ciphertext, over TLS) at once
+// from this thread when nothing is being written, else queues it.
+bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& lock) {
   switch (state_) {
     case write_state::closing:
     case write_state::closed: return false;
@@ -151,19 +208,6 @@ bool connection::send(message_buffer message) {
       return true;
     }
     case write_state::idle: break;
-  }
-  if (tls_) {  // the strand writes: at once when this is it (a worker's async function answering)
-    state_ = write_state::writing;
-    queued_bytes_ += message.size();
-    queue_.push_back(std::move(message));
-    lock.unlock();
-    const auto* strand = executor_.target<asio::strand<asio::io_context::executor_type>>();
-    if (strand != nullptr && strand->running_in_this_thread()) {
-      flush();
-    } else {
-      asio::post(executor_, [self = shared_from_this()] { self->flush(); });
-    }
-    return true;
   }
   state_ = write_state::direct;
   const int fd = socket_.native_handle();
@@ -204,7 +248,7 @@ void connection::finish_direct(message_buffer rest, std::size_t sent, bool faile
     next = close_now;
   } else if (state_ == write_state::closing) {
     next = close_now;
-  } else if (!queue_.empty()) {
+  } else if (!nothing_queued()) {
     state_ = write_state::writing;
     next = flush_queue;
   } else {
@@ -228,6 +272,13 @@ void connection::flush() {
   {
     std::lock_guard lock(mutex_);
     if (state_ != write_state::writing) return;
+    if (tls_ && tls_->batch.size() != 0) {
+      queued_bytes_ -= tls_->batch.size();
+      auto sealed = seal(tls_->batch);
+      tls_->batch = message_buffer();
+      queued_bytes_ += sealed.size();
+      queue_.push_back(std::move(sealed));
+    }
     in_flight_.clear();
     for (auto& m : queue_) in_flight_.push_back(std::move(m));
     queue_.clear();
@@ -245,7 +296,7 @@ void connection::flush() {
       self->in_flight_.clear();
       if (self->state_ != write_state::writing) return;  // closed meanwhile: nothing is queued any more
       self->queued_bytes_ -= n;
-      if (self->queue_.empty()) {
+      if (self->nothing_queued()) {
         self->state_ = write_state::idle;
         drained = true;
         close_now = self->close_when_drained_;
@@ -262,18 +313,7 @@ void connection::flush() {
     if (drained) self->on_writable();
     if (more) self->flush();
   };
-  if (!tls_) return asio::async_write(socket_, buffers, std::move(written));
-  // One SSL write per buffer would make a record (and a send) of each small message.
-  constexpr std::size_t gather_limit = 256 * 1024;
-  std::size_t total = 0;
-  for (const auto& b : buffers) total += b.size();
-  if (buffers.size() > 1 && total <= gather_limit) {
-    auto& staging = tls_->staging;
-    staging.clear();
-    for (const auto& b : buffers) staging.insert(staging.end(), static_cast<const char*>(b.data()), static_cast<const char*>(b.data()) + b.size());
-    buffers.assign(1, asio::buffer(staging));
-  }
-  asio::async_write(tls_->stream, buffers, std::move(written));
+  asio::async_write(socket_, buffers, std::move(written));
 }
 
 void connection::read() {
@@ -286,38 +326,111 @@ void connection::read() {
       return;
     }
   }
-  constexpr std::size_t chunk = 64 * 1024;
-  char* room = reader_.prepare(chunk);
   reading_ = true;
-  auto arrived = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-    self->reading_ = false;
-    // Over TLS, a peer that closes without close_notify truncates the stream.
-    const bool ended = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
-    if (ended && !self->receiving()) return self->on_end_of_input();
-    if (ec) return self->do_close(ec);
-    self->reader_.commit(n);
-    self->touch();
-    bool completed = false;
-    try {
-      msgpack::object_handle message;
-      while (self->reader_.next(message)) {
-        completed = true;
-        if (!self->is_open()) return;
-        self->on_message(std::move(message), self->reader_.last_cost());
-      }
-    } catch (const std::system_error& e) {
-      return self->do_close(e.code());
-    } catch (const std::exception&) {
-      return self->do_close(std::make_error_code(std::errc::protocol_error));
+  if (tls_) {
+    socket_.async_read_some(asio::buffer(tls_->incoming.get(), tls_stream::incoming_size),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                              self->reading_ = false;
+                              if (ec == asio::error::eof && !self->receiving()) return self->on_end_of_input();
+                              if (ec) return self->do_close(ec);
+                              self->tls_->engine.feed(self->tls_->incoming.get(), n);
+                              self->decrypted(n);
+                            });
+    return;
+  }
+  char* room = reader_.prepare(read_chunk);
+  socket_.async_read_some(asio::buffer(room, reader_.capacity()),
+                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                            self->reading_ = false;
+                            if (ec == asio::error::eof && !self->receiving()) return self->on_end_of_input();
+                            if (ec) return self->do_close(ec);
+                            self->reader_.commit(n);
+                            self->arrived(n);
+                          });
+}
+
+// On the strand, TLS: `n` bytes were fed to the engine (none: it may hold
+// some already); decrypts all it can, sends what it has to say, and goes on.
+void connection::decrypted(std::size_t n) {
+  std::size_t plain = 0;
+  for (;;) {
+    char* room = reader_.prepare(read_chunk);
+    std::error_code why;
+    const long got = tls_->engine.decrypt(room, reader_.capacity(), why);
+    if (got > 0) {
+      reader_.commit(static_cast<std::size_t>(got));
+      plain += static_cast<std::size_t>(got);
+      continue;
     }
-    if (!self->count_partial()) return self->do_close(make_error_code(errc::too_large));
-    if (completed || !self->receiving()) self->message_started_ = {};
-    if (self->receiving() && self->message_started_ == clock::time_point{}) self->message_started_ = clock::now();
-    self->read();
-  };
-  const auto room_buffer = asio::buffer(room, reader_.capacity());
-  if (tls_) return tls_->stream.async_read_some(room_buffer, std::move(arrived));
-  socket_.async_read_some(room_buffer, std::move(arrived));
+    if (got == -2) return do_close(why);
+    if (got == -1 && plain == 0 && !receiving()) return on_end_of_input();  // close_notify
+    break;
+  }
+  {
+    std::unique_lock lock(mutex_);
+    message_buffer said;
+    if (state_ != write_state::closing && state_ != write_state::closed && tls_->engine.take_output(said)) {
+      transmit(std::move(said), lock);
+    }
+  }
+  if (plain != 0 || n == 0) return arrived(plain);
+  read();
+}
+
+// On the strand: `n` bytes were added to the reader; hands on every message
+// they complete, and reads on.
+void connection::arrived(std::size_t n) {
+  if (n != 0) touch();
+  bool completed = false;
+  struct uncork_at_exit {
+    connection* c;
+    bool corked = false;
+    ~uncork_at_exit() {
+      if (corked) c->uncork();
+    }
+  } cork_guard{this};
+  try {
+    msgpack::object_handle message;
+    while (reader_.next(message)) {
+      // More than one message in this read: what they answer goes out together.
+      if (completed && !cork_guard.corked) cork_guard.corked = cork();
+      completed = true;
+      if (!is_open()) return;
+      on_message(std::move(message), reader_.last_cost());
+    }
+  } catch (const std::system_error& e) {
+    return do_close(e.code());
+  } catch (const std::exception&) {
+    return do_close(std::make_error_code(std::errc::protocol_error));
+  }
+  if (!count_partial()) return do_close(make_error_code(errc::too_large));
+  if (completed || !receiving()) message_started_ = {};
+  if (receiving() && message_started_ == clock::time_point{}) message_started_ = clock::now();
+  read();
+}
+
+// On the strand: holds back writing (as if a write were under way) while the
+// messages of one read are handed on; false when a write is under way anyway.
+bool connection::cork() {
+  std::lock_guard lock(mutex_);
+  if (state_ != write_state::idle) return false;
+  state_ = write_state::writing;
+  return true;
+}
+
+// On the strand, after `cork`: writes what was sent meanwhile, in one go.
+void connection::uncork() {
+  bool close_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != write_state::writing) return;  // closed meanwhile
+    if (nothing_queued()) {
+      state_ = write_state::idle;
+      close_now = close_when_drained_;
+    }
+  }
+  if (close_now) return do_close(std::make_error_code(std::errc::connection_aborted));
+  if (is_open()) flush();
 }
 
 // On the strand: counts this connection's partial message in the shared
@@ -377,7 +490,7 @@ void connection::close(std::error_code why) {
 void connection::close_when_drained() {
   {
     std::lock_guard lock(mutex_);
-    if (state_ != write_state::idle || !queue_.empty()) {
+    if (state_ != write_state::idle || !nothing_queued()) {
       close_when_drained_ = true;  // the writer closes when it drains
       return;
     }
@@ -403,6 +516,7 @@ void connection::finish_close() {
     std::lock_guard lock(mutex_);
     state_ = write_state::closed;
     queue_.clear();
+    if (tls_) tls_->batch = message_buffer();
     queued_bytes_ = 0;
   }
   if (limits_.partial_bytes) limits_.partial_bytes->fetch_sub(counted_partial_, std::memory_order_relaxed);

@@ -28,9 +28,10 @@
 // Reading, timers and closing happen on the strand.
 //
 // TLS. Given a `tls_setup`, the connection first completes the TLS handshake
-// (within `handshake_timeout`); messages sent meanwhile wait. Over TLS every
-// write goes through the strand (an SSL object serves one thread at a time),
-// small messages gathered into one record.
+// (within `handshake_timeout`); messages sent meanwhile are held. Then a
+// sender encrypts its message under the write lock (so records leave in the
+// order they are made) and writes the ciphertext as above, from its own
+// thread; the strand reads and decrypts.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -154,8 +155,17 @@ class connection : public std::enable_shared_from_this<connection> {
 
   struct tls_stream;
 
-  void handshake();
+  void handshake(const char* in, std::size_t n);
+  void read_handshake();
+  void handshake_done();
+  message_buffer seal(const message_buffer& plain);
+  [[nodiscard]] bool nothing_queued() const;
+  bool transmit(message_buffer message, std::unique_lock<std::mutex>& lock);
   void read();
+  void decrypted(std::size_t n);
+  void arrived(std::size_t n);
+  bool cork();
+  void uncork();
   void flush();
   void finish_direct(message_buffer rest, std::size_t sent, bool failed);
   void finish_close();

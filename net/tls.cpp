@@ -8,6 +8,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -82,12 +84,14 @@ bool is_ip_address(const std::string& host) {
 }
 
 constexpr int not_tls_code = -1;  // X509_V_ERR_* are not negative
+constexpr int cut_code = -2;
 
 class category final : public std::error_category {
  public:
   [[nodiscard]] const char* name() const noexcept override { return "framex.tls"; }
   [[nodiscard]] std::string message(int code) const override {
     if (code == not_tls_code) return "the peer does not speak TLS (its first bytes are not a TLS handshake)";
+    if (code == cut_code) return "the peer closed the connection during the TLS handshake";
     return X509_verify_cert_error_string(code);
   }
 };
@@ -106,6 +110,8 @@ tls_context::tls_context(role side, const tls_files& files, std::string_view wha
   ERR_clear_error();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // An idle connection gives its record buffers back: a worker holds many.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
   if (side == role::server && (files.cert_file.empty() || files.key_file.empty())) {
     throw std::runtime_error(section + ".tls needs " + section + ".cert_file and " + section + ".key_file");
@@ -142,6 +148,7 @@ tls_context::tls_context(role side, const tls_files& files, std::string_view wha
   static constexpr unsigned char id_context[] = "framex";
   SSL_CTX_set_session_id_context(ctx, id_context, sizeof id_context - 1);
   SSL_CTX_sess_set_cache_size(ctx, 4096);
+  SSL_CTX_set_num_tickets(ctx, 1);  // a caller keeps one session per address
 }
 
 tls_context::~tls_context() = default;
@@ -160,6 +167,106 @@ void tls_context::prepare_client(ssl_st* ssl, const std::string& host, const std
 
 void tls_context::forget_sessions() { sessions_->clear(); }
 
+tls_engine::tls_engine(tls_context& context, const std::string& host, const std::string& session_key)
+    : ssl_(SSL_new(context.native().native_handle())), in_(BIO_new(BIO_s_mem())), out_(BIO_new(BIO_s_mem())) {
+  if (ssl_ == nullptr || in_ == nullptr || out_ == nullptr) {
+    BIO_free(in_);
+    BIO_free(out_);
+    SSL_free(ssl_);
+    throw std::bad_alloc();
+  }
+  BIO_set_mem_eof_return(in_, -1);  // empty: wait for more, not the end
+  SSL_set_bio(ssl_, in_, out_);
+  if (context.side() == tls_context::role::client) {
+    context.prepare_client(ssl_, host, session_key);
+    SSL_set_connect_state(ssl_);
+  } else {
+    SSL_set_accept_state(ssl_);
+  }
+}
+
+tls_engine::~tls_engine() { SSL_free(ssl_); }
+
+namespace {
+
+// OpenSSL's reason for the failure of the last call on `ssl`, as Asio names
+// TLS errors (so both read alike).
+std::error_code failure_of(ssl_st* ssl, int result) {
+  const int code = SSL_get_error(ssl, result);
+  if (code == SSL_ERROR_SSL) {
+    if (const unsigned long e = ERR_get_error()) {
+      ERR_clear_error();
+      return boost::system::error_code(static_cast<int>(e), boost::asio::error::get_ssl_category());
+    }
+  }
+  ERR_clear_error();
+  return handshake_cut();  // with memory BIOs, the only other way to fail: nothing more will come
+}
+
+}  // namespace
+
+tls_engine::progress tls_engine::handshake(const char* in, std::size_t n, detail::message_buffer& out, std::error_code& why) {
+  std::lock_guard lock(mutex_);
+  if (n != 0) BIO_write(in_, in, static_cast<int>(n));
+  ERR_clear_error();
+  const int result = SSL_do_handshake(ssl_);
+  drain(out);
+  if (result == 1) return progress::done;
+  if (SSL_get_error(ssl_, result) == SSL_ERROR_WANT_READ) return progress::wants_input;
+  why = verify_failure(ssl_);  // a certificate this side refused says why
+  if (!why) why = failure_of(ssl_, result);
+  return progress::failed;
+}
+
+bool tls_engine::resumed() const {
+  std::lock_guard lock(mutex_);
+  return SSL_session_reused(ssl_) == 1;
+}
+
+void tls_engine::encrypt(const char* plain, std::size_t n, detail::message_buffer& out) {
+  std::lock_guard lock(mutex_);
+  constexpr std::size_t step = std::size_t{1} << 30;
+  for (std::size_t done = 0; done < n;) {
+    const int chunk = static_cast<int>(std::min(step, n - done));
+    ERR_clear_error();
+    if (SSL_write(ssl_, plain + done, chunk) <= 0) break;  // only after a failure, when nothing more is read either
+    done += static_cast<std::size_t>(chunk);
+  }
+  drain(out);
+}
+
+void tls_engine::feed(const char* in, std::size_t n) {
+  std::lock_guard lock(mutex_);
+  BIO_write(in_, in, static_cast<int>(n));
+}
+
+long tls_engine::decrypt(char* room, std::size_t capacity, std::error_code& why) {
+  std::lock_guard lock(mutex_);
+  ERR_clear_error();
+  const int result = SSL_read(ssl_, room, static_cast<int>(std::min<std::size_t>(capacity, INT_MAX)));
+  if (result > 0) return result;
+  switch (SSL_get_error(ssl_, result)) {
+    case SSL_ERROR_WANT_READ: return 0;
+    case SSL_ERROR_ZERO_RETURN: return -1;
+    default: why = failure_of(ssl_, result); return -2;
+  }
+}
+
+bool tls_engine::take_output(detail::message_buffer& out) {
+  std::lock_guard lock(mutex_);
+  if (BIO_ctrl_pending(out_) == 0) return false;
+  drain(out);
+  return true;
+}
+
+void tls_engine::drain(detail::message_buffer& out) {
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(out_, &data);
+  if (n <= 0) return;
+  out.write(data, static_cast<std::size_t>(n));
+  (void)BIO_reset(out_);
+}
+
 std::error_code verify_failure(ssl_st* ssl) {
   const long result = SSL_get_verify_result(ssl);
   if (result == X509_V_OK) return {};
@@ -167,6 +274,8 @@ std::error_code verify_failure(ssl_st* ssl) {
 }
 
 std::error_code not_tls() { return {not_tls_code, tls_category()}; }
+std::error_code handshake_cut() { return {cut_code, tls_category()}; }
+bool is_certificate_refusal(const std::error_code& ec) noexcept { return ec.category() == tls_category() && ec.value() > 0; }
 
 const std::error_category& tls_category() noexcept {
   static const category instance;

@@ -603,7 +603,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // Why the connection ended before the hello was answered, with the side
   // that refused when TLS says so.
   static failure lost_before_hello(const std::error_code& why, bool over_tls) {
-    if (why.category() == net::tls_category()) {
+    if (net::is_certificate_refusal(why)) {
       return {"the caller refused the worker's certificate: " + why.message(), errc::unauthorized};
     }
     if (net::is_tls_error(why)) {
