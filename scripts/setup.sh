@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache clang libclang-rt-14-dev
   libboost1.81-all-dev libssl-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-msgpack libgrpc++-dev curl wrk chromium
+  python3-msgpack libgrpc++-dev curl openssl wrk chromium
 )
 
 missing=()
