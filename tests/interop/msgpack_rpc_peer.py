@@ -3,7 +3,9 @@
 python3-msgpack and a plain socket. It skips framex's hello, pipelines
 requests, sends a notification and checks error responses; then, against a
 worker that requires a token, it authenticates with the documented hello
-(HMAC-SHA256 over both sides' nonces) and checks the worker's proof.
+(HMAC-SHA256 over both sides' nonces) and checks the worker's proof; last, it
+does the same over mutual TLS (Python's ssl module, certificates made with the
+openssl command), verifying the worker's certificate for 127.0.0.1.
 
 usage: msgpack_rpc_peer.py WORKER_PROGRAM   (a program that serves with --framex-worker)
 """
@@ -12,6 +14,7 @@ import hmac
 import os
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,8 +35,10 @@ def start_worker(program, env=None):
 
 
 class Peer:
-    def __init__(self, port):
+    def __init__(self, port, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.unpacker = msgpack.Unpacker(raw=False)
 
     def send(self, *messages):
@@ -106,13 +111,40 @@ def main():
             proc.terminate()
             proc.wait(timeout=10)
 
+        # Over mutual TLS.
+        def openssl(*args):
+            subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                "-subj", "/CN=peer CA", "-keyout", "ca.key", "-out", "ca.pem")
+        for name, alt in (("worker", "IP:127.0.0.1"), ("caller", "DNS:caller.example")):
+            with open(os.path.join(tmp, name + ".ext"), "w") as f:
+                f.write(f"subjectAltName={alt}\nextendedKeyUsage=serverAuth,clientAuth\n")
+            openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + name,
+                    "-keyout", name + ".key", "-out", name + ".csr")
+            openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-days", "1", "-out", name + ".pem", "-extfile", name + ".ext")
+        at = lambda name: os.path.join(tmp, name)
+        proc, port = start_worker(sys.argv[1], dict(
+            os.environ, FRAMEX_WORKER__TOKEN_FILE=token_file, FRAMEX_WORKER__TLS="true",
+            FRAMEX_WORKER__CERT_FILE=at("worker.pem"), FRAMEX_WORKER__KEY_FILE=at("worker.key"),
+            FRAMEX_WORKER__CA_FILE=at("ca.pem"), FRAMEX_WORKER__REQUIRE_CLIENT_CERT="true"))
+        try:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            tls.load_verify_locations(at("ca.pem"))
+            tls.load_cert_chain(at("caller.pem"), at("caller.key"))
+            authenticated_calls(port, token, tls)
+            check(Peer(port, tls).sock.version() in ("TLSv1.2", "TLSv1.3"), "the worker speaks TLS 1.2 or 1.3")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
 
 def proof(token, role, first, second):
     return hmac.new(token.encode(), role + first + second, hashlib.sha256).digest()
 
 
-def authenticated_calls(port, token):
-    peer = Peer(port)
+def authenticated_calls(port, token, tls=None):
+    peer = Peer(port, tls)
     peer.send([0, 1, "test.add", [1, 2]])
     (r,) = peer.receive(1)
     check(r[2]["code"] == 9, "before the hello, a call is unauthorized (error code 9)")
