@@ -32,6 +32,7 @@ struct connection::tls_stream {
   std::unique_ptr<char[]> incoming;    // strand only: ciphertext read
   static constexpr std::size_t incoming_size = 32 * 1024;
 };
+
 connection::connection(socket_type socket, const connection_limits& limits, tls_setup tls)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
@@ -170,25 +171,33 @@ void connection::touch() noexcept {
 bool connection::send(message_buffer message) {
   std::unique_lock lock(mutex_);
   if (tls_ && state_ != write_state::closing && state_ != write_state::closed) {
-    if (!tls_->ready) {  // the handshake is under way: held, to be encrypted when it is done
-      queued_bytes_ += message.size();
-      tls_->held.push_back(std::move(message));
-      return true;
-    }
-    if (state_ != write_state::idle) {
-      // Another write is under way: gathered with whatever else comes
-      // meanwhile, and sealed as few records when the strand writes it.
-      queued_bytes_ += message.size();
-      tls_->batch.write(message.data(), message.size());
-      if (queued_bytes_ > limits_.write_cap) {
-        lock.unlock();
-        close(make_error_code(errc::too_large));
+    if (!tls_->ready || state_ != write_state::idle) {
+      // Until the handshake is done, held; while another write is under way,
+      // gathered with whatever else comes meanwhile, to be sealed as few
+      // records when the strand writes it.
+      const std::size_t size = message.size();
+      if (tls_->ready) {
+        tls_->batch.write(message.data(), size);
+      } else {
+        tls_->held.push_back(std::move(message));
       }
+      count_queued(size, lock);
       return true;
     }
     message = seal(message);  // under the lock: records leave in the order they are made
   }
   return transmit(std::move(message), lock);
+}
+
+// Under `lock` (of mutex_, which it may release): `n` more bytes wait to be
+// written; above the cap the connection closes, as its peer does not read
+// what it asked for.
+void connection::count_queued(std::size_t n, std::unique_lock<std::mutex>& lock) {
+  queued_bytes_ += n;
+  if (queued_bytes_ > limits_.write_cap) {
+    lock.unlock();
+    close(make_error_code(errc::too_large));
+  }
 }
 
 // Under `lock` (of mutex_): writes `message` (ciphertext, over TLS) at once
@@ -199,12 +208,9 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
     case write_state::closed: return false;
     case write_state::direct:
     case write_state::writing: {
-      queued_bytes_ += message.size();
+      const std::size_t size = message.size();
       queue_.push_back(std::move(message));
-      if (queued_bytes_ > limits_.write_cap) {
-        lock.unlock();
-        close(make_error_code(errc::too_large));  // the peer does not read what it asked for
-      }
+      count_queued(size, lock);
       return true;
     }
     case write_state::idle: break;

@@ -161,6 +161,7 @@ class connection : public std::enable_shared_from_this<connection> {
   message_buffer seal(const message_buffer& plain);
   [[nodiscard]] bool nothing_queued() const;
   bool transmit(message_buffer message, std::unique_lock<std::mutex>& lock);
+  void count_queued(std::size_t n, std::unique_lock<std::mutex>& lock);
   void read();
   void decrypted(std::size_t n);
   void arrived(std::size_t n);
