@@ -50,6 +50,44 @@ TEST(Config, TheEnvironmentOverridesTheFileWhichOverridesDefaults) {
   std::filesystem::remove(path);
 }
 
+TEST(Config, EachSideHasItsOwnTlsSettingsFromTomlTheEnvironmentAndFlags) {
+  framex::config c;
+  c.apply_toml(R"([worker]
+tls = true
+cert_file = "w.pem"
+key_file = "w.key"
+ca_file = "ca.pem"
+require_client_cert = true
+[distributed]
+tls = true
+ca_file = "ca.pem"
+[server]
+tls = true
+cert_file = "s.pem"
+key_file = "s.key"
+)",
+               "file t.toml");
+  scoped_env env("FRAMEX_DISTRIBUTED__CERT_FILE", "caller.pem");
+  c.apply_environment();
+  c.apply("distributed.key_file", "caller.key", "command line --distributed.key_file");
+  EXPECT_TRUE(c.worker.tls.enabled && c.worker.tls.require_client_cert);
+  EXPECT_EQ(c.worker.tls.cert_file, "w.pem");
+  EXPECT_EQ(c.worker.tls.ca_file, "ca.pem");
+  EXPECT_TRUE(c.distributed.tls.enabled);
+  EXPECT_EQ(c.distributed.tls.cert_file, "caller.pem");
+  EXPECT_EQ(c.distributed.tls.key_file, "caller.key");
+  EXPECT_FALSE(c.distributed.tls.require_client_cert);
+  EXPECT_EQ(c.server.tls.key_file, "s.key");
+  const std::string described = c.describe();
+  EXPECT_NE(described.find("worker.require_client_cert = true  # file t.toml"), std::string::npos) << described;
+  EXPECT_NE(described.find("distributed.cert_file = caller.pem  # environment FRAMEX_DISTRIBUTED__CERT_FILE"), std::string::npos)
+      << described;
+  EXPECT_NE(described.find("server.require_client_cert = false  # default"), std::string::npos) << described;
+  EXPECT_EQ(error_of([&] { c.apply_toml("[worker]\ntls = \"yes\"\n", "file u.toml"); }),
+            "file u.toml: worker.tls: expected a boolean, got a TOML string");
+  EXPECT_NE(error_of([&] { c.apply_toml("[distributed]\nrequire_client_cert = true\n", "file v.toml"); }), "");  // a server's key
+}
+
 TEST(Config, AnUnknownKeyIsAnErrorNamingTheKeyAndItsSource) {
   framex::config c;
   EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nmood = 1\n", "file x.toml"); }),
