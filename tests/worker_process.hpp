@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -112,6 +113,42 @@ class worker_process {
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
 };
+
+/// The peak resident memory (VmHWM) of process `pid`, in MiB; -1 if unknown.
+inline long peak_rss_mib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmHWM:") {
+      long kib = 0;
+      status >> kib;
+      return kib / 1024;
+    }
+    status.ignore(4096, '\n');
+  }
+  return -1;
+}
+
+/// What a siege may add to a worker's peak memory: 256 MiB, as users see it;
+/// under ASan, where every allocation costs a redzone, shadow bytes and a size
+/// class (about twice what it costs a plain build), 512.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr long siege_bound_mib = 512;
+#else
+inline constexpr long siege_bound_mib = 256;
+#endif
+
+/// The environment of a worker under siege: under ASan, which holds up to
+/// 256 MiB of freed memory in quarantine, a small quarantine, so the bound
+/// measures what framex holds.
+inline std::vector<std::string> siege_env() {
+#if defined(__SANITIZE_ADDRESS__)
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  return {std::string("ASAN_OPTIONS=") + (asan != nullptr ? asan : "") + ":quarantine_size_mb=16"};
+#else
+  return {};
+#endif
+}
 
 /// A port on 127.0.0.1 where nothing listens, held for the test's life so no
 /// other process can take it: a connection to it is refused at once.

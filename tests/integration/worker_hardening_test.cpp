@@ -102,6 +102,7 @@ using framex::test::clock;
 using framex::test::error_of;
 using framex::test::run;
 using framex::test::since;
+using framex::test::peak_rss_mib;
 using framex::test::worker_process;
 using framex::test::distributed;
 using framex::test::raw_peer;
@@ -109,19 +110,6 @@ using framex::test::request_bytes;
 
 
 /// The worker's peak resident memory, in MiB (VmHWM).
-long peak_rss_mib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      long kib = 0;
-      status >> kib;
-      return kib / 1024;
-    }
-    status.ignore(4096, '\n');
-  }
-  return -1;
-}
 
 std::string error_text(const msgpack::object& response) {
   const auto& error = response.via.array.ptr[2];
@@ -600,13 +588,8 @@ rlim_t raise_file_limit() {
 
 TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory) {
   const rlim_t files = raise_file_limit();
-  std::vector<std::string> env{"FRAMEX_DISTRIBUTED__MESSAGE_TIMEOUT_MS=2000"};
-#if defined(__SANITIZE_ADDRESS__)
-  // ASan holds up to 256 MiB of freed memory in quarantine; keep that small so
-  // the bound measures what framex holds.
-  const char* asan = std::getenv("ASAN_OPTIONS");
-  env.push_back(std::string("ASAN_OPTIONS=") + (asan != nullptr ? asan : "") + ":quarantine_size_mb=16");
-#endif
+  std::vector<std::string> env = framex::test::siege_env();
+  env.push_back("FRAMEX_DISTRIBUTED__MESSAGE_TIMEOUT_MS=2000");
   worker_process w(0, env);
   // The bound is on what the siege adds to a worker at rest (an ASan worker
   // rests at about 150 MiB, a release one at about 10).
@@ -706,14 +689,7 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
   EXPECT_GE(good.succeeded(), 10);
   EXPECT_EQ(answered_wrong_calls, 4);
   const long peak = peak_rss_mib(w.pid());
-#if defined(__SANITIZE_ADDRESS__)
-  // Every allocation costs ASan a redzone, shadow bytes and a size class:
-  // under it, about twice what it costs a plain build.
-  const long bound = 512;
-#else
-  const long bound = 256;
-#endif
-  EXPECT_LT(peak - at_rest, bound);
+  EXPECT_LT(peak - at_rest, framex::test::siege_bound_mib);
   std::cout << "[ siege    ] good calls " << good.succeeded() << ", worker peak RSS " << peak << " MiB (" << at_rest << " at rest)\n";
 }
 
