@@ -31,6 +31,14 @@ void client::notify(std::string_view method, std::uint64_t argument) { send(noti
 
 void client::on_message(msgpack::object_handle message, std::size_t) {
   const msgpack::object& m = message.get();
+  // A notification from the server: `framex.draining` is the one it sends; others are ignored.
+  if (m.type == msgpack::type::ARRAY && m.via.array.size == 3 && m.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER &&
+      m.via.array.ptr[0].via.u64 == notification && m.via.array.ptr[1].type == msgpack::type::STR) {
+    if (std::string_view(m.via.array.ptr[1].via.str.ptr, m.via.array.ptr[1].via.str.size) == "framex.draining") {
+      draining_.store(true, std::memory_order_relaxed);
+    }
+    return;
+  }
   if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
       m.via.array.ptr[0].via.u64 != response || m.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {
     return close(std::make_error_code(std::errc::protocol_error));

@@ -47,6 +47,10 @@ class client final : public connection {
   /// (any thread, no lock held). Set before `start`.
   void on_drained(std::function<void()> f) { on_drained_ = std::move(f); }
 
+  /// True once the server said it is draining (`framex.draining`): it takes
+  /// no new call. Thread safety: any thread.
+  [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+
   /// Calls filed and not yet completed.
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
 
@@ -62,6 +66,7 @@ class client final : public connection {
   std::uint32_t next_id_ = 0;
   bool lost_ = false;
   std::atomic<std::size_t> outstanding_{0};
+  std::atomic<bool> draining_{false};
   std::function<void()> on_drained_;
 };
 

@@ -8,7 +8,8 @@
 // it, after a jittered backoff while its worker stays unreachable.
 //
 // Routing. A call goes to the ready slot with the fewest calls in flight
-// (ties go round the slots), skipping connections whose unsent output is above
+// (ties go round the slots), skipping connections whose worker said it is
+// draining (`framex.draining`) and connections whose unsent output is above
 // the high-water mark (a stalled worker); else it waits on a slot being
 // connected; else it waits, unrouted, until a slot may be tried again or a
 // stalled connection drains. A call that never reached a worker (its connect
@@ -410,7 +411,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         s.retry_at = {};
       }
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
-      if (s.status == slot::state::ready && s.conn->queued_bytes() <= stalled_bytes &&
+      if (s.status == slot::state::ready && !s.conn->draining() && s.conn->queued_bytes() <= stalled_bytes &&
           s.conn->outstanding() < best_load) {
         best = &s;
         best_load = s.conn->outstanding();
@@ -434,7 +435,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     bool live = false, all_refused = true;
     clock::time_point next = clock::time_point::max();
     for (const auto& s : slots) {
-      live = live || (s->status == slot::state::ready && s->conn->is_open());
+      live = live || (s->status == slot::state::ready && s->conn->is_open() && !s->conn->draining());
       all_refused = all_refused && s->status == slot::state::down && s->last_code == errc::unauthorized;
       if (s->status == slot::state::down) next = std::min(next, s->retry_at);
     }

@@ -16,6 +16,11 @@
 // too, and with `require_client_cert` the caller's certificate must chain to
 // `worker.ca_file`; a failed handshake is logged with its reason.
 //
+// Draining (SIGTERM, `worker::drain`): the listener closes, every connection
+// gets a `framex.draining` notification, new calls are refused with
+// `overloaded`, and the calls held have `drain_timeout` to finish before the
+// worker stops as `stop` does.
+//
 // Admission. A call is refused with `overloaded` when the worker holds
 // `max_queued` calls, when its connection holds `max_calls_per_connection`, or
 // when the requests held would take more than `max_held_bytes`; a request
@@ -139,6 +144,29 @@ class worker::impl final : public net::dispatcher {
 
   ~impl() { stop(); }
 
+  // Stops accepting, says so on every connection, refuses new calls, and
+  // waits (at most `timeout`) for the calls held to finish; then stops.
+  void drain(std::optional<std::chrono::milliseconds> within) noexcept {
+    const auto timeout = within.value_or(cfg_.drain_timeout);
+    {
+      std::lock_guard stop_lock(stop_mutex_);
+      if (stopped_) return;
+    }
+    listener_->close();
+    {
+      std::lock_guard lock(mutex_);
+      draining_ = true;
+    }
+    for (auto& s : listener_->sessions()) {
+      s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
+    }
+    {
+      std::unique_lock lock(mutex_);
+      held_changed_.wait_for(lock, timeout, [&] { return held_ == 0; });
+    }
+    stop();
+  }
+
   std::uint16_t port() const noexcept { return listener_->port(); }
 
   // Stops accepting; queued calls answer `cancelled`, running ones finish and
@@ -261,6 +289,7 @@ class worker::impl final : public net::dispatcher {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return refuse(errc::cancelled, "framex.cancelled", "the worker is shutting down");
+      if (draining_) return refuse(errc::overloaded, "framex.overloaded", "the worker is draining: call another");
       if (!notification && calls_.contains({from.get(), msgid})) {
         return refuse(errc::bad_arguments, "framex.duplicate_msgid",
                       "msgid " + std::to_string(msgid) + " is already in flight on this connection");
@@ -419,6 +448,7 @@ class worker::impl final : public net::dispatcher {
   std::size_t held_ = 0;        // calls and notifications being served
   std::size_t held_bytes_ = 0;  // what they hold in memory
   bool stopping_ = false;       // calls are refused
+  bool draining_ = false;       // new calls are refused with `overloaded`
   detail::thread_pool pool_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -432,6 +462,7 @@ worker::worker(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}
 worker::~worker() = default;
 std::uint16_t worker::port() const noexcept { return impl_->port(); }
 void worker::stop() noexcept { impl_->stop(); }
+void worker::drain(std::optional<std::chrono::milliseconds> timeout) noexcept { impl_->drain(timeout); }
 
 int serve_worker(const config& cfg) {
   // Output whose reader went away (a supervisor that read the first line and
@@ -449,7 +480,8 @@ int serve_worker(const config& cfg) {
   std::printf("framex worker listening on %s:%u\n", host.c_str(), static_cast<unsigned>(w.port()));
   std::fflush(stdout);
   signals_io.run();
-  w.stop();
+  spdlog::info("framex worker: draining (at most {} ms)", cfg.worker.drain_timeout.count());
+  w.drain();
   return 0;
 }
 

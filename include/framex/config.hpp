@@ -147,6 +147,9 @@ struct config {
     std::string token_file;
     /// How long a connection may take to prove the token; then it closes.
     std::chrono::milliseconds auth_timeout{5000};
+    /// Draining (SIGTERM, `worker::drain`): how long the calls a worker holds
+    /// may take to finish before what is left is answered `cancelled`.
+    std::chrono::milliseconds drain_timeout{10000};
     /// What callers may call: names, or prefixes ending in `*`
     /// (`["heavy_job", "Worker::*"]`). Empty: every registered function.
     std::vector<std::string> serve;

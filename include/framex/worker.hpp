@@ -14,6 +14,7 @@
 // @endcode
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -42,15 +43,23 @@ class worker {
   /// bodies finish, closes connections and joins its threads. Idempotent.
   void stop() noexcept;
 
+  /// Leaves gracefully, as a rolling restart wants: stops accepting, tells
+  /// every caller (a `framex.draining` notification) so that it sends nothing
+  /// new here, refuses calls that still come with `overloaded` (a caller's
+  /// retry moves them to another worker), lets the calls it holds finish
+  /// within `timeout` (default: `worker.drain_timeout_ms`), then stops as
+  /// `stop()` does. `serve_worker` drains on SIGTERM and SIGINT.
+  void drain(std::optional<std::chrono::milliseconds> timeout = std::nullopt) noexcept;
+
   class impl;
 
  private:
   std::unique_ptr<impl> impl_;
 };
 
-/// Serves as a worker until SIGINT or SIGTERM. Prints
-/// "framex worker listening on HOST:PORT" once it accepts connections.
-/// Returns the process exit code.
+/// Serves as a worker until SIGINT or SIGTERM, then drains (see
+/// `worker::drain`). Prints "framex worker listening on HOST:PORT" once it
+/// accepts connections. Returns the process exit code: 0 after a drain.
 int serve_worker(const config& cfg);
 
 /// If `argv` contains `--framex-worker`, runs `serve_worker` and returns its

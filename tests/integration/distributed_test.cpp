@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -21,6 +22,7 @@
 #include <atomic>
 #include <cstddef>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -30,6 +32,7 @@
 #include <variant>
 #include <vector>
 
+#include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -509,6 +512,114 @@ TEST(DistributedConnections, SeveralConnectionsToOneWorkerShareTheCalls) {
     EXPECT_EQ(c.state, "ready");
     EXPECT_GT(c.completed, 0u);  // each connection carried some of the calls
   }
+}
+
+}  // namespace
+
+namespace {
+
+// ---- draining ----
+
+// The messages a raw peer gets until the worker closes the connection.
+std::vector<msgpack::object_handle> everything_until_closed(framex::test::raw_peer& p) {
+  std::vector<msgpack::object_handle> out;
+  while (auto m = p.receive()) out.push_back(std::move(*m));
+  return out;
+}
+
+TEST(DistributedDrain, ADrainingWorkerTellsItsCallersRefusesNewCallsAndFinishesWhatItHolds) {
+  framex::config cfg;
+  cfg.worker.listen = "127.0.0.1:0";
+  cfg.worker.threads = 1;
+  framex::worker w(cfg);
+  framex::test::raw_peer p(w.port());
+  p.request(1, "sleep_then", 300);  // running
+  p.request(2, "sleep_then", 300);  // queued behind it
+  std::this_thread::sleep_for(100ms);
+  std::thread drain([&] { w.drain(20s); });
+  auto first = p.receive();
+  ASSERT_TRUE(first.has_value());
+  const auto& n = first->get();  // [2, "framex.draining", [timeout_ms]]
+  ASSERT_EQ(n.via.array.size, 3u);
+  EXPECT_EQ(n.via.array.ptr[0].as<int>(), 2);
+  EXPECT_EQ(n.via.array.ptr[1].as<std::string>(), "framex.draining");
+  p.request(3, "sleep_then", 1);  // after the notification: refused, for another worker to take
+  std::map<std::uint32_t, std::uint64_t> codes;
+  std::map<std::uint32_t, int> results;
+  for (auto& m : everything_until_closed(p)) {
+    const auto id = m.get().via.array.ptr[1].as<std::uint32_t>();
+    codes[id] = framex::test::error_code_of(m);
+    if (codes[id] == 0) results[id] = m.get().via.array.ptr[3].as<int>();
+  }
+  drain.join();
+  EXPECT_EQ(codes[3], static_cast<std::uint64_t>(framex::errc::overloaded));
+  EXPECT_EQ(results[1], 300);  // both calls it held were finished and answered
+  EXPECT_EQ(results[2], 300);
+}
+
+TEST(DistributedDrain, WhatIsLeftAtTheDrainTimeoutIsCancelled) {
+  framex::config cfg;
+  cfg.worker.listen = "127.0.0.1:0";
+  cfg.worker.threads = 1;
+  framex::worker w(cfg);
+  framex::test::raw_peer p(w.port());
+  p.request(1, "sleep_then", 600);  // running past the drain timeout: it finishes
+  p.request(2, "sleep_then", 600);  // still queued at the timeout: cancelled
+  std::this_thread::sleep_for(100ms);
+  const auto start = clock::now();
+  w.drain(200ms);
+  EXPECT_LT(since(start), 10s);
+  std::map<std::uint32_t, std::uint64_t> codes;
+  for (auto& m : everything_until_closed(p)) {
+    if (m.get().via.array.ptr[0].as<int>() == 1) codes[m.get().via.array.ptr[1].as<std::uint32_t>()] = framex::test::error_code_of(m);
+  }
+  EXPECT_EQ(codes.at(1), 0u);
+  EXPECT_EQ(codes.at(2), static_cast<std::uint64_t>(framex::errc::cancelled));
+}
+
+// Two workers, each drained (SIGTERM) and restarted on its address in turn,
+// under steady calls with one retry: no call fails, and each drained worker
+// exits 0.
+TEST(DistributedDrain, ARollingRestartUnderLoadLosesNoCall) {
+  auto a = std::make_unique<worker_process>();
+  auto b = std::make_unique<worker_process>();
+  const auto port_a = a->port(), port_b = b->port();
+  framex::runtime rt(distributed({a->address(), b->address()}));
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_failure;
+  std::mutex failure_mutex;
+  asio::io_context io;
+  for (int c = 0; c < 8; ++c) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          while (!stop) {
+            try {
+              co_await framex::remote<&sleep_then>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);
+              ++ok;
+            } catch (const std::exception& e) {
+              ++failed;
+              std::lock_guard lock(failure_mutex);
+              if (first_failure.empty()) first_failure = e.what();
+            }
+          }
+        },
+        asio::detached);
+  }
+  std::thread load([&] { io.run(); });
+  const auto exited_cleanly = [](int status) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0; };
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(exited_cleanly(a->stop())) << "a drained worker exits 0";
+  a = std::make_unique<worker_process>(port_a);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(exited_cleanly(b->stop()));
+  b = std::make_unique<worker_process>(port_b);
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  load.join();
+  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_GT(ok.load(), 50);
 }
 
 }  // namespace
