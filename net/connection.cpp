@@ -40,6 +40,7 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
       reader_(limits.read),
       timer_(executor_),
       last_activity_(clock::now().time_since_epoch().count()),
+      last_heard_(last_activity_.load(std::memory_order_relaxed)),
       greeted_(limits.greeting_timeout.count() == 0),
       started_(clock::now()) {
   limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
@@ -386,7 +387,10 @@ void connection::decrypted(std::size_t n) {
 // On the strand: `n` bytes were added to the reader; hands on every message
 // they complete, and reads on.
 void connection::arrived(std::size_t n) {
-  if (n != 0) touch();
+  if (n != 0) {
+    touch();
+    last_heard_.store(last_activity_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
   bool completed = false;
   struct uncork_at_exit {
     connection* c;

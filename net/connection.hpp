@@ -124,6 +124,11 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] std::size_t queued_bytes() const;
   /// When a message was last read or written.
   [[nodiscard]] clock::time_point last_activity() const noexcept;
+  /// When bytes last arrived from the peer (or the connection began): how long
+  /// it has been silent, whatever was written to it.
+  [[nodiscard]] clock::time_point last_heard() const noexcept {
+    return clock::time_point(clock::duration(last_heard_.load(std::memory_order_relaxed)));
+  }
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
   [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
   /// The peer's "address:port", as it was when the connection began.
@@ -186,6 +191,7 @@ class connection : public std::enable_shared_from_this<connection> {
   clock::time_point message_started_{};  // strand only: first byte of a partial message
   std::size_t counted_partial_ = 0;       // strand only: what this adds to limits_.partial_bytes
   std::atomic<clock::rep> last_activity_;
+  std::atomic<clock::rep> last_heard_;
   std::atomic<bool> greeted_{false};
   bool handshaking_ = false;  // strand only
   bool peeked_ = false;       // strand only: a server saw the first byte of a TLS handshake

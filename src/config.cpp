@@ -182,6 +182,8 @@ const key_info keys[] = {
     {"distributed.io_threads", kind::integer,
      [](config& c, std::string_view v) { c.distributed.io_threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.distributed.io_threads); }},
+    {"distributed.heartbeat_ms", kind::integer, [](config& c, std::string_view v) { c.distributed.heartbeat = to_ms(v); },
+     [](const config& c) { return std::to_string(c.distributed.heartbeat.count()); }},
     {"distributed.token_file", kind::text, [](config& c, std::string_view v) { c.distributed.token_file = std::string(v); },
      [](const config& c) { return c.distributed.token_file; }},
     tls_flag<&config::distributed, &tls_settings::enabled>("distributed.tls"),

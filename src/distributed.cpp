@@ -7,6 +7,13 @@
 // every slot; a slot whose connection is lost is reconnected when a call needs
 // it, after a jittered backoff while its worker stays unreachable.
 //
+// Health. Every half `heartbeat`, a ready connection that has heard nothing
+// for a heartbeat gets a `framex.ping` (answered on the worker's I/O thread,
+// whatever its pool is doing); if that too goes unanswered for a heartbeat,
+// the worker is taken for hung or unreachable and the connection closes: its
+// calls fail with `worker_lost` (a retry picks another worker) and the slot is
+// reconnected like any lost one.
+//
 // Routing. A call goes to the ready slot with the fewest calls in flight
 // (ties go round the slots), skipping connections whose worker said it is
 // draining (`framex.draining`) and connections whose unsent output is above
@@ -125,6 +132,13 @@ void intrusive_ptr_add_ref(remote_call* c) noexcept;
 void intrusive_ptr_release(remote_call* c) noexcept;
 using call_ref = boost::intrusive_ptr<remote_call>;
 
+// The heartbeat of a slot's connection: a `framex.ping` in flight, or none.
+struct heartbeat final : net::pending_call {
+  std::atomic<clock::rep> sent_at{0};  // 0: none in flight
+  void on_response(msgpack::object_handle) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
+  void on_lost(std::error_code) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
+};
+
 // One connection to one worker.
 struct slot {
   enum class state { down, connecting, ready };
@@ -142,6 +156,7 @@ struct slot {
   std::string last_error;
   errc last_code = errc::worker_lost;  // what last_error means to a call
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
+  heartbeat beat;
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> errors{0};
@@ -334,7 +349,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         token(s.token_file.empty() ? std::string() : read_token_file(s.token_file, "distributed.token_file")),
         tls(tls_context_for(s.tls, net::tls_context::role::client, "distributed")),
         work(asio::make_work_guard(io)),
-        retry_timer(asio::make_strand(io)) {
+        retry_timer(asio::make_strand(io)),
+        heartbeat_timer(asio::make_strand(io)) {
     check_unambiguous();
     if (s.workers.empty()) {
       throw config_error("distributed mode needs at least one worker: set distributed.workers");
@@ -718,6 +734,40 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     return l;
   }
 
+  // On the heartbeat timer's strand, every half heartbeat: a ready connection
+  // silent for a heartbeat gets a `framex.ping`; one whose ping has gone
+  // unanswered for a heartbeat is taken for dead and closed.
+  void beat() {
+    const auto period = settings.heartbeat;
+    std::vector<std::pair<std::shared_ptr<net::client>, heartbeat*>> ping;
+    std::vector<std::shared_ptr<net::client>> dead;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      const auto now = clock::now();
+      for (auto& s : slots) {
+        if (s->status != slot::state::ready || !s->conn->is_open()) continue;
+        const auto sent = s->beat.sent_at.load(std::memory_order_relaxed);
+        if (sent != 0 && now - clock::time_point(clock::duration(sent)) >= period && now - s->conn->last_heard() >= period) {
+          dead.push_back(s->conn);  // its calls fail as lost, "Connection timed out"; the slot reconnects with backoff
+        } else if (sent == 0 && now - s->conn->last_heard() >= period) {
+          s->beat.sent_at.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+          ping.emplace_back(s->conn, &s->beat);
+        }
+      }
+    }
+    for (auto& c : dead) c->close(std::make_error_code(std::errc::timed_out));
+    for (auto& [c, b] : ping) {
+      message_buffer params(32);
+      msgpack::packer<message_buffer>(params).pack_array(0);
+      if (c->call("framex.ping", std::move(params), *b) == 0) b->sent_at.store(0, std::memory_order_relaxed);
+    }
+    heartbeat_timer.expires_after(period / 2);
+    heartbeat_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->beat();
+    });
+  }
+
   // The outcome of connecting `s`: ready with `conn`, or failed with `error`.
   // The calls that waited for it are sent on it, or routed again.
   void connected(slot& s, std::shared_ptr<net::client> conn, const failure& failed) {
@@ -782,6 +832,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     for (auto& call : waiting) call->finish(code_of(errc::cancelled), call->fn().name + ": the runtime is shutting down");
     for (auto& c : conns) c->close(code_of(errc::cancelled));
     asio::post(retry_timer.get_executor(), [self = shared_from_this()] { self->retry_timer.cancel(); });
+    asio::post(heartbeat_timer.get_executor(), [self = shared_from_this()] { self->heartbeat_timer.cancel(); });
     work.reset();
     for (auto& t : threads) t.join();
     threads.clear();
@@ -798,6 +849,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::vector<call_ref> unrouted;  // calls no slot could take yet
   std::atomic<bool> has_unrouted{false};
   asio::steady_timer retry_timer;  // wakes the unrouted calls; on its strand
+  asio::steady_timer heartbeat_timer;  // see beat(); on its strand
   clock::time_point retry_at = clock::time_point::max();  // when it is set to fire
   std::size_t rotation = 0;
   bool stopping = false;
@@ -808,6 +860,7 @@ distributed_runtime::distributed_runtime(const config::distributed_section& sett
   for (std::size_t i = 0; i < std::max<std::size_t>(1, settings.io_threads); ++i) {
     impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
   }
+  if (settings.heartbeat.count() > 0) asio::post(impl_->heartbeat_timer.get_executor(), [self = impl_] { self->beat(); });
 }
 
 distributed_runtime::~distributed_runtime() { shutdown(); }

@@ -277,6 +277,11 @@ class worker::impl final : public net::dispatcher {
                     "the worker requires a token: prove it with framex.challenge and framex.hello first");
     }
     if (notification && request.method == "framex.cancel") return cancel(*from, *request.params);
+    if (!notification && request.method == "framex.ping") {  // a caller's heartbeat: answered here, on the I/O thread
+      message_buffer body(detail::invocation::response_headroom);
+      msgpack::packer<message_buffer>(body).pack_nil();
+      return from->reply(msgid, std::move(body));
+    }
     // What is not served is answered as if it did not exist.
     const function_entry* fn = detail::serves(cfg_.serve, request.method) ? detail::find_function(request.method) : nullptr;
     if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {

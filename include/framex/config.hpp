@@ -102,6 +102,11 @@ struct config {
     std::chrono::milliseconds message_timeout{30000};
     /// Threads running the caller's connections.
     std::size_t io_threads = 1;
+    /// A connection silent this long gets a `framex.ping`; one that stays
+    /// silent as long again is taken for dead (a hung or unreachable worker):
+    /// it closes, its calls fail with `worker_lost` (or retry elsewhere), and
+    /// the worker is retried with backoff. Zero: no heartbeat.
+    std::chrono::milliseconds heartbeat{5000};
     /// A file holding the token shared with the workers (see the README's
     /// "Security"): the caller proves it holds it, and checks that each worker
     /// does too. Empty: no token.

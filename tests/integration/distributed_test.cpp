@@ -623,3 +623,52 @@ TEST(DistributedDrain, ARollingRestartUnderLoadLosesNoCall) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- health ----
+
+// A worker stopped with SIGSTOP keeps its connections open and answers
+// nothing: only the heartbeat can tell.
+struct DistributedHealth : ::testing::Test {
+  static framex::config with_heartbeat(std::vector<std::string> workers) {
+    auto cfg = distributed(std::move(workers));
+    cfg.distributed.heartbeat = 300ms;
+    return cfg;
+  }
+  static void call_each_once(framex::runtime& rt) {  // connects to every worker
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(1, 2); }), 3);
+  }
+};
+
+TEST_F(DistributedHealth, ACallToAHungWorkerFailsWithWorkerLostLongBeforeItsTimeout) {
+  worker_process w;
+  framex::runtime rt(with_heartbeat({w.address()}));
+  call_each_once(rt);
+  ::kill(w.pid(), SIGSTOP);
+  const auto start = clock::now();
+  const auto ec = run([&]() { return error_of(framex::remote<&sleep_then>.with({.timeout = 60s, .runtime = &rt}).remote(1)); });
+  ::kill(w.pid(), SIGCONT);
+  EXPECT_EQ(ec, framex::errc::worker_lost);
+  EXPECT_LT(since(start), 20s);  // a few heartbeats, not the call's 60 s
+}
+
+TEST_F(DistributedHealth, CallsToAHungWorkerMoveToAnotherWithOneRetry) {
+  worker_process hung, healthy;
+  framex::runtime rt(with_heartbeat({hung.address(), healthy.address()}));
+  call_each_once(rt);
+  ::kill(hung.pid(), SIGSTOP);
+  const auto start = clock::now();
+  asio::io_context io;
+  int ok = 0;
+  for (int i = 0; i < 8; ++i) {
+    asio::co_spawn(io, framex::remote<&sleep_then>.with({.timeout = 60s, .runtime = &rt, .retries = 1}).remote(i),
+                   [&, i](std::exception_ptr e, int r) { ok += !e && r == i; });
+  }
+  io.run();
+  ::kill(hung.pid(), SIGCONT);
+  EXPECT_EQ(ok, 8);
+  EXPECT_LT(since(start), 20s);
+}
+
+}  // namespace
