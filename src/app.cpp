@@ -37,6 +37,7 @@ boost::json::object to_json(const stats_snapshot& s) {
   for (const auto& w : s.workers) {
     workers.push_back({{"address", w.address},
                        {"state", w.state},
+                       {"last_heard_ms", w.last_heard_ms},
                        {"in_flight", w.in_flight},
                        {"completed", w.completed},
                        {"errors", w.errors},

@@ -157,6 +157,7 @@ struct slot {
   errc last_code = errc::worker_lost;  // what last_error means to a call
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;
+  bool unhealthy = false;  // its last connection's heartbeat went unanswered
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> errors{0};
@@ -749,6 +750,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         if (s->status != slot::state::ready || !s->conn->is_open()) continue;
         const auto sent = s->beat.sent_at.load(std::memory_order_relaxed);
         if (sent != 0 && now - clock::time_point(clock::duration(sent)) >= period && now - s->conn->last_heard() >= period) {
+          s->unhealthy = true;
           dead.push_back(s->conn);  // its calls fail as lost, "Connection timed out"; the slot reconnects with backoff
         } else if (sent == 0 && now - s->conn->last_heard() >= period) {
           s->beat.sent_at.store(now.time_since_epoch().count(), std::memory_order_relaxed);
@@ -785,6 +787,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       s.status = slot::state::ready;
       s.conn = conn;
       s.backoff = first_backoff;
+      s.unhealthy = false;
     }
     for (auto& call : waiting) {
       route(call, lock);
@@ -801,9 +804,12 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     for (const auto& s : slots) {
       worker_stats w;
       w.address = s->address;
-      w.state = s->status == slot::state::ready ? (s->conn->is_open() ? "ready" : "down")
+      const bool live = s->status == slot::state::ready && s->conn->is_open();
+      w.state = live ? (s->conn->draining() ? "draining" : "ready")
                 : s->status == slot::state::connecting ? "connecting"
-                                                        : "down";
+                : s->unhealthy                         ? "unhealthy"
+                                                       : "down";
+      if (live) w.last_heard_ms = std::chrono::duration<double, std::milli>(clock::now() - s->conn->last_heard()).count();
       w.in_flight = s->conn ? s->conn->outstanding() : 0;
       w.completed = s->completed.load();
       w.errors = s->errors.load();

@@ -24,7 +24,11 @@ struct function_stats {
 
 struct worker_stats {
   std::string address;
-  std::string state;  ///< "ready", "connecting" or "down"
+  /// "ready", "draining" (it said so: it gets no new call), "connecting",
+  /// "down", or "unhealthy" (its heartbeat went unanswered).
+  std::string state;
+  /// Milliseconds since bytes last came from it, on a live connection; -1 otherwise.
+  double last_heard_ms = -1;
   std::uint64_t in_flight = 0;
   std::uint64_t completed = 0;
   std::uint64_t errors = 0;

@@ -577,6 +577,26 @@ TEST(DistributedDrain, WhatIsLeftAtTheDrainTimeoutIsCancelled) {
   EXPECT_EQ(codes.at(2), static_cast<std::uint64_t>(framex::errc::cancelled));
 }
 
+TEST(DistributedDrain, ACallerSeesItsWorkerDrainingAndItsCallInFlightFinishes) {
+  worker_process w;
+  framex::runtime rt(distributed({w.address()}));
+  asio::io_context io;
+  int result = 0;
+  asio::co_spawn(io, framex::remote<&sleep_then>.with({.timeout = 30s, .runtime = &rt}).remote(1500),
+                 [&](std::exception_ptr e, int r) { result = e ? -1 : r; });
+  std::thread caller([&] { io.run(); });
+  std::this_thread::sleep_for(300ms);
+  ::kill(w.pid(), SIGTERM);
+  std::string state;
+  for (int i = 0; i < 100 && state != "draining"; ++i) {
+    std::this_thread::sleep_for(20ms);
+    state = framex::stats(rt).workers.at(0).state;
+  }
+  EXPECT_EQ(state, "draining");
+  caller.join();
+  EXPECT_EQ(result, 1500);
+}
+
 // Two workers, each drained (SIGTERM) and restarted on its address in turn,
 // under steady calls with one retry: no call fails, and each drained worker
 // exits 0.
@@ -645,6 +665,8 @@ TEST_F(DistributedHealth, ACallToAHungWorkerFailsWithWorkerLostLongBeforeItsTime
   worker_process w;
   framex::runtime rt(with_heartbeat({w.address()}));
   call_each_once(rt);
+  EXPECT_EQ(framex::stats(rt).workers.at(0).state, "ready");
+  EXPECT_GE(framex::stats(rt).workers.at(0).last_heard_ms, 0);
   asio::io_context io;
   std::error_code ec;
   asio::co_spawn(io, error_of(framex::remote<&sleep_then>.with({.timeout = 60s, .runtime = &rt}).remote(3000)),
@@ -657,6 +679,7 @@ TEST_F(DistributedHealth, ACallToAHungWorkerFailsWithWorkerLostLongBeforeItsTime
   ::kill(w.pid(), SIGCONT);
   EXPECT_EQ(ec, framex::errc::worker_lost);
   EXPECT_LT(since(start), 20s);  // a few heartbeats, not the call's 60 s
+  EXPECT_EQ(framex::stats(rt).workers.at(0).state, "unhealthy");
 }
 
 TEST_F(DistributedHealth, CallsToAHungWorkerMoveToAnotherWithOneRetry) {
