@@ -152,6 +152,15 @@ const key_info keys[] = {
        c.distributed.workers = std::move(list);
      },
      [](const config& c) { return join(c.distributed.workers); }},
+    {"distributed.discovery", kind::text,
+     [](config& c, std::string_view v) {
+       if (v != "static" && !v.starts_with("dns://")) {
+         throw std::invalid_argument(v.starts_with("etcd://") ? "etcd discovery is not built yet: use \"static\" or dns://NAME:PORT"
+                                                             : "expected \"static\" or dns://NAME:PORT[?refresh_ms=N]");
+       }
+       c.distributed.discovery = std::string(v);
+     },
+     [](const config& c) { return c.distributed.discovery; }},
     {"distributed.connections_per_worker", kind::integer,
      [](config& c, std::string_view v) {
        c.distributed.connections_per_worker = to_size(v);

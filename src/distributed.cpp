@@ -60,6 +60,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <map>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -158,6 +160,8 @@ struct slot {
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;
   bool unhealthy = false;  // its last connection's heartbeat went unanswered
+  bool retired = false;    // discovery no longer finds it: no new call, closed once idle
+  std::string verify_host;  // the name its TLS certificate must carry
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> errors{0};
@@ -353,20 +357,91 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         retry_timer(asio::make_strand(io)),
         heartbeat_timer(asio::make_strand(io)) {
     check_unambiguous();
+    if (s.discovery.starts_with("dns://")) {
+      if (!s.workers.empty()) throw config_error("set distributed.workers or a dns:// distributed.discovery, not both");
+      std::string_view rest = std::string_view(s.discovery).substr(6);
+      const std::size_t query = rest.find('?');
+      if (query != std::string_view::npos) {
+        const std::string_view option = rest.substr(query + 1);
+        unsigned ms = 0;
+        const auto [end, ec] = std::from_chars(option.data() + std::min(option.size(), std::size_t{11}), option.data() + option.size(), ms);
+        if (!option.starts_with("refresh_ms=") || ec != std::errc{} || end != option.data() + option.size() || ms == 0) {
+          throw config_error("distributed.discovery = " + s.discovery + ": the only option is refresh_ms=N (N > 0)");
+        }
+        dns_refresh = std::chrono::milliseconds(ms);
+        rest = rest.substr(0, query);
+      }
+      const auto [host, port] = parse_endpoint(rest);
+      dns_host = host;
+      dns_port = std::to_string(port);
+      discovering = true;
+      return;
+    }
     if (s.workers.empty()) {
       throw config_error("distributed mode needs at least one worker: set distributed.workers");
     }
     for (const auto& w : s.workers) {
       const auto [host, port] = parse_endpoint(w);
-      for (std::size_t i = 0; i < s.connections_per_worker; ++i) {
-        auto sl = std::make_unique<slot>();
-        sl->address = w;
-        sl->host = host;
-        sl->port = std::to_string(port);
-        sl->limit = s.max_message_size;
-        slots.push_back(std::move(sl));
+      add_worker(w, host, std::to_string(port), host);
+    }
+  }
+
+  // Under the mutex (or before any thread runs): `connections_per_worker` slots for one worker.
+  void add_worker(const std::string& address, const std::string& host, const std::string& port, const std::string& verify_host) {
+    for (std::size_t i = 0; i < settings.connections_per_worker; ++i) {
+      auto sl = std::make_unique<slot>();
+      sl->address = address;
+      sl->host = host;
+      sl->port = port;
+      sl->verify_host = verify_host;
+      sl->limit = settings.max_message_size;
+      slots.push_back(std::move(sl));
+    }
+  }
+
+  // DNS discovery, on the resolver's strand: looks the name up, then again
+  // every `dns_refresh`.
+  void look_up() {
+    resolver.async_resolve(dns_host, dns_port,
+                           [self = shared_from_this()](const boost::system::error_code& ec,
+                                                       const asio::ip::tcp::resolver::results_type& found) {
+                             self->discovered(ec, found);
+                           });
+  }
+
+  // What a lookup found: new addresses get slots; vanished ones are retired
+  // (no new call; closed once idle); a failed lookup changes nothing.
+  void discovered(const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& found) {
+    std::vector<std::shared_ptr<net::client>> idle;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      discovering = false;
+      dns_error = ec ? "looking up " + dns_host + ": " + ec.message() : std::string();
+      if (!ec) {
+        std::map<std::string, std::string> addresses;  // "ip:port" (v6 in brackets) -> ip
+        for (const auto& r : found) {
+          const auto ip = r.endpoint().address();
+          const std::string text = ip.to_string();
+          addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, text);
+        }
+        for (auto& s : slots) s->retired = !addresses.contains(s->address);
+        for (const auto& [address, ip] : addresses) {
+          if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == address; })) {
+            add_worker(address, ip, dns_port, dns_host);
+          }
+        }
+      }
+      for (auto& s : slots) {
+        if (s->retired && s->conn && s->conn->is_open() && s->conn->outstanding() == 0) idle.push_back(s->conn);
       }
     }
+    for (auto& c : idle) c->close(code_of(errc::cancelled));
+    reroute();  // waiting calls may have a worker now, or learn there is none
+    discovery_timer.expires_after(dns_refresh);
+    discovery_timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      if (!e) self->look_up();
+    });
   }
 
   void start(const function_entry& fn, message_buffer params, clock::duration timeout,
@@ -415,11 +490,13 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   slot* pick() {
     const auto now = clock::now();
     const std::size_t n = slots.size();
+    if (n == 0) return nullptr;
     const std::size_t first = rotation++ % n;  // ties go round the workers
     slot* best = nullptr;
     std::size_t best_load = SIZE_MAX;
     for (std::size_t i = 0; i < n; ++i) {
       slot& s = *slots[(first + i) % n];
+      if (s.retired) continue;
       if (s.status == slot::state::ready && !s.conn->is_open()) {  // lost: reconnect on demand
         s.status = slot::state::down;
         s.conn.reset();
@@ -437,7 +514,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     if (best != nullptr) return best;
     for (std::size_t i = 0; i < n; ++i) {
       slot& s = *slots[(first + i) % n];
-      if (s.status == slot::state::connecting && s.waiting.size() < best_load) {
+      if (!s.retired && s.status == slot::state::connecting && s.waiting.size() < best_load) {
         best = &s;
         best_load = s.waiting.size();
       }
@@ -449,17 +526,31 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // for the next slot due for a retry, or for a stalled connection to drain,
   // unless it would give up before either.
   void keep_unrouted(const call_ref& call, std::unique_lock<std::mutex>& lock) {
-    bool live = false, all_refused = true;
+    if (discovering) {  // the first lookup reroutes it
+      unrouted.push_back(call);
+      has_unrouted.store(true, std::memory_order_relaxed);
+      return;
+    }
+    bool live = false, all_refused = true, any = false;
     clock::time_point next = clock::time_point::max();
+    const slot* example = nullptr;  // for the message
     for (const auto& s : slots) {
+      if (s->retired) continue;
+      any = true;
+      if (example == nullptr || (example->last_error.empty() && !s->last_error.empty())) example = s.get();
       live = live || (s->status == slot::state::ready && s->conn->is_open() && !s->conn->draining());
       all_refused = all_refused && s->status == slot::state::down && s->last_code == errc::unauthorized;
       if (s->status == slot::state::down) next = std::min(next, s->retry_at);
     }
+    all_refused = all_refused && any;
+    if (!dns_host.empty()) next = std::min(next, clock::now() + dns_refresh);  // the next lookup may find one
     // Credentials refused everywhere will be refused again: no use waiting.
     if (!live && (all_refused || next > call->give_up_at())) {
+      std::string where = example != nullptr ? example->address + ": " + example->last_error
+                                             : "dns://" + dns_host + ":" + dns_port + " names no worker";
+      if (example == nullptr && !dns_error.empty()) where = dns_error;
       const std::string why = call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" +
-                              slots.front()->address + ": " + slots.front()->last_error + ")";
+                              where + ")";
       const errc code = all_refused ? errc::unauthorized : errc::worker_lost;
       lock.unlock();
       return call->finish(code_of(code), why);
@@ -534,7 +625,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       net::tls_setup speaks;
       if (self->tls) {
         speaks.context = self->tls;
-        speaks.host = s->host;
+        speaks.host = s->verify_host;
         speaks.session_key = s->address;
       }
       conn = std::make_shared<net::client>(std::move(socket), self->limits(), std::move(speaks));
@@ -802,6 +893,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   void fill(stats_snapshot& out) {
     std::lock_guard lock(mutex);
     for (const auto& s : slots) {
+      if (s->retired && !(s->conn && s->conn->is_open())) continue;  // gone
       worker_stats w;
       w.address = s->address;
       const bool live = s->status == slot::state::ready && s->conn->is_open();
@@ -839,6 +931,10 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     for (auto& c : conns) c->close(code_of(errc::cancelled));
     asio::post(retry_timer.get_executor(), [self = shared_from_this()] { self->retry_timer.cancel(); });
     asio::post(heartbeat_timer.get_executor(), [self = shared_from_this()] { self->heartbeat_timer.cancel(); });
+    asio::post(discovery_timer.get_executor(), [self = shared_from_this()] {
+      self->discovery_timer.cancel();
+      self->resolver.cancel();
+    });
     work.reset();
     for (auto& t : threads) t.join();
     threads.clear();
@@ -856,6 +952,14 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::atomic<bool> has_unrouted{false};
   asio::steady_timer retry_timer;  // wakes the unrouted calls; on its strand
   asio::steady_timer heartbeat_timer;  // see beat(); on its strand
+  // DNS discovery (`dns_host` empty: static); the resolver and its timer share a strand.
+  std::string dns_host, dns_port;
+  std::chrono::milliseconds dns_refresh{5000};
+  bool discovering = false;  // under the mutex: the first lookup has not answered
+  std::string dns_error;     // under the mutex: why the last lookup failed
+  asio::strand<asio::io_context::executor_type> discovery_strand = asio::make_strand(io);
+  asio::ip::tcp::resolver resolver{discovery_strand};
+  asio::steady_timer discovery_timer{discovery_strand};
   clock::time_point retry_at = clock::time_point::max();  // when it is set to fire
   std::size_t rotation = 0;
   bool stopping = false;
@@ -867,6 +971,7 @@ distributed_runtime::distributed_runtime(const config::distributed_section& sett
     impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
   }
   if (settings.heartbeat.count() > 0) asio::post(impl_->heartbeat_timer.get_executor(), [self = impl_] { self->beat(); });
+  if (!impl_->dns_host.empty()) asio::post(impl_->discovery_strand, [self = impl_] { self->look_up(); });
 }
 
 distributed_runtime::~distributed_runtime() { shutdown(); }

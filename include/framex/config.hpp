@@ -85,8 +85,14 @@ struct config {
   } runtime;
 
   struct distributed_section {
-    /// "host:port" of each worker.
+    /// "host:port" of each worker (with `discovery = "static"`).
     std::vector<std::string> workers;
+    /// Where the workers come from: "static" (`workers`), or
+    /// "dns://NAME:PORT?refresh_ms=5000": every address NAME resolves to (A and
+    /// AAAA records, as a Kubernetes headless service has), looked up again
+    /// every `refresh_ms`; workers that appear are added, those that vanish
+    /// get no new call and are closed once idle.
+    std::string discovery = "static";
     /// Multiplexed connections to each worker; calls use the least loaded.
     std::size_t connections_per_worker = 1;
     /// Deadline of a call that gives none itself; zero: none.

@@ -17,13 +17,20 @@
 #include <boost/asio/write.hpp>
 #include <boost/describe.hpp>
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -698,6 +705,101 @@ TEST_F(DistributedHealth, CallsToAHungWorkerMoveToAnotherWithOneRetry) {
   ::kill(hung.pid(), SIGCONT);
   EXPECT_EQ(ok, 8);
   EXPECT_LT(since(start), 20s);
+}
+
+}  // namespace
+
+namespace {
+
+// ---- discovery ----
+
+// This test process's own /etc/hosts: a copy it rewrites, bind-mounted over
+// /etc/hosts in a mount namespace of its own, so the machine's file is never
+// touched and no DNS server is needed.
+class private_hosts {
+ public:
+  private_hosts() {
+    char pattern[] = "/tmp/framex-hosts-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+    std::ifstream in("/etc/hosts");
+    std::stringstream original;
+    original << in.rdbuf();
+    original_ = original.str();
+    set({});
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount((dir_ / "hosts").c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) != 0) {
+      error_ = std::strerror(errno);
+      return;
+    }
+    mounted_ = true;
+  }
+  ~private_hosts() {
+    if (mounted_) ::umount2("/etc/hosts", MNT_DETACH);
+    std::filesystem::remove_all(dir_);
+  }
+  private_hosts(const private_hosts&) = delete;
+  private_hosts& operator=(const private_hosts&) = delete;
+
+  /// Why there is no private /etc/hosts; empty when there is.
+  [[nodiscard]] const std::string& error() const { return error_; }
+  /// The machine's entries and `lines`, written in place: the bind mount
+  /// follows the file, not its name.
+  void set(const std::vector<std::string>& lines) {
+    std::ofstream out(dir_ / "hosts", std::ios::trunc);
+    out << original_ << "\n";
+    for (const auto& l : lines) out << l << "\n";
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::string original_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
+TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
+  private_hosts hosts;
+  if (!hosts.error().empty()) GTEST_SKIP() << "no mount namespace of its own here (" << hosts.error() << "): DNS discovery untested";
+  worker_process a;  // 127.0.0.1:P
+  worker_process b(0, {}, "/proc/self/exe", {"--listen", "127.0.0.2:" + std::to_string(a.port())});  // 127.0.0.2:P
+  hosts.set({"127.0.0.1 framex-workers.test"});
+  auto cfg = distributed({});
+  cfg.distributed.discovery = "dns://framex-workers.test:" + std::to_string(a.port()) + "?refresh_ms=100";
+  framex::runtime rt(cfg);
+  const auto served_by = [&] { return run([&]() { return framex::remote<&worker_pid>.with({.timeout = 20s, .runtime = &rt}).remote(); }); };
+  EXPECT_EQ(served_by(), a.pid());
+
+  hosts.set({"127.0.0.1 framex-workers.test", "127.0.0.2 framex-workers.test"});  // scaled up
+  bool reached_b = false;
+  for (int i = 0; i < 250 && !reached_b; ++i) {
+    reached_b = served_by() == b.pid();
+    if (!reached_b) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(reached_b) << "the new address was never called";
+
+  hosts.set({"127.0.0.2 framex-workers.test"});  // scaled down: a is gone from the name
+  int in_a_row = 0;
+  for (int i = 0; i < 500 && in_a_row < 20; ++i) {
+    in_a_row = served_by() == b.pid() ? in_a_row + 1 : 0;
+    if (in_a_row == 0) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(in_a_row, 20) << "calls still went to the address the name lost";
+  const auto s = framex::stats(rt);
+  ASSERT_EQ(s.workers.size(), 1u);
+  EXPECT_EQ(s.workers[0].address, "127.0.0.2:" + std::to_string(a.port()));
+}
+
+TEST(DistributedDiscovery, AMalformedOrUnbuiltDiscoveryIsAConfigError) {
+  framex::config cfg;
+  EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379/framex", "test"), framex::config_error);
+  EXPECT_THROW(cfg.apply("distributed.discovery", "consul://x", "test"), framex::config_error);
+  auto both = distributed({"127.0.0.1:1"});
+  both.distributed.discovery = "dns://workers:7001";
+  EXPECT_THROW(framex::runtime{both}, framex::config_error);
+  auto bad_option = distributed({});
+  bad_option.distributed.discovery = "dns://workers:7001?refresh=5";
+  EXPECT_THROW(framex::runtime{bad_option}, framex::config_error);
 }
 
 }  // namespace
