@@ -7,6 +7,12 @@
 // every slot; a slot whose connection is lost is reconnected when a call needs
 // it, after a jittered backoff while its worker stays unreachable.
 //
+// Discovery. Workers come from `workers`, or from a name (`dns://NAME:PORT`)
+// looked up every `refresh_ms` and after a connection is lost: addresses that
+// appear get slots; slots whose address vanished are retired (routed nothing,
+// closed once idle) and kept, so a call or a connect that holds one stays
+// valid.
+//
 // Health. Every half `heartbeat`, a ready connection that has heard nothing
 // for a heartbeat gets a `framex.ping` (answered on the worker's I/O thread,
 // whatever its pool is doing); if that too goes unanswered for a heartbeat,
@@ -503,6 +509,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         s.last_error = "the connection was lost";
         s.last_code = errc::worker_lost;
         s.retry_at = {};
+        if (!dns_host.empty()) asio::post(discovery_strand, [self = shared_from_this()] { self->look_up(); });  // moved?
       }
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
       if (s.status == slot::state::ready && !s.conn->draining() && s.conn->queued_bytes() <= stalled_bytes &&
