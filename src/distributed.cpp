@@ -432,9 +432,10 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
           addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, text);
         }
         for (auto& s : slots) s->retired = !addresses.contains(s->address);
-        for (const auto& [address, ip] : addresses) {
+        for (const auto& found_one : addresses) {
+          const std::string& address = found_one.first;
           if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == address; })) {
-            add_worker(address, ip, dns_port, dns_host);
+            add_worker(address, found_one.second, dns_port, dns_host);
           }
         }
       }
