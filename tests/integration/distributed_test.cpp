@@ -534,11 +534,16 @@ std::vector<msgpack::object_handle> everything_until_closed(framex::test::raw_pe
   return out;
 }
 
-TEST(DistributedDrain, ADrainingWorkerTellsItsCallersRefusesNewCallsAndFinishesWhatItHolds) {
+// A worker in this process with one pool thread: a second blocking call waits behind the first.
+framex::config one_thread_worker() {
   framex::config cfg;
   cfg.worker.listen = "127.0.0.1:0";
   cfg.worker.threads = 1;
-  framex::worker w(cfg);
+  return cfg;
+}
+
+TEST(DistributedDrain, ADrainingWorkerTellsItsCallersRefusesNewCallsAndFinishesWhatItHolds) {
+  framex::worker w(one_thread_worker());
   framex::test::raw_peer p(w.port());
   p.request(1, "sleep_then", 300);  // running
   p.request(2, "sleep_then", 300);  // queued behind it
@@ -565,10 +570,7 @@ TEST(DistributedDrain, ADrainingWorkerTellsItsCallersRefusesNewCallsAndFinishesW
 }
 
 TEST(DistributedDrain, WhatIsLeftAtTheDrainTimeoutIsCancelled) {
-  framex::config cfg;
-  cfg.worker.listen = "127.0.0.1:0";
-  cfg.worker.threads = 1;
-  framex::worker w(cfg);
+  framex::worker w(one_thread_worker());
   framex::test::raw_peer p(w.port());
   p.request(1, "sleep_then", 600);  // running past the drain timeout: it finishes
   p.request(2, "sleep_then", 600);  // still queued at the timeout: cancelled
