@@ -166,7 +166,9 @@ struct slot {
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;
   bool unhealthy = false;  // its last connection's heartbeat went unanswered
-  bool retired = false;    // discovery no longer finds it: no new call, closed once idle
+  // Discovery no longer finds it: no new call; its connection closes with its
+  // last call's answer, or at the next lookup when it has none.
+  std::atomic<bool> retired{false};
   std::string verify_host;  // the name its TLS certificate must carry
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
@@ -253,6 +255,7 @@ class remote_call final : public net::pending_call, public bound_completion {
       const errc code = decode_error_object(error, r);
       finish(code_of(code), std::move(r));
     }
+    close_if_retired();
   }
 
   void on_lost(std::error_code why) noexcept override {
@@ -315,6 +318,18 @@ class remote_call final : public net::pending_call, public bound_completion {
       conn_->notify("framex.cancel", msgid_);
       intrusive_ptr_release(this);  // the table's reference
     }
+  }
+
+  // After an answer: a retired slot's connection closes once no call is left on it.
+  void close_if_retired() {
+    const slot* s = slot_.load(std::memory_order_acquire);
+    if (s == nullptr || !s->retired.load(std::memory_order_relaxed)) return;
+    std::shared_ptr<net::client> conn;
+    {
+      std::lock_guard lock(conn_mutex_);
+      conn = conn_;
+    }
+    if (conn != nullptr && conn->outstanding() == 0) conn->close(code_of(errc::cancelled));
   }
 
   void count(std::error_code ec, const reply& r) noexcept {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,18 @@ inline framex::config distributed(std::vector<std::string> workers) {
   cfg.distributed.workers = std::move(workers);
   cfg.distributed.connect_timeout = std::chrono::seconds(10);
   return cfg;
+}
+
+/// Polls `condition` every few milliseconds until it holds (true) or `limit`
+/// passes (false): a test waits for a state, never for a guessed time.
+template <class Condition>
+bool eventually(Condition&& condition, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto give_up = clock::now() + limit;
+  while (!condition()) {
+    if (clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 inline std::chrono::milliseconds since(clock::time_point start) {

@@ -140,6 +140,7 @@ namespace {
 
 using framex::test::clock;
 using framex::test::error_of;
+using framex::test::eventually;
 using framex::test::run;
 using framex::test::since;
 using framex::test::worker_process;
@@ -534,6 +535,34 @@ std::vector<msgpack::object_handle> everything_until_closed(framex::test::raw_pe
   return out;
 }
 
+// Sends `framex.ping` as request `msgid` and reads up to its answer, which the
+// worker gives on its I/O thread: it has then read every request sent before.
+// Returns the other messages read on the way.
+std::vector<msgpack::object_handle> read_through_ping(framex::test::raw_peer& p, std::uint32_t msgid) {
+  p.request(msgid, "framex.ping");
+  std::vector<msgpack::object_handle> others;
+  while (auto m = p.receive()) {
+    const auto& a = m->get().via.array;
+    if (a.ptr[0].as<int>() == 1 && a.ptr[1].as<std::uint32_t>() == msgid) return others;
+    others.push_back(std::move(*m));
+  }
+  ADD_FAILURE() << "the worker closed the connection before answering framex.ping";
+  return others;
+}
+
+// The worker's answers: msgid -> error code (0 for a result), and the results.
+struct answers {
+  std::map<std::uint32_t, std::uint64_t> codes;
+  std::map<std::uint32_t, int> results;
+  void add(const msgpack::object_handle& m) {
+    const auto& a = m.get().via.array;
+    if (a.ptr[0].as<int>() != 1) return;  // a notification
+    const auto id = a.ptr[1].as<std::uint32_t>();
+    codes[id] = framex::test::error_code_of(m);
+    if (codes[id] == 0) results[id] = a.ptr[3].as<int>();
+  }
+};
+
 // A worker in this process with one pool thread: a second blocking call waits behind the first.
 framex::config one_thread_worker() {
   framex::config cfg;
@@ -547,43 +576,36 @@ TEST(DistributedDrain, ADrainingWorkerTellsItsCallersRefusesNewCallsAndFinishesW
   framex::test::raw_peer p(w.port());
   p.request(1, "sleep_then", 300);  // running
   p.request(2, "sleep_then", 300);  // queued behind it
-  std::this_thread::sleep_for(100ms);
+  answers got;
+  for (auto& m : read_through_ping(p, 9)) got.add(m);
   std::thread drain([&] { w.drain(20s); });
-  auto first = p.receive();
-  ASSERT_TRUE(first.has_value());
-  const auto& n = first->get();  // [2, "framex.draining", [timeout_ms]]
-  ASSERT_EQ(n.via.array.size, 3u);
-  EXPECT_EQ(n.via.array.ptr[0].as<int>(), 2);
-  EXPECT_EQ(n.via.array.ptr[1].as<std::string>(), "framex.draining");
+  std::optional<msgpack::object_handle> n;  // [2, "framex.draining", [timeout_ms]]
+  while ((n = p.receive()) && n->get().via.array.ptr[0].as<int>() == 1) got.add(*n);
+  ASSERT_TRUE(n.has_value());
+  ASSERT_EQ(n->get().via.array.size, 3u);
+  EXPECT_EQ(n->get().via.array.ptr[0].as<int>(), 2);
+  EXPECT_EQ(n->get().via.array.ptr[1].as<std::string>(), "framex.draining");
   p.request(3, "sleep_then", 1);  // after the notification: refused, for another worker to take
-  std::map<std::uint32_t, std::uint64_t> codes;
-  std::map<std::uint32_t, int> results;
-  for (auto& m : everything_until_closed(p)) {
-    const auto id = m.get().via.array.ptr[1].as<std::uint32_t>();
-    codes[id] = framex::test::error_code_of(m);
-    if (codes[id] == 0) results[id] = m.get().via.array.ptr[3].as<int>();
-  }
+  for (auto& m : everything_until_closed(p)) got.add(m);
   drain.join();
-  EXPECT_EQ(codes[3], static_cast<std::uint64_t>(framex::errc::overloaded));
-  EXPECT_EQ(results[1], 300);  // both calls it held were finished and answered
-  EXPECT_EQ(results[2], 300);
+  EXPECT_EQ(got.codes[3], static_cast<std::uint64_t>(framex::errc::overloaded));
+  EXPECT_EQ(got.results[1], 300);  // both calls it held were finished and answered
+  EXPECT_EQ(got.results[2], 300);
 }
 
 TEST(DistributedDrain, WhatIsLeftAtTheDrainTimeoutIsCancelled) {
   framex::worker w(one_thread_worker());
   framex::test::raw_peer p(w.port());
-  p.request(1, "sleep_then", 600);  // running past the drain timeout: it finishes
-  p.request(2, "sleep_then", 600);  // still queued at the timeout: cancelled
-  std::this_thread::sleep_for(100ms);
+  p.request(1, "sleep_then", 1000);  // running past the drain timeout: it finishes
+  p.request(2, "sleep_then", 1000);  // still queued at the timeout: cancelled
+  answers got;
+  for (auto& m : read_through_ping(p, 9)) got.add(m);
   const auto start = clock::now();
   w.drain(200ms);
   EXPECT_LT(since(start), 10s);
-  std::map<std::uint32_t, std::uint64_t> codes;
-  for (auto& m : everything_until_closed(p)) {
-    if (m.get().via.array.ptr[0].as<int>() == 1) codes[m.get().via.array.ptr[1].as<std::uint32_t>()] = framex::test::error_code_of(m);
-  }
-  EXPECT_EQ(codes.at(1), 0u);
-  EXPECT_EQ(codes.at(2), static_cast<std::uint64_t>(framex::errc::cancelled));
+  for (auto& m : everything_until_closed(p)) got.add(m);
+  EXPECT_EQ(got.codes.at(1), 0u);
+  EXPECT_EQ(got.codes.at(2), static_cast<std::uint64_t>(framex::errc::cancelled));
 }
 
 TEST(DistributedDrain, ACallerSeesItsWorkerDrainingAndItsCallInFlightFinishes) {
@@ -594,14 +616,9 @@ TEST(DistributedDrain, ACallerSeesItsWorkerDrainingAndItsCallInFlightFinishes) {
   asio::co_spawn(io, framex::remote<&sleep_then>.with({.timeout = 30s, .runtime = &rt}).remote(1500),
                  [&](std::exception_ptr e, int r) { result = e ? -1 : r; });
   std::thread caller([&] { io.run(); });
-  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.size() == 1 && framex::stats(rt).workers[0].in_flight == 1; }));
   ::kill(w.pid(), SIGTERM);
-  std::string state;
-  for (int i = 0; i < 100 && state != "draining"; ++i) {
-    std::this_thread::sleep_for(20ms);
-    state = framex::stats(rt).workers.at(0).state;
-  }
-  EXPECT_EQ(state, "draining");
+  EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.at(0).state == "draining"; }));
   caller.join();
   EXPECT_EQ(result, 1500);
 }
@@ -638,13 +655,17 @@ TEST(DistributedDrain, ARollingRestartUnderLoadLosesNoCall) {
   }
   std::thread load([&] { io.run(); });
   const auto exited_cleanly = [](int status) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0; };
-  std::this_thread::sleep_for(500ms);
+  const auto some_calls_succeed = [&] {
+    const int before = ok.load();
+    EXPECT_TRUE(eventually([&] { return ok.load() >= before + 30; })) << "the load stalled";
+  };
+  some_calls_succeed();
   EXPECT_TRUE(exited_cleanly(a->stop())) << "a drained worker exits 0";
   a = std::make_unique<worker_process>(port_a);
-  std::this_thread::sleep_for(500ms);
+  some_calls_succeed();
   EXPECT_TRUE(exited_cleanly(b->stop()));
   b = std::make_unique<worker_process>(port_b);
-  std::this_thread::sleep_for(500ms);
+  some_calls_succeed();
   stop = true;
   load.join();
   EXPECT_EQ(failed.load(), 0) << first_failure;
@@ -681,7 +702,8 @@ TEST_F(DistributedHealth, ACallToAHungWorkerFailsWithWorkerLostLongBeforeItsTime
   asio::co_spawn(io, error_of(framex::remote<&sleep_then>.with({.timeout = 60s, .runtime = &rt}).remote(3000)),
                  [&](std::exception_ptr, std::error_code e) { ec = e; });
   std::thread caller([&] { io.run(); });
-  std::this_thread::sleep_for(300ms);  // the call is in the worker, whose I/O thread answers pings meanwhile
+  // Sent: the worker's I/O thread answers pings while its pool runs the call.
+  EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.at(0).in_flight == 1; }));
   ::kill(w.pid(), SIGSTOP);
   const auto start = clock::now();
   caller.join();
@@ -773,12 +795,7 @@ TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
   EXPECT_EQ(served_by(), a.pid());
 
   hosts.set({"127.0.0.1 framex-workers.test", "127.0.0.2 framex-workers.test"});  // scaled up
-  bool reached_b = false;
-  for (int i = 0; i < 250 && !reached_b; ++i) {
-    reached_b = served_by() == b.pid();
-    if (!reached_b) std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_TRUE(reached_b) << "the new address was never called";
+  EXPECT_TRUE(eventually([&] { return served_by() == b.pid(); })) << "the new address was never called";
 
   hosts.set({"127.0.0.2 framex-workers.test"});  // scaled down: a is gone from the name
   int in_a_row = 0;
@@ -787,6 +804,8 @@ TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
     if (in_a_row == 0) std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(in_a_row, 20) << "calls still went to the address the name lost";
+  // The retired connection closes with its last answer or at the next lookup.
+  EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.size() == 1; }));
   const auto s = framex::stats(rt);
   ASSERT_EQ(s.workers.size(), 1u);
   EXPECT_EQ(s.workers[0].address, "127.0.0.2:" + std::to_string(a.port()));

@@ -10,6 +10,7 @@ work=$(mktemp -d)
 "$program" --port 0 --trace "$@" >"$work/out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT HUP  # a ctest timeout still stops what it started
 wait_for() {  # wait_for PATTERN: up to 30 s for a line of the service's output
   for _ in $(seq 600); do grep -q "$1" "$work/out" && return 0; sleep 0.05; done
   echo "no \"$1\" within 30 s:"; cat "$work/out"; exit 1
