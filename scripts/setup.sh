@@ -10,6 +10,7 @@ packages=(
   libboost1.81-all-dev libssl-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-msgpack libgrpc++-dev curl openssl wrk chromium
+  etcd-server etcd-client iproute2
 )
 
 missing=()

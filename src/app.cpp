@@ -36,6 +36,7 @@ boost::json::object to_json(const stats_snapshot& s) {
   boost::json::array workers;
   for (const auto& w : s.workers) {
     workers.push_back({{"address", w.address},
+                       {"source", w.source},
                        {"state", w.state},
                        {"last_heard_ms", w.last_heard_ms},
                        {"in_flight", w.in_flight},

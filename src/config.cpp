@@ -1,5 +1,7 @@
 #include "framex/config.hpp"
 
+#include "etcd.hpp"
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -87,6 +89,12 @@ bool to_bool(std::string_view text) {
 
 std::chrono::milliseconds to_ms(std::string_view text) { return std::chrono::milliseconds(to_size(text)); }
 
+std::chrono::milliseconds positive_ms(std::string_view text) {
+  const auto ms = to_ms(text);
+  if (ms.count() == 0) throw std::invalid_argument("expected more than 0");
+  return ms;
+}
+
 std::uint16_t to_port(std::string_view text) {
   const std::size_t v = to_size(text);
   if (v > 65535) throw std::invalid_argument("expected a port number");
@@ -154,9 +162,10 @@ const key_info keys[] = {
      [](const config& c) { return join(c.distributed.workers); }},
     {"distributed.discovery", kind::text,
      [](config& c, std::string_view v) {
-       if (v != "static" && !v.starts_with("dns://")) {
-         throw std::invalid_argument(v.starts_with("etcd://") ? "etcd discovery is not built yet: use \"static\" or dns://NAME:PORT"
-                                                             : "expected \"static\" or dns://NAME:PORT[?refresh_ms=N]");
+       if (v.starts_with("etcd://")) {
+         (void)detail::etcd::parse_url(v);
+       } else if (v != "static" && !v.starts_with("dns://")) {
+         throw std::invalid_argument("expected \"static\", dns://NAME:PORT[?refresh_ms=N] or etcd://HOST:PORT/PREFIX");
        }
        c.distributed.discovery = std::string(v);
      },
@@ -241,6 +250,31 @@ const key_info keys[] = {
     tls_file<&config::worker, &tls_settings::cert_file>("worker.cert_file"),
     tls_file<&config::worker, &tls_settings::key_file>("worker.key_file"),
     tls_flag<&config::worker, &tls_settings::require_client_cert>("worker.require_client_cert"),
+    {"worker.advertise", kind::text,
+     [](config& c, std::string_view v) {
+       if (!v.empty()) (void)parse_endpoint(v);
+       c.worker.advertise = std::string(v);
+     },
+     [](const config& c) { return c.worker.advertise; }},
+    {"etcd.lease_ttl_ms", kind::integer,
+     [](config& c, std::string_view v) {
+       const auto ms = to_ms(v);
+       if (ms < std::chrono::seconds(2) || ms.count() % 1000 != 0) throw std::invalid_argument("expected whole seconds, at least 2000");
+       c.etcd.lease_ttl = ms;
+     },
+     [](const config& c) { return std::to_string(c.etcd.lease_ttl.count()); }},
+    {"etcd.timeout_ms", kind::integer, [](config& c, std::string_view v) { c.etcd.timeout = positive_ms(v); },
+     [](const config& c) { return std::to_string(c.etcd.timeout.count()); }},
+    {"etcd.watch_idle_ms", kind::integer, [](config& c, std::string_view v) { c.etcd.watch_idle = positive_ms(v); },
+     [](const config& c) { return std::to_string(c.etcd.watch_idle.count()); }},
+    {"etcd.user", kind::text, [](config& c, std::string_view v) { c.etcd.user = std::string(v); },
+     [](const config& c) { return c.etcd.user; }},
+    {"etcd.password_file", kind::text, [](config& c, std::string_view v) { c.etcd.password_file = std::string(v); },
+     [](const config& c) { return c.etcd.password_file; }},
+    tls_flag<&config::etcd, &tls_settings::enabled>("etcd.tls"),
+    tls_file<&config::etcd, &tls_settings::ca_file>("etcd.ca_file"),
+    tls_file<&config::etcd, &tls_settings::cert_file>("etcd.cert_file"),
+    tls_file<&config::etcd, &tls_settings::key_file>("etcd.key_file"),
     {"auth.rules", kind::rules, [](config& c, std::string_view v) { c.auth.rules = to_rules(v); },
      [](const config& c) {
        std::string s;

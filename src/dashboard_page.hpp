@@ -24,7 +24,7 @@ inline constexpr const char* dashboard_page = R"html(<!doctype html>
 <h1>framex <span id="mode"></span></h1>
 <p id="updated"></p>
 <h2>Workers</h2>
-<table id="workers"><thead><tr><th>address</th><th>state</th><th>last heard ms</th><th>in flight</th><th>completed</th><th>errors</th>
+<table id="workers"><thead><tr><th>address</th><th>source</th><th>state</th><th>last heard ms</th><th>in flight</th><th>completed</th><th>errors</th>
 <th>p50 ms</th><th>p99 ms</th></tr></thead><tbody></tbody></table>
 <h2>Functions</h2>
 <table id="functions"><thead><tr><th>function</th><th>where</th><th>calls</th><th>errors</th><th>p50 ms</th>
@@ -52,7 +52,7 @@ function fill(id, items, columns) {
 }
 function render(s) {
   document.getElementById('mode').textContent = '(' + s.mode + ' mode)';
-  fill('workers', s.workers, [['address'], ['state', 'state'], ['last_heard_ms', 'n'], ['in_flight', 'n'], ['completed', 'n'],
+  fill('workers', s.workers, [['address'], ['source'], ['state', 'state'], ['last_heard_ms', 'n'], ['in_flight', 'n'], ['completed', 'n'],
                               ['errors', 'n'], ['p50_ms', 'n'], ['p99_ms', 'n']]);
   fill('functions', s.functions, [['name'], ['where'], ['calls', 'n'], ['errors', 'n'], ['p50_ms', 'n'],
                                   ['p99_ms', 'n']]);

@@ -44,6 +44,8 @@
 // runs on the caller's executor.
 #include "distributed.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -78,6 +80,7 @@
 #include "../net/client.hpp"
 #include "../net/tls.hpp"
 #include "auth.hpp"
+#include "etcd.hpp"
 #include "framex/detail/bound_completion.hpp"
 #include "registry.hpp"
 #include "stats.hpp"
@@ -370,14 +373,20 @@ class remote_call final : public net::pending_call, public bound_completion {
 };
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
-  explicit impl(const config::distributed_section& s)
-      : settings(s),
-        token(s.token_file.empty() ? std::string() : read_token_file(s.token_file, "distributed.token_file")),
-        tls(tls_context_for(s.tls, net::tls_context::role::client, "distributed")),
+  explicit impl(const config& cfg)
+      : settings(cfg.distributed),
+        token(cfg.distributed.token_file.empty() ? std::string() : read_token_file(cfg.distributed.token_file, "distributed.token_file")),
+        tls(tls_context_for(cfg.distributed.tls, net::tls_context::role::client, "distributed")),
         work(asio::make_work_guard(io)),
         retry_timer(asio::make_strand(io)),
         heartbeat_timer(asio::make_strand(io)) {
     check_unambiguous();
+    const auto& s = settings;
+    if (s.discovery.starts_with("etcd://")) {
+      if (!s.workers.empty()) throw config_error("set distributed.workers or an etcd:// distributed.discovery, not both");
+      follow_etcd(cfg);
+      return;
+    }
     if (s.discovery.starts_with("dns://")) {
       if (!s.workers.empty()) throw config_error("set distributed.workers or a dns:// distributed.discovery, not both");
       std::string_view rest = std::string_view(s.discovery).substr(6);
@@ -407,6 +416,30 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // Follows the workers registered in etcd; those that drain are dropped.
+  void follow_etcd(const config& cfg) {
+    auto where = [&] {
+      try {
+        return etcd::parse_url(settings.discovery);
+      } catch (const std::invalid_argument& e) {
+        throw config_error("distributed.discovery: " + std::string(e.what()));
+      }
+    }();
+    discovering = true;
+    etcd = std::make_shared<etcd::watcher>(
+        std::make_unique<etcd::client>(std::move(where), cfg.etcd), discovery_strand,
+        [this](const etcd::watcher::members& members) {
+          std::map<std::string, endpoint> found;
+          for (const auto& [key, w] : members) {
+            if (w.draining) continue;
+            const auto [host, port] = parse_endpoint(w.address);
+            found.emplace(w.address, endpoint{host, std::to_string(port), host});
+          }
+          follow(found);
+        },
+        [this](const std::string& why) { discovery_failed(why); });
+  }
+
   // Under the mutex (or before any thread runs): `connections_per_worker` slots for one worker.
   void add_worker(const std::string& address, const std::string& host, const std::string& port, const std::string& verify_host) {
     for (std::size_t i = 0; i < settings.connections_per_worker; ++i) {
@@ -430,28 +463,43 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
                            });
   }
 
-  // What a lookup found: new addresses get slots; vanished ones are retired
-  // (no new call; closed once idle); a failed lookup changes nothing.
+  // What a lookup found; a failed lookup changes nothing.
   void discovered(const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& found) {
+    if (ec) {
+      discovery_failed("looking up " + dns_host + ": " + ec.message());
+    } else {
+      std::map<std::string, endpoint> addresses;
+      for (const auto& r : found) {
+        const auto ip = r.endpoint().address();
+        const std::string text = ip.to_string();
+        addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, endpoint{text, dns_port, dns_host});
+      }
+      follow(addresses);
+    }
+    discovery_timer.expires_after(dns_refresh);
+    discovery_timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      if (!e) self->look_up();
+    });
+  }
+
+  // Where to dial a discovered worker, and the name its certificate must carry.
+  struct endpoint {
+    std::string host, port, verify_host;
+  };
+
+  // The workers discovery found now, by address: new ones get slots; those
+  // gone are retired (no new call; closed once idle) and come back if found again.
+  void follow(const std::map<std::string, endpoint>& found) {
     std::vector<std::shared_ptr<net::client>> idle;
     {
       std::lock_guard lock(mutex);
       if (stopping) return;
       discovering = false;
-      dns_error = ec ? "looking up " + dns_host + ": " + ec.message() : std::string();
-      if (!ec) {
-        std::map<std::string, std::string> addresses;  // "ip:port" (v6 in brackets) -> ip
-        for (const auto& r : found) {
-          const auto ip = r.endpoint().address();
-          const std::string text = ip.to_string();
-          addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, text);
-        }
-        for (auto& s : slots) s->retired = !addresses.contains(s->address);
-        for (const auto& found_one : addresses) {
-          const std::string& address = found_one.first;
-          if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == address; })) {
-            add_worker(address, found_one.second, dns_port, dns_host);
-          }
+      discovery_error.clear();
+      for (auto& s : slots) s->retired = !found.contains(s->address);
+      for (const auto& [address, where] : found) {
+        if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == address; })) {
+          add_worker(address, where.host, where.port, where.verify_host);
         }
       }
       for (auto& s : slots) {
@@ -460,10 +508,18 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
     for (auto& c : idle) c->close(code_of(errc::cancelled));
     reroute();  // waiting calls may have a worker now, or learn there is none
-    discovery_timer.expires_after(dns_refresh);
-    discovery_timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
-      if (!e) self->look_up();
-    });
+  }
+
+  // Discovery cannot say which workers there are: those known stay.
+  void discovery_failed(std::string why) {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      discovering = false;
+      if (why != discovery_error) spdlog::warn("framex: discovery failed: {}", why);
+      discovery_error = std::move(why);
+    }
+    reroute();  // calls waiting for the first answer learn why there is none
   }
 
   void start(const function_entry& fn, message_buffer params, clock::duration timeout,
@@ -567,11 +623,12 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     }
     all_refused = all_refused && any;
     if (!dns_host.empty()) next = std::min(next, clock::now() + dns_refresh);  // the next lookup may find one
+    if (etcd) next = std::min(next, clock::now() + etcd_patience);  // a worker may register any moment
     // Credentials refused everywhere will be refused again: no use waiting.
     if (!live && (all_refused || next > call->give_up_at())) {
       std::string where = example != nullptr ? example->address + ": " + example->last_error
-                                             : "dns://" + dns_host + ":" + dns_port + " names no worker";
-      if (example == nullptr && !dns_error.empty()) where = dns_error;
+                                             : settings.discovery + (etcd ? " has no ready worker registered" : " names no worker");
+      if (example == nullptr && !discovery_error.empty()) where = discovery_error;
       const std::string why = call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" +
                               where + ")";
       const errc code = all_refused ? errc::unauthorized : errc::worker_lost;
@@ -919,6 +976,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       if (s->retired && !(s->conn && s->conn->is_open())) continue;  // gone
       worker_stats w;
       w.address = s->address;
+      w.source = settings.discovery.starts_with("dns://") ? "dns" : etcd ? "etcd" : "static";
       const bool live = s->status == slot::state::ready && s->conn->is_open();
       w.state = live ? (s->conn->draining() ? "draining" : "ready")
                 : s->status == slot::state::connecting ? "connecting"
@@ -958,6 +1016,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       self->discovery_timer.cancel();
       self->resolver.cancel();
     });
+    if (etcd) etcd->stop();
     work.reset();
     for (auto& t : threads) t.join();
     threads.clear();
@@ -978,8 +1037,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // DNS discovery (`dns_host` empty: static); the resolver and its timer share a strand.
   std::string dns_host, dns_port;
   std::chrono::milliseconds dns_refresh{5000};
-  bool discovering = false;  // under the mutex: the first lookup has not answered
-  std::string dns_error;     // under the mutex: why the last lookup failed
+  bool discovering = false;    // under the mutex: the first lookup (or etcd read) has not answered
+  std::string discovery_error;  // under the mutex: why the last lookup (or etcd read) failed
+  // etcd discovery: registrations followed on the discovery strand.
+  std::shared_ptr<etcd::watcher> etcd;
+  static constexpr auto etcd_patience = std::chrono::milliseconds(50);  // an unrouted call looks again this often
   asio::strand<asio::io_context::executor_type> discovery_strand = asio::make_strand(io);
   asio::ip::tcp::resolver resolver{discovery_strand};
   asio::steady_timer discovery_timer{discovery_strand};
@@ -988,13 +1050,14 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   bool stopping = false;
 };
 
-distributed_runtime::distributed_runtime(const config::distributed_section& settings)
-    : impl_(std::make_shared<impl>(settings)) {
+distributed_runtime::distributed_runtime(const config& cfg) : impl_(std::make_shared<impl>(cfg)) {
+  const auto& settings = cfg.distributed;
   for (std::size_t i = 0; i < std::max<std::size_t>(1, settings.io_threads); ++i) {
     impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
   }
   if (settings.heartbeat.count() > 0) asio::post(impl_->heartbeat_timer.get_executor(), [self = impl_] { self->beat(); });
   if (!impl_->dns_host.empty()) asio::post(impl_->discovery_strand, [self = impl_] { self->look_up(); });
+  if (impl_->etcd) impl_->etcd->start();
 }
 
 distributed_runtime::~distributed_runtime() { shutdown(); }

@@ -15,7 +15,7 @@ namespace framex::detail {
 
 class distributed_runtime {
  public:
-  explicit distributed_runtime(const config::distributed_section& settings);
+  explicit distributed_runtime(const config& cfg);
   ~distributed_runtime();
   distributed_runtime(const distributed_runtime&) = delete;
   distributed_runtime& operator=(const distributed_runtime&) = delete;

@@ -18,7 +18,7 @@ class runtime_impl {
  public:
   runtime_impl(std::size_t threads, const config* distributed_config)
       : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) {
-    if (distributed_config != nullptr) remote.emplace(distributed_config->distributed);
+    if (distributed_config != nullptr) remote.emplace(*distributed_config);
   }
 
   thread_pool pool;

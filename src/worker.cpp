@@ -39,9 +39,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <boost/asio/strand.hpp>
+
+#include <openssl/evp.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -62,6 +66,7 @@
 #include "../net/server.hpp"
 #include "../net/tls.hpp"
 #include "auth.hpp"
+#include "etcd.hpp"
 #include "registry.hpp"
 #include "thread_pool.hpp"
 
@@ -121,6 +126,36 @@ net::connection_limits limits_of(const config& cfg) {
 }
 
 std::atomic<std::uint64_t> next_error_id{0};
+
+// What a worker serves, as 16 hex digits of SHA-256 over each served
+// function's name and signature: workers that serve the same have the same.
+std::string functions_digest(const std::vector<std::string>& serve) {
+  std::string all;
+  for (const auto* f : detail::registered_functions()) {
+    if (detail::serves(serve, f->name)) all += f->name + '\0' + f->signature + '\n';
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(all.data(), all.size(), md, &n, EVP_sha256(), nullptr) != 1) return {};
+  std::string hex;
+  for (unsigned i = 0; i < 8 && i < n; ++i) {
+    hex += "0123456789abcdef"[md[i] >> 4];
+    hex += "0123456789abcdef"[md[i] & 15];
+  }
+  return hex;
+}
+
+// The address callers should dial: `worker.advertise`, else the listening
+// host (which must then be one callers can dial) and port.
+std::string advertised(const config::worker_section& w, std::uint16_t port) {
+  if (!w.advertise.empty()) return w.advertise;
+  const auto host = parse_endpoint(w.listen).first;
+  const auto ip = asio::ip::make_address(host);
+  if (ip.is_unspecified()) {
+    throw config_error("worker.listen = " + w.listen + " is no address a caller can dial: set worker.advertise for etcd");
+  }
+  return (ip.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
 }  // namespace
 
 class worker::impl final : public net::dispatcher {
@@ -137,9 +172,11 @@ class worker::impl final : public net::dispatcher {
     listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
                       cfg.worker.max_connections, *this,
                       detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
+    if (cfg.distributed.discovery.starts_with("etcd://")) register_in_etcd(cfg);
     for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg.worker.io_threads); ++i) {
       threads_.emplace_back([this] { io_.run(); });
     }
+    if (registration_) registration_->start();
   }
 
   ~impl() { stop(); }
@@ -157,6 +194,7 @@ class worker::impl final : public net::dispatcher {
       std::lock_guard lock(mutex_);
       draining_ = true;
     }
+    if (registration_) registration_->drain(etcd_timeout_);
     for (auto& s : listener_->sessions()) {
       s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
     }
@@ -178,6 +216,7 @@ class worker::impl final : public net::dispatcher {
     if (stopped_) return;
     stopped_ = true;
     listener_->close();
+    if (registration_) registration_->stop(etcd_timeout_);  // callers stop routing here
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -458,9 +497,31 @@ class worker::impl final : public net::dispatcher {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::optional<net::listener> listener_;
+  std::shared_ptr<detail::etcd::registration> registration_;  // with an etcd:// discovery
+  std::chrono::milliseconds etcd_timeout_{0};
   std::vector<std::thread> threads_;
   std::mutex stop_mutex_;
   bool stopped_ = false;
+
+  // Registers this worker under the etcd discovery's prefix, keyed by the
+  // address callers should dial.
+  void register_in_etcd(const config& cfg) {
+    auto where = [&] {
+      try {
+        return detail::etcd::parse_url(cfg.distributed.discovery);
+      } catch (const std::invalid_argument& e) {
+        throw config_error("distributed.discovery: " + std::string(e.what()));
+      }
+    }();
+    detail::etcd::registered_worker me;
+    me.address = advertised(cfg.worker, listener_->port());
+    me.functions = functions_digest(cfg.worker.serve);
+    const std::string key = where.prefix + "/" + me.address;
+    etcd_timeout_ = cfg.etcd.timeout;
+    registration_ = std::make_shared<detail::etcd::registration>(
+        std::make_unique<detail::etcd::client>(std::move(where), cfg.etcd), key, std::move(me),
+        std::chrono::duration_cast<std::chrono::seconds>(cfg.etcd.lease_ttl), asio::make_strand(io_));
+  }
 };
 
 worker::worker(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}

@@ -87,11 +87,13 @@ struct config {
   struct distributed_section {
     /// "host:port" of each worker (with `discovery = "static"`).
     std::vector<std::string> workers;
-    /// Where the workers come from: "static" (`workers`), or
+    /// Where the workers come from: "static" (`workers`);
     /// "dns://NAME:PORT?refresh_ms=5000": every address NAME resolves to (A and
     /// AAAA records, as a Kubernetes headless service has), looked up again
-    /// every `refresh_ms`; workers that appear are added, those that vanish
-    /// get no new call and are closed once idle.
+    /// every `refresh_ms`; or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX": the
+    /// workers registered under PREFIX (see `etcd`), watched. Workers that
+    /// appear are added; those that vanish or drain get no new call and are
+    /// closed once idle. A worker given an etcd:// discovery registers itself.
     std::string discovery = "static";
     /// Multiplexed connections to each worker; calls use the least loaded.
     std::size_t connections_per_worker = 1;
@@ -167,11 +169,35 @@ struct config {
     /// TLS for callers (`worker.tls`, `worker.cert_file`, ...;
     /// `worker.require_client_cert` for mutual TLS).
     tls_settings tls;
+    /// "host:port" callers should dial, registered in etcd, when it differs
+    /// from `listen` (a wildcard or a translated address). Empty: `listen`'s
+    /// host and the port listened on.
+    std::string advertise;
     /// Listen on a non-loopback address authenticating no caller (neither a
     /// token nor client certificates). A worker refuses to start that way
     /// unless this says the network is trusted.
     bool insecure = false;
   } worker;
+
+  /// etcd, for `distributed.discovery = "etcd://..."`: how workers register
+  /// and callers watch (see the README's "Running past one machine").
+  struct etcd_section {
+    /// A worker's registration lives this long after its last keep-alive
+    /// (sent every third of it); a worker that dies leaves the membership
+    /// within it. Whole seconds, at least 2.
+    std::chrono::milliseconds lease_ttl{10000};
+    /// How long one request to etcd may take, connecting included.
+    std::chrono::milliseconds timeout{5000};
+    /// A watch that delivers nothing this long is made again (read, then
+    /// watched): a silently cut connection to etcd costs at most this much.
+    std::chrono::milliseconds watch_idle{30000};
+    /// etcd authentication: the user, and a file holding the password
+    /// (exchanged for a token). Empty: none.
+    std::string user;
+    std::string password_file;
+    /// TLS to etcd (`etcd.tls`, `etcd.ca_file`, `etcd.cert_file`, ...).
+    tls_settings tls;
+  } etcd;
 
   struct auth_section {
     /// Routes of the HTTP ingress that need an API key in the `Authorization`

@@ -24,6 +24,8 @@ struct function_stats {
 
 struct worker_stats {
   std::string address;
+  /// How the caller found it: "static", "dns" or "etcd".
+  std::string source;
   /// "ready", "draining" (it said so: it gets no new call), "connecting",
   /// "down", or "unhealthy" (its heartbeat went unanswered).
   std::string state;

@@ -813,7 +813,7 @@ TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
 
 TEST(DistributedDiscovery, AMalformedOrUnbuiltDiscoveryIsAConfigError) {
   framex::config cfg;
-  EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379/framex", "test"), framex::config_error);
+  EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379", "test"), framex::config_error);  // no prefix
   EXPECT_THROW(cfg.apply("distributed.discovery", "consul://x", "test"), framex::config_error);
   auto both = distributed({"127.0.0.1:1"});
   both.distributed.discovery = "dns://workers:7001";
