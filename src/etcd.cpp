@@ -206,7 +206,13 @@ struct client::impl {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), tls->native());
       in_use guard(*this, beast::get_lowest_layer(stream));
       tls->prepare_client(stream.native_handle(), host, "etcd " + host + ":" + port);
-      co_await stream.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+      try {
+        co_await stream.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+      } catch (const boost::system::system_error& e) {
+        const auto refused = net::verify_failure(stream.native_handle());
+        if (!refused) throw;
+        throw unreachable(name(at) + ": its certificate was refused: " + refused.message());
+      }
       co_await exchange(stream);
     } catch (const boost::system::system_error& e) {
       if (stopped) throw etcd_error("stopped");

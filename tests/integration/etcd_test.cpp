@@ -230,6 +230,77 @@ TEST_F(Etcd, DrainingWorkersUnderLoadLoseNoCall) {
   EXPECT_EQ(failed.load(), 0) << first_failure;
 }
 
+// etcd with authentication on: a role may touch only /framex/secure/.
+TEST_F(Etcd, WithAuthenticationAUserRegistersAndFollowsAndAWrongPasswordIsNamed) {
+  for (const char* step : {"user add root:root-password", "role add framex", "role grant-permission framex --prefix=true readwrite /framex/secure/",
+                           "user add framex:framex-password", "user grant-role framex framex", "auth enable"}) {
+    const auto out = etcd->ctl(step);
+    ASSERT_EQ(out.find("Error"), std::string::npos) << step << ": " << out;
+  }
+  const auto password = etcd->dir() / "password";
+  std::ofstream(password) << "framex-password\n";
+  const std::vector<std::string> as_framex{"--etcd.user", "framex", "--etcd.password_file", password.string()};
+  auto w = worker("/framex/secure", as_framex);
+  auto cfg = caller("/framex/secure");
+  cfg.etcd.user = "framex";
+  cfg.etcd.password_file = password.string();
+  {
+    framex::runtime rt(cfg);
+    EXPECT_EQ(served_by(rt), w->pid());
+  }
+  const auto wrong = etcd->dir() / "wrong";
+  std::ofstream(wrong) << "not-the-password\n";
+  cfg.etcd.password_file = wrong.string();
+  framex::runtime refused(cfg);
+  try {
+    run([&] { return framex::remote<&etcd_test_pid>.with({.timeout = 2s, .runtime = &refused}).remote(); });
+    ADD_FAILURE() << "a caller with a wrong etcd password found a worker";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("authentication failed"), std::string::npos) << e.what();
+  }
+  auto outside = caller("/framex/elsewhere");  // a prefix the role may not read
+  outside.etcd.user = "framex";
+  outside.etcd.password_file = password.string();
+  framex::runtime denied(outside);
+  try {
+    run([&] { return framex::remote<&etcd_test_pid>.with({.timeout = 2s, .runtime = &denied}).remote(); });
+    ADD_FAILURE() << "a caller read a prefix its role may not";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("permission denied"), std::string::npos) << e.what();
+  }
+}
+
+// etcd over TLS: callers and workers verify its certificate against the CA.
+TEST(EtcdTls, WorkersAndCallersSpeakTlsToEtcdAndRefuseAnUnknownCa) {
+  if (!framex::test::etcd_installed()) GTEST_SKIP() << "etcd is not installed";
+  framex::test::pki ca;
+  const auto server = ca.issue("etcd", "IP:127.0.0.1");
+  etcd_process etcd({server.cert, server.key, ca.ca_file()});
+  const std::vector<std::string> tls{"--distributed.discovery", etcd.discovery("/framex/tls"), "--etcd.lease_ttl_ms", "2000",
+                                     "--etcd.tls", "true", "--etcd.ca_file", ca.ca_file()};
+  worker_process w(0, {}, "/proc/self/exe", tls);
+  framex::config cfg;
+  cfg.runtime.mode = framex::mode::distributed;
+  cfg.distributed.discovery = etcd.discovery("/framex/tls");
+  cfg.etcd.tls.enabled = true;
+  cfg.etcd.tls.ca_file = ca.ca_file();
+  {
+    framex::runtime rt(cfg);
+    EXPECT_EQ(run([&] { return framex::remote<&etcd_test_pid>.with({.timeout = 20s, .runtime = &rt}).remote(); }), w.pid());
+    EXPECT_EQ(framex::stats(rt).workers.at(0).source, "etcd");
+  }
+  framex::test::pki other("another CA");
+  cfg.etcd.tls.ca_file = other.ca_file();
+  framex::runtime refused(cfg);
+  try {
+    run([&] { return framex::remote<&etcd_test_pid>.with({.timeout = 2s, .runtime = &refused}).remote(); });
+    ADD_FAILURE() << "a caller trusted etcd's certificate from an unknown CA";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("its certificate was refused: unable to get local issuer certificate"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(EtcdConfig, AnEtcdDiscoveryIsCheckedWhenSet) {
   framex::config cfg;
   EXPECT_NO_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379,10.0.0.2:2379/framex/prod", "test"));
