@@ -15,7 +15,7 @@ extern char** environ;  // NOLINT: POSIX
 namespace framex {
 namespace {
 
-enum class kind { text, integer, list, boolean, rules };
+enum class kind { text, integer, list, boolean, rules, amounts };
 
 struct key_info {
   const char* name;
@@ -71,6 +71,27 @@ std::map<std::string, std::vector<std::string>> to_rules(std::string_view text) 
     if (keys.empty()) throw std::invalid_argument("the rule for " + std::string(rule.substr(0, eq)) + " lists no key");
     if (semicolon == std::string_view::npos) break;
     text.remove_prefix(semicolon + 1);
+  }
+  return out;
+}
+
+// "cpu=8,gpu=1,zone:eu=1"
+std::map<std::string, double> to_amounts(std::string_view text) {
+  std::map<std::string, double> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    const std::size_t eq = item.rfind('=');
+    if (eq == 0 || eq == std::string_view::npos) throw std::invalid_argument("expected NAME=AMOUNT,NAME=AMOUNT");
+    double amount = 0;
+    const std::string_view digits = item.substr(eq + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), amount);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || !(amount >= 0)) {
+      throw std::invalid_argument(std::string(item.substr(0, eq)) + ": expected an amount of at least 0");
+    }
+    out[std::string(item.substr(0, eq))] = amount;
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
   }
   return out;
 }
@@ -250,6 +271,17 @@ const key_info keys[] = {
     tls_file<&config::worker, &tls_settings::cert_file>("worker.cert_file"),
     tls_file<&config::worker, &tls_settings::key_file>("worker.key_file"),
     tls_flag<&config::worker, &tls_settings::require_client_cert>("worker.require_client_cert"),
+    {"worker.resources", kind::amounts, [](config& c, std::string_view v) { c.worker.resources = to_amounts(v); },
+     [](const config& c) {
+       std::string s;
+       for (const auto& [name, amount] : c.worker.resources) {
+         std::ostringstream o;
+         o << name << '=' << amount;
+         if (!s.empty()) s += ',';
+         s += o.str();
+       }
+       return s;
+     }},
     {"worker.advertise", kind::text,
      [](config& c, std::string_view v) {
        if (!v.empty()) (void)parse_endpoint(v);
@@ -354,6 +386,19 @@ std::string toml_text(const toml::node& node, kind type, const std::string& wher
           text += *k.value<std::string>();
           first = false;
         }
+      }
+      return text;
+    }
+    case kind::amounts: {
+      const auto* table = node.as_table();
+      if (table == nullptr) throw wrong("a table of name = amount");
+      std::string text;
+      for (const auto& [name, amount] : *table) {
+        if (!amount.is_number()) throw config_error(where + ": " + std::string(name.str()) + ": expected a number");
+        std::ostringstream o;
+        o << name.str() << '=' << *amount.value<double>();
+        if (!text.empty()) text += ',';
+        text += o.str();
       }
       return text;
     }

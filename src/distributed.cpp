@@ -69,10 +69,12 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <functional>
 #include <map>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -173,6 +175,7 @@ struct slot {
   // last call's answer, or at the next lookup when it has none.
   std::atomic<bool> retired{false};
   std::string verify_host;  // the name its TLS certificate must carry
+  std::optional<resource_map> resources;  // what its worker has, once discovery or its hello said
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> errors{0};
@@ -217,6 +220,18 @@ class remote_call final : public net::pending_call, public bound_completion {
         self->finish(code_of(errc::timeout), why);
       });
     }
+  }
+
+  // What it needs of a worker (empty: nothing); set before it is routed.
+  [[nodiscard]] const resource_map& needs() const noexcept { return needs_; }
+  void set_needs(resource_map needs) { needs_ = std::move(needs); }
+  // Files `release`, run once when the call completes, for the resources it
+  // holds on a worker; false when it has completed already (run nothing).
+  bool hold(std::function<void()> release) {
+    std::lock_guard lock(conn_mutex_);
+    if (done()) return false;
+    release_ = std::move(release);
+    return true;
   }
 
   // Why no connection could take the call yet, for its timeout's message.
@@ -276,6 +291,14 @@ class remote_call final : public net::pending_call, public bound_completion {
   void finish(std::error_code ec, reply r) {
     if (done_.exchange(true, std::memory_order_acq_rel)) return;
     count(ec, r);
+    if (!needs_.empty()) {
+      std::function<void()> release;
+      {
+        std::lock_guard lock(conn_mutex_);
+        release = std::move(release_);
+      }
+      if (release) release();
+    }
     if (ec == errc::timeout || ec == errc::cancelled) {
       std::lock_guard lock(conn_mutex_);
       forget_on_worker();
@@ -365,6 +388,8 @@ class remote_call final : public net::pending_call, public bound_completion {
   std::mutex conn_mutex_;
   std::shared_ptr<net::client> conn_;
   std::string unsent_because_;  // under conn_mutex_
+  resource_map needs_;
+  std::function<void()> release_;  // under conn_mutex_
   std::uint32_t msgid_ = 0;
   std::atomic<bool> done_{false};
   std::atomic<int> refs_{0};
@@ -433,7 +458,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
           for (const auto& [key, w] : members) {
             if (w.draining) continue;
             const auto [host, port] = parse_endpoint(w.address);
-            found.emplace(w.address, endpoint{host, std::to_string(port), host});
+            found.emplace(w.address, endpoint{host, std::to_string(port), host, w.resources});
           }
           follow(found);
         },
@@ -472,7 +497,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       for (const auto& r : found) {
         const auto ip = r.endpoint().address();
         const std::string text = ip.to_string();
-        addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, endpoint{text, dns_port, dns_host});
+        addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, endpoint{text, dns_port, dns_host, {}});
       }
       follow(addresses);
     }
@@ -485,6 +510,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // Where to dial a discovered worker, and the name its certificate must carry.
   struct endpoint {
     std::string host, port, verify_host;
+    std::optional<resource_map> resources;  // when discovery says (etcd)
   };
 
   // The workers discovery found now, by address: new ones get slots; those
@@ -496,10 +522,17 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       if (stopping) return;
       discovering = false;
       discovery_error.clear();
-      for (auto& s : slots) s->retired = !found.contains(s->address);
-      for (const auto& [address, where] : found) {
-        if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == address; })) {
-          add_worker(address, where.host, where.port, where.verify_host);
+      for (auto& s : slots) {
+        const auto it = found.find(s->address);
+        s->retired = it == found.end();
+        if (!s->retired && it->second.resources && s->status != slot::state::ready) s->resources = it->second.resources;
+      }
+      for (const auto& one : found) {
+        if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == one.first; })) {
+          add_worker(one.first, one.second.host, one.second.port, one.second.verify_host);
+          for (auto& s : slots) {
+            if (s->address == one.first) s->resources = one.second.resources;
+          }
         }
       }
       for (auto& s : slots) {
@@ -522,9 +555,17 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     reroute();  // calls waiting for the first answer learn why there is none
   }
 
-  void start(const function_entry& fn, message_buffer params, clock::duration timeout,
+  void start(const function_entry& fn, message_buffer params, clock::duration timeout, const resource_needs& extra_needs,
              const asio::any_io_executor& caller, reply_handler handler) {
     const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler)));
+    if (!fn.needs.empty() || !extra_needs.empty()) {
+      resource_map needs = fn.needs;
+      for (const auto& extra : extra_needs) {
+        auto& amount = needs[std::string(extra.name)];
+        amount = std::max(amount, extra.amount);
+      }
+      call->set_needs(std::move(needs));
+    }
     if (timeout <= clock::duration::zero()) timeout = settings.call_timeout;
     call->arm(io, timeout, settings.connect_timeout);
     if (call->size() > settings.max_message_size) {
@@ -543,7 +584,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       lock.unlock();
       return call->finish(code_of(errc::cancelled), call->fn().name + ": the runtime is shutting down");
     }
-    slot* chosen = pick();
+    slot* chosen = pick(call->needs());
     if (chosen == nullptr) return keep_unrouted(call, lock);
     if (chosen->status == slot::state::connecting) {
       chosen->waiting.push_back(call);
@@ -556,6 +597,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       lock.unlock();
       return call->finish(code_of(errc::signature_mismatch), std::move(why));
     }
+    if (!call->needs().empty() && !reserve(*chosen, *call)) return;  // it completed meanwhile
     auto conn = chosen->conn;
     const std::size_t limit = chosen->limit;
     lock.unlock();
@@ -565,7 +607,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // Under the mutex: the ready slot with the fewest calls in flight, else a
   // connecting one with the fewest waiting. Starts connecting every slot
   // that is down and due, so load can spread.
-  slot* pick() {
+  slot* pick(const resource_map& needs) {
     const auto now = clock::now();
     const std::size_t n = slots.size();
     if (n == 0) return nullptr;
@@ -585,7 +627,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       }
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
       if (s.status == slot::state::ready && !s.conn->draining() && s.conn->queued_bytes() <= stalled_bytes &&
-          s.conn->outstanding() < best_load) {
+          s.conn->outstanding() < best_load && (needs.empty() || free_for(s, needs))) {
         best = &s;
         best_load = s.conn->outstanding();
       }
@@ -593,12 +635,82 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     if (best != nullptr) return best;
     for (std::size_t i = 0; i < n; ++i) {
       slot& s = *slots[(first + i) % n];
-      if (!s.retired && s.status == slot::state::connecting && s.waiting.size() < best_load) {
+      if (!s.retired && s.status == slot::state::connecting && s.waiting.size() < best_load &&
+          (needs.empty() || !s.resources || missing(*s.resources, needs).empty())) {
         best = &s;
         best_load = s.waiting.size();
       }
     }
     return best;
+  }
+
+  // The amounts of `needs` that `has` lacks, as "gpu = 1" and so on; empty when none.
+  static std::string missing(const resource_map& has, const resource_map& needs) {
+    std::string out;
+    for (const auto& [name, amount] : needs) {
+      const auto it = has.find(name);
+      if (it == has.end() || it->second + 1e-9 < amount) {
+        if (!out.empty()) out += ", ";
+        out += name + " = " + amount_text(amount);
+      }
+    }
+    return out;
+  }
+  static std::string amount_text(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  }
+
+  // Under the mutex: `s` has `needs` free now.
+  bool free_for(const slot& s, const resource_map& needs) const {
+    if (!s.resources) return false;
+    const auto held = in_use.find(s.address);
+    for (const auto& [name, amount] : needs) {
+      const auto it = s.resources->find(name);
+      const double used = held == in_use.end() ? 0 : (held->second.contains(name) ? held->second.at(name) : 0);
+      if (it == s.resources->end() || it->second - used + 1e-9 < amount) return false;
+    }
+    return true;
+  }
+
+  // Under the mutex: why no worker will ever take a call that needs `needs`
+  // (every worker's resources are known and none has them); empty when one
+  // has them or may have them.
+  std::string lacking(const resource_map& needs) const {
+    std::string most;  // what the first worker lacks, for the message
+    for (const auto& s : slots) {
+      if (s->retired) continue;
+      if (!s->resources) return {};
+      std::string lack = missing(*s->resources, needs);
+      if (lack.empty()) return {};
+      if (most.empty()) most = s->address + " lacks " + lack;
+    }
+    if (most.empty()) return {};  // no worker at all: waits like any call
+    return "no worker has the resources the call needs (" + most + ")";
+  }
+
+  // Under the mutex: takes `call`'s needs from `s`'s worker until it completes.
+  bool reserve(slot& s, remote_call& call) {
+    auto& held = in_use[s.address];
+    for (const auto& [name, amount] : call.needs()) held[name] += amount;
+    const bool holding = call.hold([self = weak_from_this(), address = s.address, needs = call.needs()] {
+      if (const auto me = self.lock()) asio::post(me->io, [me, address, needs] { me->release(address, needs); });
+    });
+    if (!holding) {
+      for (const auto& [name, amount] : call.needs()) held[name] -= amount;
+    }
+    return holding;
+  }
+
+  // Gives back what a call held on `address`; calls waiting for it may go.
+  void release(const std::string& address, const resource_map& needs) {
+    {
+      std::lock_guard lock(mutex);
+      auto& held = in_use[address];
+      for (const auto& [name, amount] : needs) held[name] = std::max(0.0, held[name] - amount);
+    }
+    reroute();
   }
 
   // Under the mutex (released here): no slot can take `call` now. It waits
@@ -609,6 +721,12 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       unrouted.push_back(call);
       has_unrouted.store(true, std::memory_order_relaxed);
       return;
+    }
+    if (!call->needs().empty()) {
+      if (std::string lack = lacking(call->needs()); !lack.empty()) {
+        lock.unlock();
+        return call->finish(code_of(errc::no_worker), call->fn().name + ": " + lack);
+      }
     }
     bool live = false, all_refused = true, any = false;
     clock::time_point next = clock::time_point::max();
@@ -880,7 +998,19 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       const auto it = theirs.find(f->name);
       if (it != theirs.end() && it->second != f->signature) mismatched.emplace(f->name, it->second);
     }
+    resource_map resources;
+    if (const auto* v = field(r, "resources"); v != nullptr && v->type == msgpack::type::MAP) {
+      for (std::uint32_t j = 0; j < v->via.map.size; ++j) {
+        const auto& kv = v->via.map.ptr[j];
+        if (kv.key.type != msgpack::type::STR) continue;
+        double amount = 0;
+        if (kv.val.type == msgpack::type::FLOAT64 || kv.val.type == msgpack::type::FLOAT32) amount = kv.val.via.f64;
+        if (kv.val.type == msgpack::type::POSITIVE_INTEGER) amount = static_cast<double>(kv.val.via.u64);
+        resources.emplace(std::string(kv.key.via.str.ptr, kv.key.via.str.size), amount);
+      }
+    }
     std::lock_guard lock(self.mutex);
+    s.resources = std::move(resources);
     s.mismatched = std::move(mismatched);
     s.limit = std::min(self.settings.max_message_size, their_limit);
     co_return failure{};
@@ -1031,6 +1161,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::mutex mutex;
   std::vector<std::unique_ptr<slot>> slots;
   std::vector<call_ref> unrouted;  // calls no slot could take yet
+  std::map<std::string, resource_map> in_use;  // resources held by calls, by worker address
   std::atomic<bool> has_unrouted{false};
   asio::steady_timer retry_timer;  // wakes the unrouted calls; on its strand
   asio::steady_timer heartbeat_timer;  // see beat(); on its strand
@@ -1063,8 +1194,8 @@ distributed_runtime::distributed_runtime(const config& cfg) : impl_(std::make_sh
 distributed_runtime::~distributed_runtime() { shutdown(); }
 
 void distributed_runtime::start(const function_entry& fn, message_buffer params, clock::duration timeout,
-                                const asio::any_io_executor& caller, reply_handler handler) {
-  impl_->start(fn, std::move(params), timeout, caller, std::move(handler));
+                                const resource_needs& needs, const asio::any_io_executor& caller, reply_handler handler) {
+  impl_->start(fn, std::move(params), timeout, needs, caller, std::move(handler));
 }
 
 void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }

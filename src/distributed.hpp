@@ -22,7 +22,7 @@ class distributed_runtime {
 
   /// Sends a call to the least-loaded reachable worker. See `detail::start_remote`.
   void start(const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
-             const boost::asio::any_io_executor& caller, reply_handler handler);
+             const resource_needs& needs, const boost::asio::any_io_executor& caller, reply_handler handler);
 
   /// Completes every pending call with `cancelled`, closes the connections and
   /// joins the I/O threads. Idempotent.

@@ -21,6 +21,7 @@ class category final : public std::error_category {
       case errc::overloaded: return "the callee is overloaded";
       case errc::unauthorized: return "the caller is not authorized";
       case errc::exception: return "the called function threw an exception";
+      case errc::no_worker: return "no worker has the resources the call needs";
     }
     return "unknown framex error " + std::to_string(value);
   }

@@ -529,7 +529,8 @@ asio::awaitable<void> registration::keep() {
       if (!s.registered) {
         co_await s.etcd->put(s.key, s.value.to_json(), s.lease);
         s.registered = true;
-        spdlog::info("framex worker: registered as {} in etcd ({} s lease)", s.key, s.ttl.count());
+        spdlog::info("framex worker: registered as {} in etcd ({} s lease, {})", s.key, s.ttl.count(),
+                     s.value.draining ? "draining" : "ready");
       }
       if (s.value.draining) {
         for (auto& w : s.drain_waiters) w.set_value();

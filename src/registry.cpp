@@ -33,6 +33,12 @@ registry& the_registry() {
 
 }  // namespace
 
+void set_needs(const function_entry& fn, resource_map needs) {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  const_cast<function_entry&>(fn).needs = std::move(needs);  // stored mutable in the registry
+}
+
 const function_entry& register_function(function_entry entry) {
   registry& r = the_registry();
   std::lock_guard lock(r.mutex);

@@ -59,9 +59,9 @@ void detail::submit(runtime& rt, pool_task& task) noexcept { rt.impl_->pool.subm
 bool detail::is_distributed(const runtime& rt) noexcept { return rt.impl_->remote.has_value(); }
 
 void detail::start_remote(runtime& rt, const function_entry& fn, message_buffer params,
-                          std::chrono::steady_clock::duration timeout, const boost::asio::any_io_executor& caller,
-                          reply_handler handler) {
-  rt.impl_->remote->start(fn, std::move(params), timeout, caller, std::move(handler));
+                          std::chrono::steady_clock::duration timeout, const resource_needs& needs,
+                          const boost::asio::any_io_executor& caller, reply_handler handler) {
+  rt.impl_->remote->start(fn, std::move(params), timeout, needs, caller, std::move(handler));
 }
 
 stats_snapshot stats(const runtime& rt) {

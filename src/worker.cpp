@@ -190,13 +190,15 @@ class worker::impl final : public net::dispatcher {
       if (stopped_) return;
     }
     listener_->close();
+    if (registration_) registration_->drain(etcd_timeout_);  // callers that watch etcd stop routing here
+    // Every caller hears it before any refusal: a refusal that overtook the
+    // notification would send the caller's retry back here.
+    for (auto& s : listener_->sessions()) {
+      s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
+    }
     {
       std::lock_guard lock(mutex_);
       draining_ = true;
-    }
-    if (registration_) registration_->drain(etcd_timeout_);
-    for (auto& s : listener_->sessions()) {
-      s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
     }
     {
       std::unique_lock lock(mutex_);
@@ -448,7 +450,7 @@ class worker::impl final : public net::dispatcher {
     for (const auto* f : detail::registered_functions()) {
       if (detail::serves(cfg_.serve, f->name)) functions.push_back(f);
     }
-    p.pack_map(ours ? 4 : 3);
+    p.pack_map(ours ? 5 : 4);
     p.pack(std::string_view("protocol"));
     p.pack(1);
     p.pack(std::string_view("functions"));
@@ -459,6 +461,12 @@ class worker::impl final : public net::dispatcher {
     }
     p.pack(std::string_view("max_message_size"));
     p.pack(static_cast<std::uint64_t>(max_message_));
+    p.pack(std::string_view("resources"));
+    p.pack_map(static_cast<std::uint32_t>(cfg_.resources.size()));
+    for (const auto& [name, amount] : cfg_.resources) {
+      p.pack(name);
+      p.pack(amount);
+    }
     if (ours) {
       p.pack(std::string_view("proof"));
       p.pack_bin(static_cast<std::uint32_t>(ours->size()));
@@ -516,6 +524,7 @@ class worker::impl final : public net::dispatcher {
     detail::etcd::registered_worker me;
     me.address = advertised(cfg.worker, listener_->port());
     me.functions = functions_digest(cfg.worker.serve);
+    me.resources = cfg.worker.resources;
     const std::string key = where.prefix + "/" + me.address;
     etcd_timeout_ = cfg.etcd.timeout;
     registration_ = std::make_shared<detail::etcd::registration>(

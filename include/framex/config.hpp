@@ -173,6 +173,11 @@ struct config {
     /// from `listen` (a wildcard or a translated address). Empty: `listen`'s
     /// host and the port listened on.
     std::string advertise;
+    /// What this worker has for calls that need resources (`framex::require`,
+    /// `call_options::resources`): `[worker.resources] cpu = 8, gpu = 1,
+    /// "zone:eu" = 1`; as text `cpu=8,gpu=1,zone:eu=1`. A caller runs at most
+    /// as many such calls here at once as the amounts allow.
+    std::map<std::string, double> resources;
     /// Listen on a non-loopback address authenticating no caller (neither a
     /// token nor client certificates). A worker refuses to start that way
     /// unless this says the network is trusted.

@@ -26,6 +26,7 @@ enum class errc : int {
   overloaded = 8,          ///< the callee refused the call for lack of capacity
   unauthorized = 9,        ///< the callee refused the caller's credentials
   exception = 10,          ///< the called function threw (see `remote_error` for its type)
+  no_worker = 11,          ///< no worker has the resources the call needs
 };
 
 /// The category of `framex::errc`; its name is "framex".

@@ -13,6 +13,7 @@
 #include "framex/config.hpp"
 #include "framex/error.hpp"
 #include "framex/remote.hpp"
+#include "framex/resources.hpp"
 #include "framex/runtime.hpp"
 #include "framex/stats.hpp"
 #include "framex/worker.hpp"

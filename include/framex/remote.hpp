@@ -30,6 +30,7 @@
 
 #include "framex/detail/distributed_call.hpp"
 #include "framex/detail/signature.hpp"
+#include "framex/resources.hpp"
 #include "framex/runtime.hpp"
 
 namespace framex {
@@ -46,7 +47,26 @@ struct call_options {
   /// not have, `worker_lost` or `overloaded`; each attempt picks a worker anew.
   /// A call lost after it was sent may have run: retried calls run at least once.
   unsigned retries = 0;
+  /// Distributed mode: what this call needs of a worker, beyond what its
+  /// function needs (`framex::require`); see framex/resources.hpp.
+  resource_needs resources{};
 };
+
+/// Declares what `F` needs of a worker in distributed mode: its calls go only
+/// to workers that have every amount free, and fail at once with
+/// `errc::no_worker` (naming what is missing) when no worker has them. Call
+/// at start-up, before any call of `F`, e.g. at namespace scope:
+///
+/// @code
+/// const bool train_needs_a_gpu = framex::require<&train>({.gpu = 1});
+/// @endcode
+///
+/// (`requires` is a C++20 keyword, hence the name.) Returns true.
+template <auto F>
+bool require(const resources& needs) {
+  detail::set_needs(detail::registration<F>::get(), needs.to_map());
+  return true;
+}
 
 namespace detail {
 template <class... T>

@@ -82,8 +82,8 @@ class runtime {
   friend bool detail::is_distributed(const runtime&) noexcept;
   friend stats_snapshot stats(const runtime& rt);
   friend void detail::start_remote(runtime&, const detail::function_entry&, detail::message_buffer,
-                                   std::chrono::steady_clock::duration, const boost::asio::any_io_executor&,
-                                   detail::reply_handler);
+                                   std::chrono::steady_clock::duration, const resource_needs&,
+                                   const boost::asio::any_io_executor&, detail::reply_handler);
   std::unique_ptr<detail::runtime_impl> impl_;
 };
 

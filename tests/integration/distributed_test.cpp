@@ -131,6 +131,19 @@ asio::awaitable<int> async_sleep(int ms) {
 }
 int cancellations_seen() { return async_cancellations.load(); }
 
+// A job for a worker with a GPU: it counts how many run at once.
+std::atomic<int> gpu_jobs_running{0}, gpu_jobs_most{0};
+int gpu_job(int ms) {
+  const int now = ++gpu_jobs_running;
+  for (int most = gpu_jobs_most.load(); now > most && !gpu_jobs_most.compare_exchange_weak(most, now);) {
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  --gpu_jobs_running;
+  return static_cast<int>(::getpid());
+}
+int gpu_jobs_at_once() { return gpu_jobs_most.load(); }
+const bool gpu_job_needs_a_gpu = framex::require<&gpu_job>({.gpu = 1});
+
 // A function whose signature the skew worker (tests/skew_worker.cpp) defines
 // differently under the same wire name.
 template <>
@@ -809,6 +822,51 @@ TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
   const auto s = framex::stats(rt);
   ASSERT_EQ(s.workers.size(), 1u);
   EXPECT_EQ(s.workers[0].address, "127.0.0.2:" + std::to_string(a.port()));
+}
+
+// ---- resources ----
+
+TEST(DistributedResources, CallsGoOnlyWhereTheResourcesAreAndNoMoreAtOnceThanThereAre) {
+  worker_process plain;
+  worker_process gpu(0, {}, "/proc/self/exe", {"--worker.resources", "gpu=1,zone:eu=1"});
+  framex::runtime rt(distributed({plain.address(), gpu.address()}));
+  asio::io_context io;
+  std::vector<int> served;
+  for (int i = 0; i < 6; ++i) {
+    asio::co_spawn(io, framex::remote<&gpu_job>.with({.timeout = 60s, .runtime = &rt}).remote(50),
+                   [&](std::exception_ptr e, int pid) { served.push_back(e ? -1 : pid); });
+  }
+  io.run();
+  EXPECT_EQ(served, std::vector<int>(6, gpu.pid())) << "a call that needs a GPU went elsewhere, or failed";
+  framex::runtime only_gpu(distributed({gpu.address()}));
+  EXPECT_EQ(run([&] { return framex::remote<&gpu_jobs_at_once>.with({.runtime = &only_gpu}).remote(); }), 1)
+      << "the worker ran more GPU jobs at once than it has GPUs";
+
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(run([&] { return framex::remote<&worker_pid>.with({.runtime = &rt, .resources = {{"zone:eu", 1}}}).remote(); }),
+              gpu.pid());
+  }
+  const auto start = clock::now();
+  try {
+    run([&] { return framex::remote<&worker_pid>.with({.timeout = 60s, .runtime = &rt, .resources = {{"zone:us", 1}}}).remote(); });
+    ADD_FAILURE() << "a call found a worker in a zone none is in";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::no_worker);
+    EXPECT_NE(std::string(e.what()).find("zone:us = 1"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(since(start), 20s) << "no_worker must not wait for the call's deadline";
+}
+
+TEST(DistributedResources, ResourcesAreAConfigTableOrText) {
+  framex::config cfg;
+  cfg.apply_toml("[worker.resources]\ncpu = 8\ngpu = 1\n\"zone:eu\" = 1\nmemory_gb = 0.5\n", "test");
+  EXPECT_EQ(cfg.worker.resources, (framex::resource_map{{"cpu", 8}, {"gpu", 1}, {"memory_gb", 0.5}, {"zone:eu", 1}}));
+  cfg.apply("worker.resources", "gpu=2,zone:us=1", "test");
+  EXPECT_EQ(cfg.worker.resources, (framex::resource_map{{"gpu", 2}, {"zone:us", 1}}));
+  EXPECT_THROW(cfg.apply("worker.resources", "gpu=-1", "test"), framex::config_error);
+  EXPECT_THROW(cfg.apply("worker.resources", "gpu", "test"), framex::config_error);
+  EXPECT_THROW(cfg.apply_toml("[worker.resources]\ngpu = \"one\"\n", "test"), framex::config_error);
+  EXPECT_EQ((framex::resources{.gpu = 1, .custom = {{"zone:eu", 1}}}.to_map()), (framex::resource_map{{"gpu", 1}, {"zone:eu", 1}}));
 }
 
 TEST(DistributedDiscovery, AMalformedOrUnbuiltDiscoveryIsAConfigError) {

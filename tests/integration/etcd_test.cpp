@@ -185,6 +185,22 @@ TEST_F(Etcd, AWatchFromACompactedRevisionEndsSoTheCallerReadsAgain) {
   EXPECT_GE(now, revision);
 }
 
+TEST_F(Etcd, ARegistrationCarriesResourcesAndCallsArePlacedByThem) {
+  auto plain = worker();
+  auto gpu = worker("/framex/test", {"--worker.resources", "gpu=1"});
+  framex::runtime rt(caller());
+  EXPECT_TRUE(eventually([&] { return addresses(rt).size() == 2; }));
+  EXPECT_NE(etcd->ctl("get /framex/test/" + gpu->address() + " --print-value-only").find("\"resources\":{\"gpu\":1"), std::string::npos);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(run([&] { return framex::remote<&etcd_test_pid>.with({.timeout = 20s, .runtime = &rt, .resources = {{"gpu", 1}}}).remote(); }),
+              gpu->pid());
+  }
+  const auto ec = run([&] {
+    return error_of(framex::remote<&etcd_test_pid>.with({.timeout = 60s, .runtime = &rt, .resources = {{"gpu", 2}}}).remote());
+  });
+  EXPECT_EQ(ec, framex::errc::no_worker);
+}
+
 // Two workers under steady calls with one retry; each is drained (SIGTERM)
 // and a new one registers: no call fails.
 TEST_F(Etcd, DrainingWorkersUnderLoadLoseNoCall) {

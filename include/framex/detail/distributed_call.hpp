@@ -285,7 +285,12 @@ struct registration {
     }
     return register_function(std::move(e));
   }
-  static inline const function_entry& entry = make();
+  // Registers once, whichever initialiser asks first (`entry`, `framex::require`).
+  static const function_entry& get() {
+    static const function_entry& e = make();
+    return e;
+  }
+  static inline const function_entry& entry = get();
 };
 
 // ---- caller side: pack, send, decode ----
@@ -303,7 +308,8 @@ decltype(auto) object_value(O&& o) {
 
 template <class T>
 boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, message_buffer params,
-                                       std::chrono::steady_clock::duration timeout, unsigned retries) {
+                                       std::chrono::steady_clock::duration timeout, unsigned retries,
+                                       resource_needs needs) {  // by value: the call options are gone when it runs
   static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
   std::error_code ec;
   reply r;
@@ -312,7 +318,7 @@ boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, me
     std::tie(ec, r) = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
         [&](auto handler) {
           const boost::asio::any_io_executor caller = boost::asio::get_associated_executor(handler);
-          start_remote(rt, fn, std::move(sent), timeout, caller, std::move(handler));
+          start_remote(rt, fn, std::move(sent), timeout, needs, caller, std::move(handler));
         },
         token);
     if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
@@ -346,7 +352,7 @@ boost::asio::awaitable<T> call_distributed(runtime& rt, const Options& options, 
     codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
   }
   (codec<decoded_t<Args>>::pack(p, args), ...);
-  return await_remote<T>(rt, fn, std::move(params), options.timeout, options.retries);
+  return await_remote<T>(rt, fn, std::move(params), options.timeout, options.retries, options.resources);
 }
 
 }  // namespace detail

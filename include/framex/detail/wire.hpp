@@ -20,6 +20,7 @@
 #include "framex/codec.hpp"
 #include "framex/detail/message_buffer.hpp"
 #include "framex/error.hpp"
+#include "framex/resources.hpp"
 
 namespace framex {
 class runtime;
@@ -63,7 +64,12 @@ struct function_entry {
   boost::asio::awaitable<void> (*run_async)(std::unique_ptr<invocation>) = nullptr;
   /// Its counters as a remote call (set by the registry).
   stats_cell* remote_stats = nullptr;
+  /// What a worker must have to run it (see `framex::require`); set at start-up.
+  resource_map needs;
 };
+
+/// Sets what `fn` needs of a worker (`framex::require`).
+void set_needs(const function_entry& fn, resource_map needs);
 
 /// Adds `entry` to the process's registry; returns it as stored (stable address).
 /// Throws `std::invalid_argument` if another function already has its name.
@@ -83,9 +89,10 @@ using reply_handler = boost::asio::any_completion_handler<void(std::error_code, 
 /// `error_message`). Honours the handler's cancellation slot and `timeout`
 /// (zero: the runtime's default).
 /// `caller` is the executor the handler completes on.
+/// `needs`: what the call asks of a worker beyond `fn.needs` (may be empty).
 void start_remote(runtime& rt, const function_entry& fn, message_buffer params,
-                  std::chrono::steady_clock::duration timeout, const boost::asio::any_io_executor& caller,
-                  reply_handler handler);
+                  std::chrono::steady_clock::duration timeout, const resource_needs& needs,
+                  const boost::asio::any_io_executor& caller, reply_handler handler);
 
 /// Room a request header needs in front of the params of a call of `fn`.
 inline std::size_t request_headroom(const function_entry& fn) noexcept { return 16 + fn.name.size(); }
