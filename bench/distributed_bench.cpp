@@ -19,7 +19,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare|tls]
+//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare|tls|discovery]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -53,6 +53,7 @@
 
 #include "../net/client.hpp"
 #include "../net/tls.hpp"
+#include "etcd_process.hpp"
 #include "tls_certs.hpp"
 
 #ifdef FRAMEX_BENCH_GRPC
@@ -588,6 +589,85 @@ int run_driver() {
           fmt("%.0f us resumed", resumed), fmt("%.1fx faster", full / resumed));
       secure.shutdown();
       stop(tw);
+    }
+  }
+
+  // 6. Discovery through a real etcd: how soon a caller routes to a worker
+  // that registers and stops routing to one that drains, and throughput
+  // against the static list over the same workers.
+  if (section("discovery")) {
+    if (!framex::test::etcd_installed()) {
+      std::printf("\n(etcd is not installed: the discovery section is left out)\n");
+    } else {
+      framex::test::etcd_process etcd;
+      std::printf("\n| %-52s | %-22s | %-22s | %-12s |\n", "etcd discovery", "median", "worst", "");
+      std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
+                  std::string(24, '-').c_str(), std::string(14, '-').c_str());
+      framex::config watching;
+      watching.runtime.mode = framex::mode::distributed;
+      watching.distributed.discovery = etcd.discovery("/framex/bench/join");
+      framex::runtime rt(watching);
+      const auto state_of = [&](const std::string& address) -> std::string {
+        for (const auto& w : framex::stats(rt).workers) {
+          if (w.address == address) return w.state;
+        }
+        return "absent";
+      };
+      const auto ms_until = [](clock_type::time_point from, auto&& condition) {
+        while (!condition()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        return std::chrono::duration<double, std::milli>(clock_type::now() - from).count();
+      };
+      std::vector<double> join, leave;
+      for (int r = 0; r < (quick ? 3 : 10); ++r) {
+        child w = spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2", "--distributed.discovery",
+                         etcd.discovery("/framex/bench/join")});
+        const auto listening = clock_type::now();  // registration starts as it listens
+        join.push_back(ms_until(listening, [&] { return state_of(w.address()) != "absent"; }));
+        (void)framex_pingpong<&tiny>(rt, 10, 1);  // routed there: it is the only worker
+        const auto drained = clock_type::now();
+        ::kill(w.pid, SIGTERM);
+        leave.push_back(ms_until(drained, [&] {
+          const auto st = state_of(w.address());
+          return st == "absent" || st == "draining";
+        }));
+        ::waitpid(w.pid, nullptr, 0);
+      }
+      const auto worst = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+      row("a worker registers: until callers route to it", fmt("%.1f ms", median(join)), fmt("%.1f ms", worst(join)), "");
+      row("a worker drains (SIGTERM): until callers stop", fmt("%.1f ms", median(leave)), fmt("%.1f ms", worst(leave)), "");
+      rt.shutdown();
+
+      std::printf("\n| %-52s | %-22s | %-22s | %-12s |\n", "128 in flight, async tiny call", "static list", "etcd", "etcd/static");
+      std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
+                  std::string(24, '-').c_str(), std::string(14, '-').c_str());
+      for (const int n : {1, 2, 4}) {
+        const std::string prefix = "/framex/bench/n" + std::to_string(n);
+        std::vector<child> workers;
+        std::vector<std::string> addresses;
+        for (int i = 0; i < n; ++i) {
+          workers.push_back(spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "1", "--distributed.discovery",
+                                   etcd.discovery(prefix)}));
+          addresses.push_back(workers.back().address());
+        }
+        framex::runtime listed(distributed(addresses));
+        framex::config followed_cfg;
+        followed_cfg.runtime.mode = framex::mode::distributed;
+        followed_cfg.distributed.discovery = etcd.discovery(prefix);
+        framex::runtime followed(followed_cfg);
+        (void)ms_until(clock_type::now(), [&] { return framex::stats(followed).workers.size() == static_cast<std::size_t>(n); });
+        (void)framex_throughput<&tiny>(listed, 128, 2000, 1);  // connect and warm up
+        (void)framex_throughput<&tiny>(followed, 128, 2000, 1);
+        std::vector<double> a, b;
+        for (int r = 0; r < alternations; ++r) {
+          a.push_back(framex_throughput<&tiny>(listed, 128, total / alternations, 1));
+          b.push_back(framex_throughput<&tiny>(followed, 128, total / alternations, 1));
+        }
+        row((std::to_string(n) + (n == 1 ? " worker" : " workers")).c_str(), fmt("%.0f calls/s", median(a)),
+            fmt("%.0f calls/s", median(b)), fmt("%+.1f%%", 100.0 * (median(b) / median(a) - 1.0)));
+        listed.shutdown();
+        followed.shutdown();
+        for (auto& w : workers) stop(w);
+      }
     }
   }
 
