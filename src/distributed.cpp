@@ -490,6 +490,10 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
 
   // What a lookup found; a failed lookup changes nothing.
   void discovered(const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& found) {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;  // no next lookup
+    }
     if (ec) {
       discovery_failed("looking up " + dns_host + ": " + ec.message());
     } else {

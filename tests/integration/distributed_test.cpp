@@ -869,6 +869,17 @@ TEST(DistributedResources, ResourcesAreAConfigTableOrText) {
   EXPECT_EQ((framex::resources{.gpu = 1, .custom = {{"zone:eu", 1}}}.to_map()), (framex::resource_map{{"gpu", 1}, {"zone:eu", 1}}));
 }
 
+TEST(DistributedDiscovery, ANameThatResolvesToNothingFailsCallsAndShutsDownAtOnce) {
+  auto cfg = distributed({});
+  cfg.distributed.discovery = "dns://framex-nowhere.invalid:7001?refresh_ms=60000";
+  framex::runtime rt(cfg);
+  const auto ec = run([&] { return error_of(framex::remote<&worker_pid>.with({.timeout = 20s, .runtime = &rt}).remote()); });
+  EXPECT_EQ(ec, framex::errc::worker_lost);  // after the first lookup, not at the call's deadline
+  const auto start = clock::now();
+  rt.shutdown();
+  EXPECT_LT(since(start), 10s) << "shutting down waited for the next lookup";
+}
+
 TEST(DistributedDiscovery, AMalformedOrUnbuiltDiscoveryIsAConfigError) {
   framex::config cfg;
   EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379", "test"), framex::config_error);  // no prefix
