@@ -37,12 +37,12 @@ for preset in "${presets[@]}"; do
   stage "${preset}: build" cmake --build --preset "$preset" -j "$jobs"
   # The long suites run in few builds: the sieges (every attack at once on a
   # worker and on the ingress) in the optimised build (the memory bound as
-  # users see it) and under ASan+UBSan; the tests against a real etcd once,
-  # under ASan+UBSan.
+  # users see it) and under ASan+UBSan; the tests against a real etcd and
+  # across network namespaces once, under ASan+UBSan.
   case $preset in
     asan) skip=() ;;
-    release) skip=(-E '^Etcd') ;;
-    *) skip=(-E '^(Siege|Etcd)') ;;
+    release) skip=(-E '^(Etcd|Netns)') ;;
+    *) skip=(-E '^(Siege|Etcd|Netns)') ;;
   esac
   stage "${preset}: test" ctest --preset "$preset" -j "$jobs" "${skip[@]}"
 done
