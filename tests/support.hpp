@@ -2,8 +2,14 @@
 #pragma once
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
 
 #include <chrono>
 #include <future>
@@ -62,6 +68,61 @@ bool eventually(Condition&& condition, std::chrono::milliseconds limit = std::ch
   }
   return true;
 }
+
+/// A steady load: `callers` coroutines on a thread of their own, each making
+/// `call()` again as soon as it returns, until the load is stopped (or
+/// destroyed); successes and failures are counted.
+class steady_load {
+ public:
+  steady_load(int callers, std::function<asio::awaitable<void>()> call) : call_(std::move(call)) {
+    for (int c = 0; c < callers; ++c) {
+      asio::co_spawn(
+          io_,
+          [this]() -> asio::awaitable<void> {
+            while (!stop_) {
+              try {
+                co_await call_();
+                ++ok_;
+              } catch (const std::exception& e) {
+                ++failed_;
+                std::lock_guard lock(mutex_);
+                if (first_failure_.empty()) first_failure_ = e.what();
+              }
+            }
+          },
+          asio::detached);
+    }
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~steady_load() { stop(); }
+  steady_load(const steady_load&) = delete;
+  steady_load& operator=(const steady_load&) = delete;
+
+  /// True once `n` more calls have succeeded; false if that takes over 20 s.
+  bool succeeds(int n) {
+    const int before = ok_.load();
+    return eventually([&] { return ok_.load() >= before + n; });
+  }
+  /// Lets the calls in flight finish, then ends.
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] int failed() const { return failed_.load(); }
+  [[nodiscard]] std::string first_failure() {
+    std::lock_guard lock(mutex_);
+    return first_failure_;
+  }
+
+ private:
+  std::function<asio::awaitable<void>()> call_;
+  asio::io_context io_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, failed_{0};
+  std::mutex mutex_;
+  std::string first_failure_;
+  std::thread thread_;
+};
 
 inline std::chrono::milliseconds since(clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);

@@ -644,45 +644,19 @@ TEST(DistributedDrain, ARollingRestartUnderLoadLosesNoCall) {
   auto b = std::make_unique<worker_process>();
   const auto port_a = a->port(), port_b = b->port();
   framex::runtime rt(distributed({a->address(), b->address()}));
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::string first_failure;
-  std::mutex failure_mutex;
-  asio::io_context io;
-  for (int c = 0; c < 8; ++c) {
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          while (!stop) {
-            try {
-              co_await framex::remote<&sleep_then>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);
-              ++ok;
-            } catch (const std::exception& e) {
-              ++failed;
-              std::lock_guard lock(failure_mutex);
-              if (first_failure.empty()) first_failure = e.what();
-            }
-          }
-        },
-        asio::detached);
-  }
-  std::thread load([&] { io.run(); });
+  framex::test::steady_load load(8, [&]() -> asio::awaitable<void> {
+    co_await framex::remote<&sleep_then>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);
+  });
   const auto exited_cleanly = [](int status) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0; };
-  const auto some_calls_succeed = [&] {
-    const int before = ok.load();
-    EXPECT_TRUE(eventually([&] { return ok.load() >= before + 30; })) << "the load stalled";
-  };
-  some_calls_succeed();
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
   EXPECT_TRUE(exited_cleanly(a->stop())) << "a drained worker exits 0";
   a = std::make_unique<worker_process>(port_a);
-  some_calls_succeed();
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
   EXPECT_TRUE(exited_cleanly(b->stop()));
   b = std::make_unique<worker_process>(port_b);
-  some_calls_succeed();
-  stop = true;
-  load.join();
-  EXPECT_EQ(failed.load(), 0) << first_failure;
-  EXPECT_GT(ok.load(), 50);
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
+  load.stop();
+  EXPECT_EQ(load.failed(), 0) << load.first_failure();
 }
 
 }  // namespace

@@ -16,10 +16,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <atomic>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -207,43 +205,18 @@ TEST_F(Etcd, DrainingWorkersUnderLoadLoseNoCall) {
   auto a = worker();
   auto b = worker();
   framex::runtime rt(caller());
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::string first_failure;
-  std::mutex failure_mutex;
-  asio::io_context io;
-  for (int c = 0; c < 8; ++c) {
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          while (!stop) {
-            try {
-              co_await framex::remote<&etcd_test_sleep>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);
-              ++ok;
-            } catch (const std::exception& e) {
-              ++failed;
-              std::lock_guard lock(failure_mutex);
-              if (first_failure.empty()) first_failure = e.what();
-            }
-          }
-        },
-        asio::detached);
-  }
-  std::thread load([&] { io.run(); });
-  const auto some_calls_succeed = [&] {
-    const int before = ok.load();
-    EXPECT_TRUE(eventually([&] { return ok.load() >= before + 30; })) << "the load stalled";
-  };
-  some_calls_succeed();
+  framex::test::steady_load load(8, [&]() -> asio::awaitable<void> {
+    co_await framex::remote<&etcd_test_sleep>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);
+  });
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
   EXPECT_EQ(a->stop(), 0) << "a drained worker exits 0";
   a = worker();
-  some_calls_succeed();
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
   EXPECT_EQ(b->stop(), 0);
   b = worker();
-  some_calls_succeed();
-  stop = true;
-  load.join();
-  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_TRUE(load.succeeds(30)) << "the load stalled";
+  load.stop();
+  EXPECT_EQ(load.failed(), 0) << load.first_failure();
 }
 
 // etcd with authentication on: a role may touch only /framex/secure/.
