@@ -7,11 +7,12 @@
 // every slot; a slot whose connection is lost is reconnected when a call needs
 // it, after a jittered backoff while its worker stays unreachable.
 //
-// Discovery. Workers come from `workers`, or from a name (`dns://NAME:PORT`)
-// looked up every `refresh_ms` and after a connection is lost: addresses that
-// appear get slots; slots whose address vanished are retired (routed nothing,
-// closed once idle) and kept, so a call or a connect that holds one stays
-// valid.
+// Discovery. Workers come from `workers`, from a name (`dns://NAME:PORT`)
+// looked up every `refresh_ms` and after a connection is lost, or from etcd
+// (`etcd://HOST:PORT/PREFIX`: the registrations under the prefix, watched; see
+// etcd.hpp): addresses that appear get slots; slots whose address vanished (or
+// whose worker registered as draining) are retired (routed nothing, closed
+// once idle) and kept, so a call or a connect that holds one stays valid.
 //
 // Health. Every half `heartbeat`, a ready connection that has heard nothing
 // for a heartbeat gets a `framex.ping` (answered on the worker's I/O thread,
@@ -19,6 +20,13 @@
 // the worker is taken for hung or unreachable and the connection closes: its
 // calls fail with `worker_lost` (a retry picks another worker) and the slot is
 // reconnected like any lost one.
+//
+// Resources. A call that needs resources (its function's, `framex::require`,
+// and its own) goes only to a slot whose worker has them free: what calls in
+// flight hold is counted per worker address and given back when each call
+// completes. Workers' amounts come from their hello, or from etcd before any
+// connection; when every worker's are known and none has the amounts, the
+// call fails at once with `no_worker`.
 //
 // Routing. A call goes to the ready slot with the fewest calls in flight
 // (ties go round the slots), skipping connections whose worker said it is
