@@ -64,6 +64,10 @@ class blocking_call final : public pool_task, public bound_completion {
     auto* self = new blocking_call(std::move(invoker), std::move(handler));
     self->stats_ = &stats;
     const auto executor = boost::asio::get_associated_executor(*self->handler_);
+    // Bound first: on a multi-threaded context the timer (or a cancellation)
+    // can fire on another thread at once, and its completion must find the
+    // binding, or it is dropped and the caller's work is never given back.
+    bind_completion(boost::asio::query(executor, boost::asio::execution::context), *self);
     if (self->slot_.is_connected()) self->slot_.template emplace<cancel_handler>(self);
     if (timeout > std::chrono::steady_clock::duration::zero()) {
       self->timer_.emplace(executor, timeout);
@@ -71,7 +75,6 @@ class blocking_call final : public pool_task, public bound_completion {
         if (!ec) ref.call->cancel(errc::timeout);
       });
     }
-    bind_completion(boost::asio::query(executor, boost::asio::execution::context), *self);
     submit(rt, *self);
   }
 
