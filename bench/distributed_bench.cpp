@@ -1,6 +1,8 @@
 // distributed_bench — framex distributed mode against its floors and yardsticks,
 // all on 127.0.0.1, in one run, printed side by side:
 //
+//   0. the cost of a call, counted on each side (allocations, system calls,
+//      CPU time): a tiny async and blocking call, ping-pong and 128 in flight;
 //   1. ping-pong latency (p50/p99) of a tiny call, 1 in flight, against a raw
 //      TCP echo of the same bytes (blocking sockets: the floor);
 //   2. throughput with 128 calls in flight on one connection to one worker,
@@ -19,7 +21,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only pingpong|pipelined|mib|compare|tls|discovery]
+//   distributed_bench [--quick] [--only cost|pingpong|pipelined|mib|compare|tls|discovery]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -46,6 +48,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <future>
@@ -53,6 +56,7 @@
 #include <thread>
 #include <vector>
 
+#include "cost.hpp"
 #include "../net/client.hpp"
 #include "../net/tls.hpp"
 #include "etcd_process.hpp"
@@ -75,6 +79,8 @@ using namespace std::chrono_literals;
 asio::awaitable<int> tiny(int x) { co_return x; }  // async: served on the worker's I/O thread
 int tiny_blocking(int x) { return x; }              // blocking: served on the worker's pool
 void noop() {}
+// What the process has allocated so far: called remotely, it reads the worker's counter.
+std::uint64_t worker_allocations() { return framex::bench::allocations(); }
 int cpu_1ms() {
   const auto end = clock_type::now() + 1ms;
   int spins = 0;
@@ -407,23 +413,47 @@ double reconnect_us(const tls_setup_for_bench* t, std::uint16_t port, bool resum
 }
 
 // CPU seconds this process and `worker` have used so far.
-double cpu_seconds(pid_t worker) {
-  rusage self{};
-  ::getrusage(RUSAGE_SELF, &self);
-  double total = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
-                 static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
-  std::FILE* f = std::fopen(("/proc/" + std::to_string(worker) + "/stat").c_str(), "r");
-  if (f == nullptr) return total;
-  char buf[1024] = {};
-  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  // Fields 14 and 15 (utime, stime, in clock ticks) follow the command's closing parenthesis.
-  const char* p = std::strrchr(buf, ')');
-  unsigned long utime = 0, stime = 0;
-  if (p != nullptr && n > 0 && std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) == 2) {
-    total += static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+double cpu_seconds(pid_t worker) { return framex::bench::cpu_seconds(0) + framex::bench::cpu_seconds(worker); }
+
+// ---- the cost of a call, counted ----
+
+struct call_cost {
+  std::optional<double> allocs_caller, allocs_worker, syscalls_caller, syscalls_worker;
+  double cpu_caller_us = 0, cpu_worker_us = 0;
+};
+
+// Runs `run`, which makes `calls` calls through `rt` to the one worker `worker`,
+// and counts what they cost each side.
+template <class Run>
+call_cost measure_cost(framex::runtime& rt, pid_t worker, int calls, Run run) {
+  const auto worker_allocs = [&] {
+    return run_on_io([&] { return framex::remote<&worker_allocations>.with({.runtime = &rt}).remote(); });
+  };
+  framex::bench::syscall_counter caller_sys, worker_sys;
+  const bool perf = caller_sys.attach(0) && worker_sys.attach(worker);
+  const std::uint64_t w0 = worker_allocs();
+  const double c0 = framex::bench::cpu_seconds(0), cw0 = framex::bench::cpu_seconds(worker);
+  caller_sys.start();
+  worker_sys.start();
+  const std::uint64_t a0 = framex::bench::allocations();
+  run();
+  const std::uint64_t a1 = framex::bench::allocations();
+  worker_sys.stop();
+  caller_sys.stop();
+  call_cost c;
+  c.cpu_caller_us = (framex::bench::cpu_seconds(0) - c0) * 1e6 / calls;
+  c.cpu_worker_us = (framex::bench::cpu_seconds(worker) - cw0) * 1e6 / calls;
+  const std::uint64_t w1 = worker_allocs();
+  if (framex::bench::allocations_counted()) {
+    c.allocs_caller = static_cast<double>(a1 - a0) / calls;
+    c.allocs_worker = static_cast<double>(w1 - w0) / calls;
   }
-  return total;
+  if (perf) {
+    const auto sc = caller_sys.detach(), sw = worker_sys.detach();
+    if (sc) c.syscalls_caller = static_cast<double>(*sc) / calls;
+    if (sw) c.syscalls_worker = static_cast<double>(*sw) / calls;
+  }
+  return c;
 }
 
 // ---- the report ----
@@ -437,6 +467,15 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 std::string lat(const latency& l) { return fmt("%.1f", l.p50_us) + " / " + fmt("%.1f us", l.p99_us); }
+std::string pair(const std::optional<double>& caller, const std::optional<double>& worker, const char* f) {
+  if (!caller || !worker) return "-";
+  return fmt(f, *caller) + " + " + fmt(f, *worker);
+}
+void cost_row(const char* what, const std::string& timing, const call_cost& c) {
+  std::printf("| %-34s | %-16s | %-16s | %-16s | %-16s |\n", what, timing.c_str(),
+              pair(c.allocs_caller, c.allocs_worker, "%.2f").c_str(), pair(c.syscalls_caller, c.syscalls_worker, "%.2f").c_str(),
+              pair(std::optional<double>(c.cpu_caller_us), std::optional<double>(c.cpu_worker_us), "%.1f").c_str());
+}
 
 int run_driver() {
   const int rounds = quick ? 2000 : 20000;
@@ -455,10 +494,32 @@ int run_driver() {
   framex::runtime local(framex::runtime_options{.threads = 2});
   (void)framex_pingpong<&tiny>(one, 100, 1);  // connect and warm up
 
+
+  // 0. What a call costs, counted: allocations and system calls per call on
+  // each side (caller + worker), beside its time and CPU time.
+  if (section("cost")) {
+    std::printf("| %-34s | %-16s | %-16s | %-16s | %-16s |\n", "cost per call (caller + worker)", "time",
+                "allocations", "system calls", "CPU us");
+    std::printf("|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(18, '-').c_str(),
+                std::string(18, '-').c_str(), std::string(18, '-').c_str(), std::string(18, '-').c_str());
+    const int pp_calls = rounds + rounds / 10;  // framex_pingpong warms up with a tenth more
+    latency l;
+    auto c = measure_cost(one, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny>(one, rounds, 1); });
+    cost_row("async tiny call, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    c = measure_cost(one, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny_blocking>(one, rounds, 1); });
+    cost_row("blocking tiny call, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    double rate = 0;
+    c = measure_cost(one, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny>(one, 128, total / 2, 1); });
+    cost_row("async tiny call, 128 in flight", fmt("%.0f calls/s", rate), c);
+    c = measure_cost(one, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny_blocking>(one, 128, total / 2, 1); });
+    cost_row("blocking tiny call, 128 in flight", fmt("%.0f calls/s", rate), c);
+    if (!framex::bench::allocations_counted()) std::printf("(allocations are not counted in a sanitizer build)\n");
+    std::printf("\n");
+  }
+
   std::printf("| %-52s | %-22s | %-22s | %-12s |\n", "case", "baseline", "framex", "ratio");
   std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
               std::string(24, '-').c_str(), std::string(14, '-').c_str());
-
   // 1. Ping-pong. A tiny request is [0, id, "tiny", [1]]: 12 bytes; use that for the echo.
   if (section("pingpong")) {
   const latency floor = raw_echo_pingpong(echo_server.port, 12, rounds);
