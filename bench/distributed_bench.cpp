@@ -364,7 +364,7 @@ struct tls_setup_for_bench {
 // A pending call that hands its outcome to a future.
 struct awaited_call final : framex::net::pending_call {
   std::promise<void> answered;
-  void on_response(msgpack::object_handle) noexcept override { answered.set_value(); }
+  void on_response(framex::net::received_message) noexcept override { answered.set_value(); }
   void on_lost(std::error_code) noexcept override { answered.set_value(); }
 };
 

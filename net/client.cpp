@@ -29,7 +29,7 @@ bool client::forget(std::uint32_t msgid) {
 
 void client::notify(std::string_view method, std::uint64_t argument) { send(notification_message(method, argument)); }
 
-void client::on_message(msgpack::object_handle message, std::size_t) {
+void client::on_message(received_message message, std::size_t) {
   const msgpack::object& m = message.get();
   // A notification from the server: `framex.draining` is the one it sends; others are ignored.
   if (m.type == msgpack::type::ARRAY && m.via.array.size == 3 && m.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER &&

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "connection.hpp"
+#include "framex/detail/pool.hpp"
 
 namespace framex::net {
 
@@ -18,7 +19,7 @@ namespace framex::net {
 class pending_call {
  public:
   /// The response arrived: `[1, msgid, error, result]`, shape checked.
-  virtual void on_response(msgpack::object_handle message) noexcept = 0;
+  virtual void on_response(received_message message) noexcept = 0;
   /// The connection ended before the response.
   virtual void on_lost(std::error_code why) noexcept = 0;
 
@@ -55,14 +56,16 @@ class client final : public connection {
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_relaxed); }
 
  private:
-  void on_message(msgpack::object_handle message, std::size_t cost) override;
+  void on_message(received_message message, std::size_t cost) override;
   void on_close(std::error_code why) override;
   void on_writable() override {
     if (on_drained_) on_drained_();
   }
 
   std::mutex calls_mutex_;
-  std::unordered_map<std::uint32_t, pending_call*> calls_;
+  std::unordered_map<std::uint32_t, pending_call*, std::hash<std::uint32_t>, std::equal_to<>,
+                     detail::pool_allocator<std::pair<const std::uint32_t, pending_call*>>>
+      calls_;
   std::uint32_t next_id_ = 0;
   bool lost_ = false;
   std::atomic<std::size_t> outstanding_{0};

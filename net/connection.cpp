@@ -18,7 +18,9 @@ namespace framex::net {
 namespace asio = boost::asio;
 
 namespace {
-constexpr std::size_t read_chunk = 64 * 1024;
+// The least room a read is given; it gets all the reader's buffer has (64 KiB
+// when nothing is pending), so small messages never make it allocate.
+constexpr std::size_t read_chunk = 16 * 1024;
 }  // namespace
 
 struct connection::tls_stream {
@@ -400,7 +402,7 @@ void connection::arrived(std::size_t n) {
     }
   } cork_guard{this};
   try {
-    msgpack::object_handle message;
+    received_message message;
     while (reader_.next(message)) {
       // More than one message in this read: what they answer goes out together.
       if (completed && !cork_guard.corked) cork_guard.corked = cork();

@@ -139,7 +139,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
  protected:
   /// A complete message arrived; `cost` estimates the memory it holds. On the strand.
-  virtual void on_message(msgpack::object_handle message, std::size_t cost) = 0;
+  virtual void on_message(received_message message, std::size_t cost) = 0;
   /// The connection ended; called once, on the strand.
   virtual void on_close(std::error_code why) = 0;
   /// The peer stopped sending (half-close); by default the connection closes.

@@ -3,7 +3,13 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <atomic>
+#include <cstring>
+#include <mutex>
 #include <system_error>
+#include <utility>
+
+#include "framex/detail/pool.hpp"
 
 namespace framex::net {
 namespace {
@@ -159,32 +165,172 @@ std::size_t frame_scanner::scan(const char* bytes, std::size_t size) {
   return 0;
 }
 
+// A read buffer: its header, then its bytes.
+struct reader::buffer {
+  std::atomic<int> refs{1};
+  std::size_t capacity = 0;
+  char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
+
+  static buffer* make(std::size_t capacity) {
+    void* p = detail::pool_allocate(sizeof(buffer) + capacity);
+    auto* b = new (p) buffer;
+    b->capacity = detail::pool_block_size(sizeof(buffer) + capacity) - sizeof(buffer);
+    return b;
+  }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    const std::size_t size = sizeof(buffer) + capacity;
+    this->~buffer();
+    detail::pool_free(this, size);
+  }
+};
+
+}  // namespace framex::net
+
+namespace framex::detail {
+
+// A zone for one message's objects and, if they refer into it, its read
+// buffer. Zones are kept for reuse (cleared, they keep their first chunk), up
+// to a bound.
+struct message_storage {
+  msgpack::zone zone{4096};
+  net::reader::buffer* refers_to = nullptr;
+  message_storage* next = nullptr;
+};
+
+namespace {
+
+struct storage_reserve {
+  std::mutex mutex;
+  message_storage* head = nullptr;
+  std::size_t count = 0;
+  static constexpr std::size_t max = 256;
+};
+
+storage_reserve& reserve() {
+  static auto* r = new storage_reserve;  // never destroyed: messages may outlive static destruction
+  return *r;
+}
+
+message_storage* acquire_message_storage() {
+  auto& r = reserve();
+  {
+    std::lock_guard lock(r.mutex);
+    if (r.head != nullptr) {
+      message_storage* s = r.head;
+      r.head = s->next;
+      --r.count;
+      return s;
+    }
+  }
+  return new message_storage;
+}
+
+}  // namespace
+
+void release_message_storage(message_storage* s) noexcept {
+  if (s == nullptr) return;
+  if (s->refers_to != nullptr) {
+    s->refers_to->release();
+    s->refers_to = nullptr;
+  }
+  s->zone.clear();
+  auto& r = reserve();
+  {
+    std::lock_guard lock(r.mutex);
+    if (r.count < storage_reserve::max) {
+      s->next = r.head;
+      r.head = s;
+      ++r.count;
+      return;
+    }
+  }
+  delete s;
+}
+
+}  // namespace framex::detail
+
+namespace framex::net {
+
+namespace {
+// A new read buffer's size: 64 KiB with its header, the pool's largest block.
+constexpr std::size_t buffer_size = detail::pooled_max - sizeof(reader::buffer);
+}  // namespace
+
+// msgpack-c's decoder, kept from message to message: `msgpack::unpack` would
+// make (and allocate) a new one for each. It is msgpack-c's own, from its
+// `detail` namespace, used as `msgpack::unpack` uses it (msgpack-c is pinned).
+struct reader::decoder {
+  explicit decoder(const read_limits& l) : context(&refer_to_large, nullptr, limits_for(l)) {}
+  msgpack::v1::detail::context context;
+};
+
 reader::reader(const read_limits& limits)
-    : limits_(limits), scanner_(limits), unpacker_(&refer_to_large, nullptr, 64 * 1024, limits_for(limits)) {}
+    : limits_(limits), scanner_(limits), decoder_(std::make_unique<decoder>(limits)) {}
+
+reader::~reader() {
+  if (buffer_ != nullptr) buffer_->release();
+}
 
 char* reader::prepare(std::size_t n) {
   // While a large message is arriving, read it in large pieces.
-  const std::size_t pending = unpacker_.nonparsed_size();
-  unpacker_.reserve_buffer(std::max(n, std::min<std::size_t>(2 * pending, std::size_t{8} << 20)));
-  return unpacker_.buffer();
+  const std::size_t pending = used_ - parsed_;
+  n = std::max(n, std::min<std::size_t>(2 * pending, std::size_t{8} << 20));
+  if (buffer_ != nullptr && buffer_->capacity - used_ >= n) return buffer_->bytes() + used_;
+  if (buffer_ != nullptr && buffer_->refs.load(std::memory_order_acquire) == 1 && buffer_->capacity >= pending + n) {
+    // No message refers into it: what is still to be parsed moves to its start.
+    std::memmove(buffer_->bytes(), buffer_->bytes() + parsed_, pending);
+  } else {
+    buffer* bigger = buffer::make(std::max(buffer_size, pending + n));
+    if (buffer_ != nullptr) {
+      std::memcpy(bigger->bytes(), buffer_->bytes() + parsed_, pending);
+      buffer_->release();
+    }
+    buffer_ = bigger;
+  }
+  parsed_ = 0;
+  used_ = pending;
+  return buffer_->bytes() + used_;
 }
 
-std::size_t reader::capacity() const noexcept { return const_cast<msgpack::unpacker&>(unpacker_).buffer_capacity(); }
+std::size_t reader::capacity() const noexcept { return buffer_ == nullptr ? 0 : buffer_->capacity - used_; }
 
-void reader::commit(std::size_t n) noexcept { unpacker_.buffer_consumed(n); }
+void reader::commit(std::size_t n) noexcept { used_ += n; }
 
-bool reader::next(msgpack::object_handle& out) {
-  const std::size_t length = scanner_.scan(unpacker_.nonparsed_buffer(), unpacker_.nonparsed_size());
+bool reader::next(received_message& out) {
+  if (buffer_ == nullptr) return false;
+  const char* at = buffer_->bytes() + parsed_;
+  const std::size_t length = scanner_.scan(at, used_ - parsed_);
   if (length == 0) return false;
   last_cost_ = length + scanner_.elements() * sizeof(msgpack::object_kv);
   scanner_.reset();
+  struct give_back_on_failure {
+    detail::message_storage* storage;
+    ~give_back_on_failure() { detail::release_message_storage(storage); }
+  } guard{detail::acquire_message_storage()};
+  detail::message_storage* storage = guard.storage;
+  auto& ctx = decoder_->context;
+  ctx.init();
+  ctx.user().set_zone(storage->zone);
+  ctx.user().set_referenced(false);
+  std::size_t off = 0;
+  int done = 0;
   try {
-    if (unpacker_.next(out)) return true;
+    done = ctx.execute(at, length, off);
   } catch (const msgpack::unpack_error& e) {
     throw std::system_error(std::make_error_code(std::errc::protocol_error), e.what());
   }
   // The scanner saw a whole object where msgpack-c did not: they disagree.
-  throw std::system_error(std::make_error_code(std::errc::protocol_error), "msgpack framing");
+  if (done <= 0 || off != length) throw std::system_error(std::make_error_code(std::errc::protocol_error), "msgpack framing");
+  const msgpack::object root = ctx.data();
+  if (ctx.user().referenced()) {
+    buffer_->refs.fetch_add(1, std::memory_order_relaxed);
+    storage->refers_to = buffer_;
+  }
+  parsed_ += length;
+  guard.storage = nullptr;
+  out = received_message(root, storage);
+  return true;
 }
 
 }  // namespace framex::net

@@ -9,16 +9,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include <msgpack.hpp>
 
 #include "framex/detail/message_buffer.hpp"
+#include "framex/detail/received_message.hpp"
 #include "framex/error.hpp"
 
 namespace framex::net {
 
 using detail::message_buffer;
+using detail::received_message;
 
 enum message_kind : std::uint8_t { request = 0, response = 1, notification = 2 };
 
@@ -71,10 +74,16 @@ class frame_scanner {
   std::uint64_t remaining_[65] = {};  // items still to come in each open container
 };
 
-/// Cuts a byte stream into msgpack objects under `read_limits`.
+/// Cuts a byte stream into msgpack objects under `read_limits`. Bytes are
+/// read into a buffer that is reused once every message in it is decoded;
+/// a message whose large strings or binaries refer into it keeps it, and
+/// reading goes on in a new one.
 class reader {
  public:
   explicit reader(const read_limits& limits);
+  ~reader();
+  reader(const reader&) = delete;
+  reader& operator=(const reader&) = delete;
 
   /// Room for at least `n` more bytes; fill it and `commit` what was read.
   [[nodiscard]] char* prepare(std::size_t n);
@@ -83,20 +92,24 @@ class reader {
 
   /// Takes the next complete message, if any. Throws `std::system_error`
   /// (`errc::too_large`, `std::errc::protocol_error`) on bad input.
-  bool next(msgpack::object_handle& out);
+  bool next(received_message& out);
 
   /// What the last message taken holds in memory, about: its bytes and its
   /// decoded objects.
   [[nodiscard]] std::size_t last_cost() const noexcept { return last_cost_; }
   /// Bytes received of a message not yet complete (after `next` returned false).
-  [[nodiscard]] std::size_t partial() const noexcept {
-    return const_cast<msgpack::unpacker&>(unpacker_).nonparsed_size();
-  }
+  [[nodiscard]] std::size_t partial() const noexcept { return used_ - parsed_; }
+
+  struct buffer;  // reference counted: the reader's, and each message's that refers into it
 
  private:
   read_limits limits_;
   frame_scanner scanner_;
-  msgpack::unpacker unpacker_;
+  struct decoder;
+  std::unique_ptr<decoder> decoder_;
+  buffer* buffer_ = nullptr;
+  std::size_t parsed_ = 0;  // bytes of buffer_ handed on as messages
+  std::size_t used_ = 0;    // bytes of buffer_ filled
   std::size_t last_cost_ = 0;
 };
 

@@ -39,7 +39,7 @@ void session::on_end_of_input() {
   if (calls() == 0) close_when_drained();
 }
 
-void session::on_message(msgpack::object_handle message, std::size_t cost) {
+void session::on_message(received_message message, std::size_t cost) {
   spoke_.store(true, std::memory_order_relaxed);
   const msgpack::object& m = message.get();
   const auto malformed = [&] { do_close(std::make_error_code(std::errc::protocol_error)); };

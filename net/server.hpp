@@ -32,7 +32,7 @@ struct incoming_request {
   std::uint32_t msgid = 0;
   std::string_view method;
   const msgpack::object* params = nullptr;
-  msgpack::object_handle message;
+  received_message message;
   /// About what the request holds in memory (bytes and decoded objects).
   std::size_t cost = 0;
 };
@@ -82,7 +82,7 @@ class session final : public connection {
   } credentials;
 
  private:
-  void on_message(msgpack::object_handle message, std::size_t cost) override;
+  void on_message(received_message message, std::size_t cost) override;
   void on_close(std::error_code why) override;
   void on_end_of_input() override;
   [[nodiscard]] bool idle() const override { return calls() == 0; }

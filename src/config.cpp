@@ -109,6 +109,12 @@ bool to_bool(std::string_view text) {
 }
 
 std::chrono::milliseconds to_ms(std::string_view text) { return std::chrono::milliseconds(to_size(text)); }
+// A spin budget: at most 10 ms, which is already far past any wake-up it saves.
+std::chrono::microseconds to_us(std::string_view text) {
+  const std::size_t us = to_size(text);
+  if (us > 10000) throw std::invalid_argument("at most 10000 (10 ms)");
+  return std::chrono::microseconds(us);
+}
 
 std::chrono::milliseconds positive_ms(std::string_view text) {
   const auto ms = to_ms(text);
@@ -174,6 +180,8 @@ const key_info keys[] = {
      [](const config& c) -> std::string { return c.runtime.mode == mode::local ? "local" : "distributed"; }},
     {"runtime.threads", kind::integer, [](config& c, std::string_view v) { c.runtime.threads = to_size(v); },
      [](const config& c) { return std::to_string(c.runtime.threads); }},
+    {"runtime.spin_us", kind::integer, [](config& c, std::string_view v) { c.runtime.spin = to_us(v); },
+     [](const config& c) { return std::to_string(c.runtime.spin.count()); }},
     {"distributed.workers", kind::list,
      [](config& c, std::string_view v) {
        auto list = to_list(v);
@@ -237,6 +245,8 @@ const key_info keys[] = {
      [](const config& c) { return c.worker.listen; }},
     {"worker.threads", kind::integer, [](config& c, std::string_view v) { c.worker.threads = to_size(v); },
      [](const config& c) { return std::to_string(c.worker.threads); }},
+    {"worker.spin_us", kind::integer, [](config& c, std::string_view v) { c.worker.spin = to_us(v); },
+     [](const config& c) { return std::to_string(c.worker.spin.count()); }},
     {"worker.io_threads", kind::integer,
      [](config& c, std::string_view v) { c.worker.io_threads = std::max<std::size_t>(1, to_size(v)); },
      [](const config& c) { return std::to_string(c.worker.io_threads); }},

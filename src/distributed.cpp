@@ -92,6 +92,7 @@
 #include "auth.hpp"
 #include "etcd.hpp"
 #include "framex/detail/bound_completion.hpp"
+#include "framex/detail/pool.hpp"
 #include "registry.hpp"
 #include "stats.hpp"
 
@@ -148,6 +149,22 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
 
 }  // namespace
 
+// Posts `f` to `ex`. A completion is posted from an I/O thread and run (and
+// freed) on the caller's, so Asio's per-thread recycling of the operation's
+// memory never gets it back: when `ex` is an io_context's, the operation's
+// memory comes from the pool, which passes blocks between threads.
+template <class F>
+void post_pooled(const asio::any_io_executor& ex, F f) {
+  using tracked = asio::io_context::basic_executor_type<std::allocator<void>, 4>;
+  using untracked = asio::io_context::basic_executor_type<std::allocator<void>, 0>;
+  const auto post_on = [&](const auto& io_ex) {
+    asio::require(io_ex, asio::execution::blocking.never, asio::execution::allocator(pool_allocator<void>())).execute(std::move(f));
+  };
+  if (const auto* t = ex.target<tracked>()) return post_on(*t);
+  if (const auto* u = ex.target<untracked>()) return post_on(*u);
+  asio::post(ex, std::move(f));
+}
+
 class remote_call;
 void intrusive_ptr_add_ref(remote_call* c) noexcept;
 void intrusive_ptr_release(remote_call* c) noexcept;
@@ -156,7 +173,7 @@ using call_ref = boost::intrusive_ptr<remote_call>;
 // The heartbeat of a slot's connection: a `framex.ping` in flight, or none.
 struct heartbeat final : net::pending_call {
   std::atomic<clock::rep> sent_at{0};  // 0: none in flight
-  void on_response(msgpack::object_handle) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
+  void on_response(net::received_message) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
   void on_lost(std::error_code) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
 };
 
@@ -190,7 +207,7 @@ struct slot {
   latency_histogram latency;
 };
 
-class remote_call final : public net::pending_call, public bound_completion {
+class remote_call final : public net::pending_call, public bound_completion, public pooled {
  public:
   remote_call(const function_entry& fn, message_buffer params, const asio::any_io_executor& caller,
               reply_handler handler)
@@ -269,7 +286,7 @@ class remote_call final : public net::pending_call, public bound_completion {
     if (done()) forget_on_worker();  // timed out or cancelled while being sent
   }
 
-  void on_response(msgpack::object_handle message) noexcept override {
+  void on_response(net::received_message message) noexcept override {
     const call_ref self(this, false);  // the table's reference, adopted
     const msgpack::object& error = message.get().via.array.ptr[2];
     reply r;
@@ -321,7 +338,7 @@ class remote_call final : public net::pending_call, public bound_completion {
       // caller's context, and must hold nothing of it.
       const asio::any_io_executor ex = std::move(*work_);
       work_.reset();
-      asio::post(ex, [self = call_ref(this), ec, r = std::move(r), work = ex]() mutable {
+      post_pooled(ex, [self = call_ref(this), ec, r = std::move(r), work = ex]() mutable {
         (void)work;  // held until the handler has run
         if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
         reply_handler handler = std::move(self->handler_);
@@ -866,7 +883,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       h->self_ = h;
       return h;
     }
-    void on_response(msgpack::object_handle message) noexcept override {
+    void on_response(net::received_message message) noexcept override {
       result = std::move(message);
       wake();
     }
@@ -874,7 +891,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       lost = why;
       wake();
     }
-    msgpack::object_handle result;
+    net::received_message result;
     std::error_code lost;
     bool answered = false;  // read on the timer's strand only
 
@@ -897,24 +914,24 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
 
   // Sends `method` and waits for its answer until `deadline`: the answer's
   // result, or a failure (the worker's error object decoded).
-  static asio::awaitable<std::pair<msgpack::object_handle, failure>> ask(const std::shared_ptr<net::client>& conn, const char* method,
+  static asio::awaitable<std::pair<net::received_message, failure>> ask(const std::shared_ptr<net::client>& conn, const char* method,
                                                                          message_buffer params,
                                                                          const std::shared_ptr<asio::steady_timer>& deadline,
                                                                          bool over_tls) {
     auto call = greeting_call::make(deadline);
-    if (conn->call(method, std::move(params), *call) == 0) co_return std::pair{msgpack::object_handle{}, failure{"the connection closed"}};
+    if (conn->call(method, std::move(params), *call) == 0) co_return std::pair{net::received_message{}, failure{"the connection closed"}};
     boost::system::error_code ec;
     co_await deadline->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (!call->answered) {
       conn->close(code_of(errc::timeout));  // the connection completes the call as lost
-      co_return std::pair{msgpack::object_handle{}, failure{std::string("no answer to ") + method + " within the connect timeout"}};
+      co_return std::pair{net::received_message{}, failure{std::string("no answer to ") + method + " within the connect timeout"}};
     }
-    if (call->lost) co_return std::pair{msgpack::object_handle{}, lost_before_hello(call->lost, over_tls)};
+    if (call->lost) co_return std::pair{net::received_message{}, lost_before_hello(call->lost, over_tls)};
     const msgpack::object& m = call->result.get();
     if (m.via.array.ptr[2].type != msgpack::type::NIL) {
       reply r;
       const errc code = decode_error_object(m.via.array.ptr[2], r);
-      co_return std::pair{msgpack::object_handle{}, failure{std::string(method) + " refused: " + r.error_message, code}};
+      co_return std::pair{net::received_message{}, failure{std::string(method) + " refused: " + r.error_message, code}};
     }
     co_return std::pair{std::move(call->result), failure{}};
   }

@@ -16,8 +16,8 @@ namespace detail {
 
 class runtime_impl {
  public:
-  runtime_impl(std::size_t threads, const config* distributed_config)
-      : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) {
+  runtime_impl(std::size_t threads, std::chrono::microseconds spin, const config* distributed_config)
+      : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency()), spin) {
     if (distributed_config != nullptr) remote.emplace(*distributed_config);
   }
 
@@ -34,9 +34,9 @@ runtime_scope* newest_scope = nullptr;
 }  // namespace
 
 runtime::runtime() : runtime(runtime_options{}) {}
-runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runtime_impl>(options.threads, nullptr)) {}
+runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runtime_impl>(options.threads, options.spin, nullptr)) {}
 runtime::runtime(const config& cfg)
-    : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads,
+    : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads, cfg.runtime.spin,
                                                    cfg.runtime.mode == mode::distributed ? &cfg : nullptr)) {}
 runtime::~runtime() { shutdown(); }
 

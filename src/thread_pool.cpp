@@ -1,8 +1,26 @@
 #include "thread_pool.hpp"
 
+#include <algorithm>
+#include <cstdlib>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace framex::detail {
 
-thread_pool::thread_pool(std::size_t threads) : size_(threads == 0 ? 1 : threads) {
+namespace {
+
+void relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+}  // namespace
+
+thread_pool::thread_pool(std::size_t threads, std::chrono::microseconds spin)
+    : spin_(spin), size_(threads == 0 ? 1 : threads) {
   threads_.reserve(size_);
   for (std::size_t i = 0; i < size_; ++i) threads_.emplace_back([this] { work(); });
 }
@@ -23,12 +41,15 @@ void thread_pool::submit(pool_task& task, lane& l) noexcept {
     l.head_ = &task;
   }
   l.tail_ = &task;
+  const std::size_t queued = queued_.load(std::memory_order_relaxed) + 1;
+  queued_.store(queued, std::memory_order_release);
   if (!l.queued_) {
     l.queued_ = true;
     line_up(l);
   }
-  // A busy thread picks the task up when it finishes; only sleepers need waking.
-  const bool wake = idle_ > 0;
+  // A busy thread picks the task up when it finishes, a spinning one at once;
+  // only sleepers need waking.
+  const bool wake = idle_ > 0 && queued > spinning_;
   lock.unlock();
   if (wake) wake_.notify_one();
 }
@@ -43,6 +64,7 @@ void thread_pool::line_up(lane& l) noexcept {
 void thread_pool::work() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
+    if (first_ == nullptr && !stopping_ && spinning_ == 0 && spin_.count() > 0 && may_spin()) spin(lock);
     while (first_ == nullptr && !stopping_) {
       ++idle_;
       wake_.wait(lock);
@@ -56,6 +78,7 @@ void thread_pool::work() noexcept {
     if (first_ == nullptr) last_ = nullptr;
     pool_task* task = l.head_;
     l.head_ = task->next_;
+    queued_.store(queued_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     if (l.head_ == nullptr) {
       l.tail_ = nullptr;
       l.queued_ = false;
@@ -69,6 +92,34 @@ void thread_pool::work() noexcept {
   }
 }
 
+// Under `lock`, which it releases meanwhile: watches for a task for up to spin_.
+void thread_pool::spin(std::unique_lock<std::mutex>& lock) noexcept {
+  ++spinning_;
+  lock.unlock();
+  const auto until = std::chrono::steady_clock::now() + spin_;
+  for (unsigned i = 1; queued_.load(std::memory_order_acquire) == 0 && !stop_spinning_.load(std::memory_order_relaxed); ++i) {
+    relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) break;
+  }
+  lock.lock();
+  --spinning_;
+}
+
+// True unless the machine is oversubscribed.
+bool thread_pool::may_spin() noexcept {
+  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::int64_t checked = load_checked_.load(std::memory_order_relaxed);
+  if (now - checked >= std::chrono::steady_clock::duration(std::chrono::seconds(1)).count() &&
+      load_checked_.compare_exchange_strong(checked, now, std::memory_order_relaxed)) {
+    // The load average counts this process's own busy threads (a spinner
+    // among them), so only well above the core count is it other work's.
+    double load = 0;
+    const double cores = std::max(1u, std::thread::hardware_concurrency());
+    overloaded_.store(::getloadavg(&load, 1) == 1 && load > 1.5 * cores, std::memory_order_relaxed);
+  }
+  return !overloaded_.load(std::memory_order_relaxed);
+}
+
 bool thread_pool::stopping() const noexcept {
   std::lock_guard lock(mutex_);
   return stopping_;
@@ -79,6 +130,7 @@ void thread_pool::shutdown() noexcept {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
+  stop_spinning_.store(true, std::memory_order_relaxed);
   wake_.notify_all();
   std::lock_guard join_lock(join_mutex_);
   for (auto& t : threads_) {

@@ -67,6 +67,7 @@
 #include "../net/tls.hpp"
 #include "auth.hpp"
 #include "etcd.hpp"
+#include "framex/detail/pool.hpp"
 #include "registry.hpp"
 #include "thread_pool.hpp"
 
@@ -164,7 +165,7 @@ class worker::impl final : public net::dispatcher {
       : cfg_(cfg.worker),
         max_message_(cfg.distributed.max_message_size),
         token_(cfg.worker.token_file.empty() ? std::string() : detail::read_token_file(cfg.worker.token_file, "worker.token_file")),
-        pool_(threads_or_hardware(cfg.worker.threads)),
+        pool_(threads_or_hardware(cfg.worker.threads), cfg.worker.spin),
         work_(asio::make_work_guard(io_)) {
     check_exposure(cfg);
     detail::check_unambiguous();
@@ -240,11 +241,13 @@ class worker::impl final : public net::dispatcher {
   using lane = detail::thread_pool::lane;
 
   // One call being served. See the top of the file for who owns it.
-  class served_call final : public detail::pool_task, public detail::invocation {
+  class served_call final : public detail::pool_task, public detail::invocation, public detail::pooled {
    public:
     served_call(impl& owner, std::shared_ptr<net::session> from, net::incoming_request request, const function_entry& fn,
                 std::shared_ptr<lane> l)
-        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)) {}
+        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)) {
+      if (fn_.is_async) signal = std::allocate_shared<asio::cancellation_signal>(detail::pool_allocator<asio::cancellation_signal>());
+    }
 
     ~served_call() override { owner_.finished(*this); }
 
@@ -254,7 +257,8 @@ class worker::impl final : public net::dispatcher {
     net::session& session() const noexcept { return *session_; }
     const function_entry& fn() const noexcept { return fn_; }
     lane& queue() const noexcept { return *lane_; }
-    std::shared_ptr<asio::cancellation_signal> signal = std::make_shared<asio::cancellation_signal>();
+    // An async call's: what cancels its coroutine (a blocking one is cancelled by its flag).
+    std::shared_ptr<asio::cancellation_signal> signal;
 
     const msgpack::object& params() const noexcept override { return *request_.params; }
 
@@ -495,7 +499,8 @@ class worker::impl final : public net::dispatcher {
   std::string token_;  // empty: callers need not prove anything
   std::mutex mutex_;
   std::condition_variable held_changed_;
-  std::map<std::pair<net::session*, std::uint32_t>, served_call*> calls_;  // requests in flight
+  using call_key = std::pair<net::session*, std::uint32_t>;
+  std::map<call_key, served_call*, std::less<>, detail::pool_allocator<std::pair<const call_key, served_call*>>> calls_;  // requests in flight
   std::unordered_map<net::session*, std::shared_ptr<lane>> lanes_;
   std::size_t held_ = 0;        // calls and notifications being served
   std::size_t held_bytes_ = 0;  // what they hold in memory

@@ -82,6 +82,9 @@ struct config {
     framex::mode mode = framex::mode::local;
     /// Blocking-call pool threads (local mode); 0: one per hardware thread.
     std::size_t threads = 0;
+    /// How long an idle pool thread watches for a new call before it sleeps
+    /// (one thread at a time; never on an oversubscribed machine); 0: never.
+    std::chrono::microseconds spin{50};
   } runtime;
 
   struct distributed_section {
@@ -129,6 +132,8 @@ struct config {
     std::string listen = "127.0.0.1:7001";
     /// Blocking-call pool threads; 0: one per hardware thread.
     std::size_t threads = 0;
+    /// As `runtime.spin_us`, for the worker's pool.
+    std::chrono::microseconds spin{50};
     /// Threads running connections and async functions.
     std::size_t io_threads = 1;
     /// Calls a worker holds at once (running or queued); more are refused

@@ -27,6 +27,9 @@ struct runtime_options {
   /// Threads in the blocking-call pool; 0 means `std::thread::hardware_concurrency()`
   /// (at least 1).
   std::size_t threads = 0;
+  /// How long an idle pool thread watches for a new call before it sleeps
+  /// (see `config::runtime_section::spin`); 0: never.
+  std::chrono::microseconds spin{50};
 };
 
 class runtime;

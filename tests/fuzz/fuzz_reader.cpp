@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::memcpy(room, data + at, n);
       reader.commit(n);
       at += n;
-      msgpack::object_handle message;
+      framex::net::received_message message;
       while (reader.next(message)) {
         if (reader.last_cost() > 64 * limits.max_bytes) __builtin_trap();  // a message costs about its size
       }

@@ -222,7 +222,7 @@ TEST_F(Tls, ATokenOverTlsIsCheckedAsWithout) {
 // A pending call that hands its outcome to a future.
 struct awaited_call final : framex::net::pending_call {
   std::promise<bool> answered;  // true: a response; false: the connection ended
-  void on_response(msgpack::object_handle) noexcept override { answered.set_value(true); }
+  void on_response(framex::net::received_message) noexcept override { answered.set_value(true); }
   void on_lost(std::error_code) noexcept override { answered.set_value(false); }
 };
 

@@ -19,6 +19,7 @@
 
 #include "framex/codec.hpp"
 #include "framex/detail/message_buffer.hpp"
+#include "framex/detail/received_message.hpp"
 #include "framex/error.hpp"
 #include "framex/resources.hpp"
 
@@ -32,7 +33,7 @@ class stats_cell;
 
 /// What a worker answered. On success `result` points into `message`.
 struct reply {
-  msgpack::object_handle message;
+  received_message message;
   const msgpack::object* result = nullptr;
   /// Filled when the worker sent an error object.
   std::string error_type;
