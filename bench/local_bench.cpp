@@ -8,7 +8,7 @@
 //   3. the same with 64 calls in flight (throughput)
 // Both pools have the same thread count. Output is a table; nothing here gates CI.
 //
-//   build/release/bench/local_bench [rounds]
+//   build/release/bench/local_bench [rounds [spin_us]]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -89,7 +89,9 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 7;
   const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
   asio::thread_pool pool(threads);
-  framex::runtime rt({.threads = threads});
+  // A spin budget (microseconds) other than the default, to see what spinning costs.
+  const auto spin = argc > 2 ? std::chrono::microseconds(std::atoi(argv[2])) : framex::runtime_options{}.spin;
+  framex::runtime rt({.threads = threads, .spin = spin});
   framex::runtime_scope scope(rt);
 
   const std::vector<row> rows = {

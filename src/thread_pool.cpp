@@ -64,7 +64,19 @@ void thread_pool::line_up(lane& l) noexcept {
 void thread_pool::work() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
-    if (first_ == nullptr && !stopping_ && spinning_ == 0 && spin_.count() > 0 && may_spin()) spin(lock);
+    if (first_ == nullptr && !stopping_ && spinning_ == 0 && spin_.count() > 0 && may_spin()) {
+      // Spins that keep finding nothing (calls further apart than the
+      // budget) are paused for a while, then tried again.
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= spin_paused_until_) {
+        if (spin(lock)) {
+          spin_misses_ = 0;
+        } else if (++spin_misses_ >= 8) {
+          spin_misses_ = 4;
+          spin_paused_until_ = now + std::chrono::milliseconds(100);
+        }
+      }
+    }
     while (first_ == nullptr && !stopping_) {
       ++idle_;
       wake_.wait(lock);
@@ -92,8 +104,9 @@ void thread_pool::work() noexcept {
   }
 }
 
-// Under `lock`, which it releases meanwhile: watches for a task for up to spin_.
-void thread_pool::spin(std::unique_lock<std::mutex>& lock) noexcept {
+// Under `lock`, which it releases meanwhile: watches for a task for up to
+// spin_; true if one came.
+bool thread_pool::spin(std::unique_lock<std::mutex>& lock) noexcept {
   ++spinning_;
   lock.unlock();
   const auto until = std::chrono::steady_clock::now() + spin_;
@@ -103,6 +116,7 @@ void thread_pool::spin(std::unique_lock<std::mutex>& lock) noexcept {
   }
   lock.lock();
   --spinning_;
+  return first_ != nullptr;
 }
 
 // True unless the machine is oversubscribed.

@@ -11,7 +11,8 @@
 // wake-up (a futex call on each side and the scheduler's latency). At most one
 // thread spins at a time, and none while the machine is oversubscribed (a
 // load average above 1.5 per core, looked at once a second): spinning then
-// would take a core from other work.
+// would take a core from other work. Spinning that keeps finding nothing (calls
+// further apart than the budget) pauses for 100 ms at a time.
 #pragma once
 
 #include <atomic>
@@ -56,7 +57,7 @@ class thread_pool {
  private:
   void work() noexcept;
   void line_up(lane& l) noexcept;
-  void spin(std::unique_lock<std::mutex>& lock) noexcept;
+  bool spin(std::unique_lock<std::mutex>& lock) noexcept;
   [[nodiscard]] bool may_spin() noexcept;
 
   mutable std::mutex mutex_;
@@ -69,6 +70,8 @@ class thread_pool {
   std::atomic<std::size_t> queued_{0};  // tasks queued; written under the mutex, watched by a spinner
   std::atomic<bool> stop_spinning_{false};
   std::chrono::microseconds spin_;
+  unsigned spin_misses_ = 0;                               // under the mutex
+  std::chrono::steady_clock::time_point spin_paused_until_{};  // under the mutex
   std::atomic<std::int64_t> load_checked_{0};  // steady clock ticks
   std::atomic<bool> overloaded_{false};
   bool stopping_ = false;

@@ -113,6 +113,16 @@ TEST(Config, KeyRulesComeAsATomlTableOrAsTextAndNeverShowTheirKeys) {
             std::string::npos);
 }
 
+TEST(Config, SpinBudgetsAreMicrosecondsAndBounded) {
+  framex::config c;
+  EXPECT_EQ(c.runtime.spin, std::chrono::microseconds(50));
+  c.apply_toml("[runtime]\nspin_us = 0\n[worker]\nspin_us = 200\n", "file s.toml");
+  EXPECT_EQ(c.runtime.spin, std::chrono::microseconds(0));
+  EXPECT_EQ(c.worker.spin, std::chrono::microseconds(200));
+  EXPECT_EQ(error_of([&] { c.apply("worker.spin_us", "20000", "command line"); }),
+            "command line: worker.spin_us = \"20000\": at most 10000 (10 ms)");
+}
+
 TEST(Config, AWronglyTypedValueIsAnError) {
   framex::config c;
   EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nthreads = \"four\"\n", "file x.toml"); }),
