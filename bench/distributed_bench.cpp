@@ -78,6 +78,9 @@ using namespace std::chrono_literals;
 
 asio::awaitable<int> tiny(int x) { co_return x; }  // async: served on the worker's I/O thread
 int tiny_blocking(int x) { return x; }              // blocking: served on the worker's pool
+int tiny_inline(int x) { return x; }                // blocking, marked inline_ok: served on the I/O thread
+template <>
+inline constexpr bool framex::inline_ok<&tiny_inline> = true;
 void noop() {}
 // What the process has allocated so far: called remotely, it reads the worker's counter.
 std::uint64_t worker_allocations() { return framex::bench::allocations(); }
@@ -508,6 +511,8 @@ int run_driver() {
     cost_row("async tiny call, ping-pong", fmt("%.1f us p50", l.p50_us), c);
     c = measure_cost(one, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny_blocking>(one, rounds, 1); });
     cost_row("blocking tiny call, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    c = measure_cost(one, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny_inline>(one, rounds, 1); });
+    cost_row("blocking, inline_ok, ping-pong", fmt("%.1f us p50", l.p50_us), c);
     double rate = 0;
     c = measure_cost(one, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny>(one, 128, total / 2, 1); });
     cost_row("async tiny call, 128 in flight", fmt("%.0f calls/s", rate), c);

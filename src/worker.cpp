@@ -367,6 +367,8 @@ class worker::impl final : public net::dispatcher {
       auto signal = call->signal;
       asio::co_spawn(from->executor(), fn->run_async(std::move(call)),
                      asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
+    } else if (fn->run_inline) {
+      call.release()->run(false);  // marked cheap (`framex::inline_ok`): here, on the I/O thread
     } else {
       auto& l = call->queue();
       pool_.submit(*call.release(), l);

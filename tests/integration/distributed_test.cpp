@@ -144,6 +144,21 @@ int gpu_job(int ms) {
 int gpu_jobs_at_once() { return gpu_jobs_most.load(); }
 const bool gpu_job_needs_a_gpu = framex::require<&gpu_job>({.gpu = 1});
 
+// Blocking functions for a pool kept busy: sleepers say how many are asleep
+// (asked through an async function, served on the I/O thread), and a cheap
+// function marked `inline_ok` answers on the I/O thread too.
+std::atomic<int> sleeping_now{0};
+int sleep_in_pool(int ms) {
+  ++sleeping_now;
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  --sleeping_now;
+  return ms;
+}
+asio::awaitable<int> sleepers() { co_return sleeping_now.load(); }
+int cheap_answer(int x) { return x + 1; }
+template <>
+inline constexpr bool framex::inline_ok<&cheap_answer> = true;
+
 // A function whose signature the skew worker (tests/skew_worker.cpp) defines
 // differently under the same wire name.
 template <>
@@ -867,3 +882,30 @@ TEST(DistributedDiscovery, AMalformedOrUnbuiltDiscoveryIsAConfigError) {
 }
 
 }  // namespace
+
+// ---- functions marked inline_ok ----
+
+TEST(DistributedInline, AFunctionMarkedInlineOkIsAnsweredWhileEveryPoolThreadIsBusy) {
+  worker_process w;  // 4 pool threads
+  framex::runtime rt(distributed({w.address()}));
+  std::atomic<int> sleepers_done{0};
+  const auto [answer, done_by_then, asleep] = run([&]() -> asio::awaitable<std::tuple<int, int, int>> {
+    auto ex = co_await asio::this_coro::executor;
+    for (int i = 0; i < 4; ++i) {
+      asio::co_spawn(ex, [&]() -> asio::awaitable<void> {
+        co_await framex::remote<&sleep_in_pool>.with({.runtime = &rt}).remote(3000);
+        ++sleepers_done;
+      }, asio::detached);
+    }
+    int asleep = 0;
+    for (int tries = 0; tries < 2000 && asleep < 4; ++tries) {  // every pool thread taken
+      asleep = co_await framex::remote<&sleepers>.with({.runtime = &rt}).remote();
+      if (asleep < 4) co_await asio::steady_timer(ex, 1ms).async_wait(asio::use_awaitable);
+    }
+    const int answer = co_await framex::remote<&cheap_answer>.with({.runtime = &rt}).remote(41);
+    co_return std::tuple{answer, sleepers_done.load(), asleep};
+  });
+  EXPECT_EQ(asleep, 4);
+  EXPECT_EQ(answer, 42);
+  EXPECT_EQ(done_by_then, 0) << "the inline call waited for a pool thread";
+}

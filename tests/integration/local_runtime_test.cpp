@@ -12,6 +12,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -79,6 +80,25 @@ TEST(LocalRuntime, BlockingCallsRunInParallelUpToThePoolSize) {
 }
 
 int add_one(int x) { return x + 1; }
+
+// Marked cheap: it runs on the caller's thread.
+std::thread::id where_it_ran() { return std::this_thread::get_id(); }
+}  // namespace local_runtime_test
+template <>
+inline constexpr bool framex::inline_ok<&local_runtime_test::where_it_ran> = true;
+namespace local_runtime_test {
+
+TEST(LocalRuntime, AFunctionMarkedInlineOkRunsOnTheCallersThread) {
+  framex::runtime rt({.threads = 2});
+  const auto [caller, ran] = run([&]() -> asio::awaitable<std::pair<std::thread::id, std::thread::id>> {
+    co_return std::pair{std::this_thread::get_id(), co_await framex::remote<&where_it_ran>.with({.runtime = &rt}).remote()};
+  });
+  EXPECT_EQ(ran, caller);
+  const auto all = framex::stats(rt).functions;
+  const auto counted = std::find_if(all.begin(), all.end(), [](const auto& f) { return f.name == "local_runtime_test::where_it_ran"; });
+  ASSERT_NE(counted, all.end());
+  EXPECT_EQ(counted->calls, 1u);
+}
 asio::awaitable<int> async_add_two(int x) { co_return x + 2; }
 
 TEST(LocalRuntime, AHundredThousandConcurrentCallsAllCompleteWithTheRightResults) {

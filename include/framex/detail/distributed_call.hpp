@@ -38,6 +38,18 @@ namespace framex {
 template <auto F>
 inline constexpr std::string_view wire_name{};
 
+/// True for a blocking function cheap enough to run where its call arrives:
+/// on the worker's I/O thread rather than its pool, and on the caller's own
+/// thread in local mode, saving the hop (two thread wake-ups) to a pool
+/// thread. Only for functions that never block or take long: while one runs,
+/// its I/O thread serves nothing else, and a timeout cannot interrupt it.
+///
+/// @code
+/// template <> inline constexpr bool framex::inline_ok<&lookup> = true;
+/// @endcode
+template <auto F>
+inline constexpr bool inline_ok = false;
+
 namespace detail {
 
 template <auto F>
@@ -278,6 +290,7 @@ struct registration {
     e.name = serve::name();
     e.signature = wire_shape<traits>::signature();
     e.is_async = awaited<typename traits::result>::is_awaitable;
+    e.run_inline = inline_ok<F>;
     if constexpr (awaited<typename traits::result>::is_awaitable) {
       e.run_async = &serve::run_async;
     } else {

@@ -59,6 +59,8 @@ struct function_entry {
   std::string name;
   std::string signature;
   bool is_async = false;
+  /// A blocking function marked `framex::inline_ok`: run on the I/O thread.
+  bool run_inline = false;
   /// Decodes, runs and answers a blocking function, on a pool thread.
   void (*run_blocking)(invocation&) = nullptr;
   /// The same for an async function, on the worker's I/O executor.

@@ -42,6 +42,16 @@ boost::asio::awaitable<R> run_blocking(runtime& rt, std::chrono::steady_clock::d
   co_return std::move(out).get();
 }
 
+// A blocking function marked `inline_ok`: run on the caller's thread, no hop.
+template <class R, class Invoker>
+boost::asio::awaitable<R> run_inline(stats_cell& stats, Invoker invoker) {
+  const auto started = std::chrono::steady_clock::now();
+  outcome<R> out;
+  out.capture(invoker);
+  record_outcome(stats, started, out);
+  co_return std::move(out).get();
+}
+
 template <class T, class Executor>
 boost::asio::awaitable<outcome<T>, Executor> capture_async(boost::asio::awaitable<T, Executor> op) {
   outcome<T> out;
@@ -102,8 +112,12 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
     using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
                                       no_object>;
     static stats_cell& stats = stats_for(name_of<F>(), false);
-    return run_blocking<result>(rt, options.timeout, stats,
-                                invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+    if constexpr (inline_ok<F>) {
+      return run_inline<result>(stats, invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+    } else {
+      return run_blocking<result>(rt, options.timeout, stats,
+                                  invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+    }
   }
 }
 
