@@ -7,6 +7,8 @@
 //      TCP echo of the same bytes (blocking sockets: the floor);
 //   2. throughput with 128 calls in flight on one connection to one worker,
 //      against gRPC C++ unary calls of the same shape (generic callback API);
+//      and 4 connections with 128 in flight each, against one connection and
+//      against 4 gRPC channels;
 //   3. a 1 MiB binary argument echoed, against gRPC (by an async function, served
 //      on the worker's I/O thread as gRPC's callback handler is, and by a
 //      blocking one, which adds the hop to the worker's pool);
@@ -21,7 +23,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only cost|pingpong|pipelined|mib|compare|tls|discovery]
+//   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|mib|compare|tls|discovery]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -298,8 +300,10 @@ int run_grpc_server() {
 }
 
 struct grpc_client {
-  explicit grpc_client(const std::string& address) {
+  // Clients of different `index`es have connections of their own.
+  explicit grpc_client(const std::string& address, int index = 0) {
     grpc::ChannelArguments args;
+    args.SetInt("framex.bench.channel", index);
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
     channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
@@ -342,6 +346,17 @@ double grpc_throughput(grpc_client& c, int in_flight, int total, std::size_t byt
   for (int i = 0; i < in_flight; ++i) issue();
   std::unique_lock lock(m);
   cv.wait(lock, [&] { return done.load() == total; });
+  return total / std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+// Calls per second of `clients.size()` channels at once, each with `in_flight` calls outstanding.
+double grpc_throughput(std::vector<std::unique_ptr<grpc_client>>& clients, int in_flight, int total) {
+  const auto start = clock_type::now();
+  std::vector<std::thread> threads;
+  for (auto& c : clients) {
+    threads.emplace_back([&c, in_flight, each = total / static_cast<int>(clients.size())] { (void)grpc_throughput(*c, in_flight, each, 4); });
+  }
+  for (auto& t : threads) t.join();
   return total / std::chrono::duration<double>(clock_type::now() - start).count();
 }
 #endif
@@ -575,6 +590,38 @@ int run_driver() {
           return 0.0;
 #endif
         });
+  }
+
+  // 2b. Several connections: a worker and a caller with two I/O threads each,
+  // 4 connections with 128 calls in flight on each, against one connection
+  // with 128 and against 4 gRPC channels with 128 each.
+  if (section("connections")) {
+    child wc = spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2", "--worker.io_threads", "2"});
+    auto one_cfg = distributed({wc.address()});
+    one_cfg.distributed.io_threads = 2;
+    auto four_cfg = one_cfg;
+    four_cfg.distributed.connections_per_worker = 4;
+    framex::runtime one_conn(one_cfg), four_conn(four_cfg);
+    (void)framex_throughput<&tiny>(one_conn, 128, 2000, 1);  // connect and warm up
+    (void)framex_throughput<&tiny>(four_conn, 512, 8000, 1);
+    std::vector<double> one_rates, four_rates;
+    for (int r = 0; r < alternations; ++r) {
+      one_rates.push_back(framex_throughput<&tiny>(one_conn, 128, total / alternations, 1));
+      four_rates.push_back(framex_throughput<&tiny>(four_conn, 512, total / alternations, 1));
+    }
+    row("128 in flight: 1 connection vs 4 connections x 128", fmt("%.0f calls/s", median(one_rates)),
+        fmt("%.0f calls/s", median(four_rates)), fmt("%.2fx", median(four_rates) / median(one_rates)));
+#ifdef FRAMEX_BENCH_GRPC
+    std::vector<std::unique_ptr<grpc_client>> channels;
+    for (int i = 0; i < 4; ++i) channels.push_back(std::make_unique<grpc_client>(grpc_server.address(), i + 1));
+    (void)grpc_throughput(channels, 128, 4000);  // connect and warm up
+    compare_rounds("4 connections x 128 in flight: gRPC vs framex",
+                   [&] { return framex_throughput<&tiny>(four_conn, 512, total / alternations, 1); },
+                   [&] { return grpc_throughput(channels, 128, total / alternations); });
+#endif
+    one_conn.shutdown();
+    four_conn.shutdown();
+    stop(wc);
   }
 
   // 3. 1 MiB binary echo, one at a time.

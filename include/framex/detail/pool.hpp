@@ -7,8 +7,8 @@
 // shared reserve, from which a thread that runs out takes a batch back. The
 // reserve is bounded (`reserve_blocks` per class); beyond it blocks go back to
 // the heap, so what the pool keeps stays small whatever the load was.
-// Larger blocks always come from the heap. Under a sanitizer every block comes
-// from the heap, so use-after-free and leaks are still found.
+// Larger blocks always come from the heap. Under AddressSanitizer every block
+// comes from the heap, so use-after-free and leaks are still found.
 #pragma once
 
 #include <cstddef>
