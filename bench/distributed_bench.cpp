@@ -37,6 +37,7 @@
 #include <boost/asio/write.hpp>
 
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <poll.h>
 #include <signal.h>
@@ -868,6 +869,16 @@ int run_driver() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A server role (worker, echo, gRPC) ends with the driver, however the
+  // driver ends, and so do the perf counters attached to it.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--framex-worker" || a == "--echo-server" || a == "--grpc-server") {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() == 1) return 0;  // the driver is gone already
+      break;
+    }
+  }
   if (auto exit_code = framex::worker_main(argc, argv)) return *exit_code;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
