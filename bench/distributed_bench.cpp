@@ -57,6 +57,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <map>
 #include <vector>
 
 #include "cost.hpp"
@@ -210,8 +211,25 @@ latency raw_echo_pingpong(std::uint16_t port, std::size_t bytes, int rounds) {
 
 // ---- framex measurements ----
 
+// The io_context that serves a runtime's connections, for runtimes built with
+// one (`framex::runtime(cfg, io)`): the bench's calls through such a runtime run on it.
+std::map<const framex::runtime*, asio::io_context*> caller_io;
+
+// Runs `io` until `done()`: a caller's io_context never runs out of work while
+// its runtime's connections are open.
+template <class Done>
+void run_until(asio::io_context& io, Done done) {
+  io.restart();
+  while (!done()) io.run_one();
+}
+
 template <class Make>
-auto run_on_io(Make make) {
+auto run_on_io(const framex::runtime& rt, Make make) {
+  if (const auto it = caller_io.find(&rt); it != caller_io.end()) {
+    auto f = asio::co_spawn(*it->second, make(), asio::use_future);
+    run_until(*it->second, [&] { return f.wait_for(0s) == std::future_status::ready; });
+    return f.get();
+  }
   asio::io_context io(1);
   auto f = asio::co_spawn(io, make(), asio::use_future);
   io.run();
@@ -220,7 +238,7 @@ auto run_on_io(Make make) {
 
 template <auto Fn, class... Args>
 latency framex_pingpong(framex::runtime& rt, int rounds, Args... args) {
-  return run_on_io([&]() -> asio::awaitable<latency> {
+  return run_on_io(rt, [&]() -> asio::awaitable<latency> {
     std::vector<double> samples;
     for (int i = -rounds / 10; i < rounds; ++i) {
       const auto start = clock_type::now();
@@ -234,9 +252,11 @@ latency framex_pingpong(framex::runtime& rt, int rounds, Args... args) {
 // Calls per second with `in_flight` coroutines each making calls until `total` are done.
 template <auto Fn, class... Args>
 double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... args) {
-  asio::io_context io(1);
+  const auto it = caller_io.find(&rt);
+  asio::io_context own_io(1);
+  asio::io_context& io = it != caller_io.end() ? *it->second : own_io;
   std::atomic<int> issued{0};
-  int failures = 0;
+  int failures = 0, running = in_flight;
   for (int c = 0; c < in_flight; ++c) {
     asio::co_spawn(
         io,
@@ -247,10 +267,11 @@ double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... 
         },
         [&](std::exception_ptr e) {
           if (e) ++failures;
+          --running;
         });
   }
   const auto start = clock_type::now();
-  io.run();
+  run_until(io, [&] { return running == 0; });
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   if (failures != 0) std::printf("  (%d coroutines failed)\n", failures);
   return total / seconds;
@@ -446,7 +467,7 @@ struct call_cost {
 template <class Run>
 call_cost measure_cost(framex::runtime& rt, pid_t worker, int calls, Run run) {
   const auto worker_allocs = [&] {
-    return run_on_io([&] { return framex::remote<&worker_allocations>.with({.runtime = &rt}).remote(); });
+    return run_on_io(rt, [&] { return framex::remote<&worker_allocations>.with({.runtime = &rt}).remote(); });
   };
   framex::bench::syscall_counter caller_sys, worker_sys;
   const bool perf = caller_sys.attach(0) && worker_sys.attach(worker);
@@ -511,7 +532,12 @@ int run_driver() {
   framex::runtime one(distributed({w1.address()}));
   framex::runtime two(distributed({w1.address(), w2.address()}));
   framex::runtime local(framex::runtime_options{.threads = 2});
+  // The same worker, its connection served by the caller's own io_context.
+  asio::io_context own_io(1);
+  framex::runtime mine(distributed({w1.address()}), own_io);
+  caller_io[&mine] = &own_io;
   (void)framex_pingpong<&tiny>(one, 100, 1);  // connect and warm up
+  (void)framex_pingpong<&tiny>(mine, 100, 1);
 
 
   // 0. What a call costs, counted: allocations and system calls per call on
@@ -534,6 +560,16 @@ int run_driver() {
     cost_row("async tiny call, 128 in flight", fmt("%.0f calls/s", rate), c);
     c = measure_cost(one, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny_blocking>(one, 128, total / 2, 1); });
     cost_row("blocking tiny call, 128 in flight", fmt("%.0f calls/s", rate), c);
+    // The caller's io_context serves the connection: a reply resumes its
+    // coroutine where it was read, and the calls that follow leave together.
+    c = measure_cost(mine, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny>(mine, rounds, 1); });
+    cost_row("caller io: async, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    c = measure_cost(mine, w1.pid, pp_calls, [&] { l = framex_pingpong<&tiny_blocking>(mine, rounds, 1); });
+    cost_row("caller io: blocking, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    c = measure_cost(mine, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny>(mine, 128, total / 2, 1); });
+    cost_row("caller io: async, 128 in flight", fmt("%.0f calls/s", rate), c);
+    c = measure_cost(mine, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny_blocking>(mine, 128, total / 2, 1); });
+    cost_row("caller io: blocking, 128 in flight", fmt("%.0f calls/s", rate), c);
     if (!framex::bench::allocations_counted()) std::printf("(allocations are not counted in a sanitizer build)\n");
     std::printf("\n");
   }
@@ -550,6 +586,12 @@ int run_driver() {
       fmt("%.2fx p50", async_pp.p50_us / floor.p50_us));
   row("ping-pong p50/p99: raw TCP echo vs blocking tiny call", lat(floor), lat(blocking_pp),
       fmt("%.2fx p50", blocking_pp.p50_us / floor.p50_us));
+  const latency async_mine = framex_pingpong<&tiny>(mine, rounds, 1);
+  const latency blocking_mine = framex_pingpong<&tiny_blocking>(mine, rounds, 1);
+  row("ping-pong p50/p99: raw TCP echo vs async, caller io", lat(floor), lat(async_mine),
+      fmt("%.2fx p50", async_mine.p50_us / floor.p50_us));
+  row("ping-pong p50/p99: raw TCP echo vs blocking, caller io", lat(floor), lat(blocking_mine),
+      fmt("%.2fx p50", blocking_mine.p50_us / floor.p50_us));
   }
 #ifdef FRAMEX_BENCH_GRPC
   grpc_client g(grpc_server.address());
@@ -584,6 +626,16 @@ int run_driver() {
     compare_rounds(
         "128 in flight, 1 connection: gRPC unary vs framex",
         [&] { return framex_throughput<&tiny>(one, 128, total / alternations, 1); },
+        [&] {
+#ifdef FRAMEX_BENCH_GRPC
+          return grpc_throughput(g, 128, total / alternations, 4);
+#else
+          return 0.0;
+#endif
+        });
+    compare_rounds(
+        "128 in flight, 1 connection: gRPC unary vs framex, caller io",
+        [&] { return framex_throughput<&tiny>(mine, 128, total / alternations, 1); },
         [&] {
 #ifdef FRAMEX_BENCH_GRPC
           return grpc_throughput(g, 128, total / alternations, 4);
@@ -857,6 +909,8 @@ int run_driver() {
 
   one.shutdown();
   two.shutdown();
+  mine.shutdown();
+  run_until(own_io, [&] { return own_io.stopped(); });  // the connection closes
   stop(w1);
   stop(w2);
   stop(echo_server);

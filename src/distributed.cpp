@@ -153,16 +153,25 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
 // freed) on the caller's, so Asio's per-thread recycling of the operation's
 // memory never gets it back: when `ex` is an io_context's, the operation's
 // memory comes from the pool, which passes blocks between threads.
+// The two forms a caller's io_context executor takes inside an any_io_executor.
+using tracked_io_executor = asio::io_context::basic_executor_type<std::allocator<void>, 4>;
+using untracked_io_executor = asio::io_context::basic_executor_type<std::allocator<void>, 0>;
+
 template <class F>
 void post_pooled(const asio::any_io_executor& ex, F f) {
-  using tracked = asio::io_context::basic_executor_type<std::allocator<void>, 4>;
-  using untracked = asio::io_context::basic_executor_type<std::allocator<void>, 0>;
   const auto post_on = [&](const auto& io_ex) {
     asio::require(io_ex, asio::execution::blocking.never, asio::execution::allocator(pool_allocator<void>())).execute(std::move(f));
   };
-  if (const auto* t = ex.target<tracked>()) return post_on(*t);
-  if (const auto* u = ex.target<untracked>()) return post_on(*u);
+  if (const auto* t = ex.target<tracked_io_executor>()) return post_on(*t);
+  if (const auto* u = ex.target<untracked_io_executor>()) return post_on(*u);
   asio::post(ex, std::move(f));
+}
+
+// True when `ex` is an io_context's executor and this thread runs that io_context.
+bool running_in_this_thread(const asio::any_io_executor& ex) {
+  if (const auto* t = ex.target<tracked_io_executor>()) return t->running_in_this_thread();
+  if (const auto* u = ex.target<untracked_io_executor>()) return u->running_in_this_thread();
+  return false;
 }
 
 class remote_call;
@@ -293,10 +302,10 @@ class remote_call final : public net::pending_call, public bound_completion, pub
     if (error.type == msgpack::type::NIL) {
       r.result = &message.get().via.array.ptr[3];
       r.message = std::move(message);
-      finish({}, std::move(r));
+      finish({}, std::move(r), true);
     } else {
       const errc code = decode_error_object(error, r);
-      finish(code_of(code), std::move(r));
+      finish(code_of(code), std::move(r), true);
     }
     close_if_retired();
   }
@@ -312,8 +321,11 @@ class remote_call final : public net::pending_call, public bound_completion, pub
     finish(ec, std::move(r));
   }
 
-  // Any thread; the first caller wins.
-  void finish(std::error_code ec, reply r) {
+  // Any thread; the first caller wins. `read_here`: called where the answer
+  // was read, from an I/O completion, so a caller whose coroutine runs on
+  // this thread's io_context resumes at once, as Asio completes its own
+  // operations, rather than through a post.
+  void finish(std::error_code ec, reply r, bool read_here = false) {
     if (done_.exchange(true, std::memory_order_acq_rel)) return;
     count(ec, r);
     if (!needs_.empty()) {
@@ -332,20 +344,30 @@ class remote_call final : public net::pending_call, public bound_completion, pub
       // Cancels the wait; a finished call holds nothing of the runtime's io_context.
       asio::post(timer_->get_executor(), [self = call_ref(this)] { self->timer_.reset(); });
     }
-    const bool posted = unbind_completion(*this, [&] {
+    std::optional<asio::any_io_executor> here;  // the caller's executor, when it runs on this thread
+    const bool unbound = unbind_completion(*this, [&] {
       // The completion takes the caller's work with it: whoever still holds
       // the call (a connection's table, the unrouted list) may outlive the
       // caller's context, and must hold nothing of it.
-      const asio::any_io_executor ex = std::move(*work_);
+      asio::any_io_executor ex = std::move(*work_);
       work_.reset();
+      if (read_here && running_in_this_thread(ex)) {
+        here.emplace(std::move(ex));  // held until the handler has run
+        return;
+      }
       post_pooled(ex, [self = call_ref(this), ec, r = std::move(r), work = ex]() mutable {
         (void)work;  // held until the handler has run
-        if (self->cancel_slot_.is_connected()) self->cancel_slot_.clear();
-        reply_handler handler = std::move(self->handler_);
-        std::move(handler)(ec, std::move(r));
+        self->complete(ec, std::move(r));
       });
     });
-    if (posted) intrusive_ptr_release(this);  // the binding's
+    if (here) complete(ec, std::move(r));
+    if (unbound) intrusive_ptr_release(this);  // the binding's
+  }
+
+  void complete(std::error_code ec, reply r) {
+    if (cancel_slot_.is_connected()) cancel_slot_.clear();
+    reply_handler handler = std::move(handler_);
+    std::move(handler)(ec, std::move(r));
   }
 
   // The caller's context shuts down with this call in flight (bound_completion).
@@ -423,11 +445,12 @@ class remote_call final : public net::pending_call, public bound_completion, pub
 };
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
-  explicit impl(const config& cfg)
+  impl(const config& cfg, asio::io_context* caller_io)
       : settings(cfg.distributed),
         token(cfg.distributed.token_file.empty() ? std::string() : read_token_file(cfg.distributed.token_file, "distributed.token_file")),
         tls(tls_context_for(cfg.distributed.tls, net::tls_context::role::client, "distributed")),
-        work(asio::make_work_guard(io)),
+        own_io(caller_io == nullptr ? std::make_unique<asio::io_context>() : nullptr),
+        io(caller_io == nullptr ? *own_io : *caller_io),
         retry_timer(asio::make_strand(io)),
         heartbeat_timer(asio::make_strand(io)) {
     check_unambiguous();
@@ -1177,6 +1200,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     });
     if (etcd) etcd->stop();
     work.reset();
+    // A caller's io_context is not waited for: this may run on its thread.
     for (auto& t : threads) t.join();
     threads.clear();
   }
@@ -1184,8 +1208,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   config::distributed_section settings;
   std::string token;  // empty: none
   std::shared_ptr<net::tls_context> tls;  // null: plaintext
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::unique_ptr<asio::io_context> own_io;  // null: the caller's serves the connections
+  asio::io_context& io;
+  // Keeps the own io_context's threads running until shutdown; a caller's
+  // io_context is kept running by the connections and calls alone.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::mutex mutex;
   std::vector<std::unique_ptr<slot>> slots;
@@ -1210,10 +1237,13 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   bool stopping = false;
 };
 
-distributed_runtime::distributed_runtime(const config& cfg) : impl_(std::make_shared<impl>(cfg)) {
+distributed_runtime::distributed_runtime(const config& cfg, asio::io_context* io) : impl_(std::make_shared<impl>(cfg, io)) {
   const auto& settings = cfg.distributed;
-  for (std::size_t i = 0; i < std::max<std::size_t>(1, settings.io_threads); ++i) {
-    impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
+  if (impl_->own_io) {
+    impl_->work.emplace(impl_->io.get_executor());
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, settings.io_threads); ++i) {
+      impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
+    }
   }
   if (settings.heartbeat.count() > 0) asio::post(impl_->heartbeat_timer.get_executor(), [self = impl_] { self->beat(); });
   if (!impl_->dns_host.empty()) asio::post(impl_->discovery_strand, [self = impl_] { self->look_up(); });

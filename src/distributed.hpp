@@ -11,11 +11,17 @@
 #include "framex/detail/wire.hpp"
 #include "framex/stats.hpp"
 
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
 namespace framex::detail {
 
 class distributed_runtime {
  public:
-  explicit distributed_runtime(const config& cfg);
+  /// `io`: the io_context that serves the connections; null: threads of its own
+  /// (`distributed.io_threads`) run one of its own.
+  distributed_runtime(const config& cfg, boost::asio::io_context* io);
   ~distributed_runtime();
   distributed_runtime(const distributed_runtime&) = delete;
   distributed_runtime& operator=(const distributed_runtime&) = delete;

@@ -16,9 +16,10 @@ namespace detail {
 
 class runtime_impl {
  public:
-  runtime_impl(std::size_t threads, std::chrono::microseconds spin, const config* distributed_config)
+  runtime_impl(std::size_t threads, std::chrono::microseconds spin, const config* distributed_config,
+               boost::asio::io_context* io = nullptr)
       : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency()), spin) {
-    if (distributed_config != nullptr) remote.emplace(*distributed_config);
+    if (distributed_config != nullptr) remote.emplace(*distributed_config, io);
   }
 
   thread_pool pool;
@@ -38,6 +39,9 @@ runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runti
 runtime::runtime(const config& cfg)
     : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads, cfg.runtime.spin,
                                                    cfg.runtime.mode == mode::distributed ? &cfg : nullptr)) {}
+runtime::runtime(const config& cfg, boost::asio::io_context& io)
+    : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads, cfg.runtime.spin,
+                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr, &io)) {}
 runtime::~runtime() { shutdown(); }
 
 std::size_t runtime::thread_count() const noexcept { return impl_->pool.size(); }

@@ -20,6 +20,10 @@
 #include "framex/detail/wire.hpp"
 #include "framex/stats.hpp"
 
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
 namespace framex {
 
 /// How a runtime is built.
@@ -57,6 +61,17 @@ class runtime {
   /// A runtime as `cfg` describes: local, or distributed over `cfg.distributed.workers`
   /// (connections are made on first use). Throws `config_error` on a bad worker address.
   explicit runtime(const config& cfg);
+  /// The same, with the connections to the workers served by `io` instead of
+  /// threads of the runtime's own (`distributed.io_threads` is then unused).
+  /// A reply is read on a thread running `io`, and a call made from a
+  /// coroutine on `io` itself (its executor, not a strand of it) resumes right
+  /// there, with no hop between threads; replies that arrive together let
+  /// their callers' next calls leave together in one write.
+  ///
+  /// `io` must outlive the runtime. Open connections keep `io.run()` from
+  /// returning: shut the runtime down (or destroy it) when the calls are done,
+  /// which closes them without waiting for `io`. In local mode `io` is unused.
+  runtime(const config& cfg, boost::asio::io_context& io);
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;

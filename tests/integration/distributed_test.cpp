@@ -27,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -908,4 +909,120 @@ TEST(DistributedInline, AFunctionMarkedInlineOkIsAnsweredWhileEveryPoolThreadIsB
   EXPECT_EQ(asleep, 4);
   EXPECT_EQ(answer, 42);
   EXPECT_EQ(done_by_then, 0) << "the inline call waited for a pool thread";
+}
+
+// ---- the caller's io_context serves the connections ----
+
+// Runs `io` on `threads` threads; true when every one returned within `limit`.
+bool runs_to_completion(asio::io_context& io, int threads, std::chrono::seconds limit) {
+  std::vector<std::future<void>> runners;
+  for (int i = 0; i < threads; ++i) runners.push_back(std::async(std::launch::async, [&io] { io.run(); }));
+  bool returned = true;
+  for (auto& r : runners) returned = r.wait_for(limit) == std::future_status::ready && returned;
+  if (!returned) io.stop();  // so the runners end and the test reports instead of hanging
+  return returned;
+}
+
+TEST(DistributedCallerIo, TheCallersIoContextReadsTheRepliesAndRunReturnsOnceTheRuntimeShutsDown) {
+  worker_process w;
+  asio::io_context io(1);
+  framex::runtime rt(distributed({w.address()}), io);
+
+  // A call made from another io_context is answered only while `io` runs:
+  // the runtime has no I/O thread of its own.
+  asio::io_context other;
+  auto elsewhere = asio::co_spawn(other, framex::remote<&add>.with({.runtime = &rt}).remote(40, 2), asio::use_future);
+  std::thread other_thread([&] { other.run(); });
+  EXPECT_EQ(elsewhere.wait_for(300ms), std::future_status::timeout) << "answered while the caller's io_context was idle";
+
+  std::vector<int> sums;
+  std::thread::id resumed_on;
+  bool all_on_one_thread = true;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 200; ++i) {
+          sums.push_back(co_await framex::remote<&add>.with({.runtime = &rt}).remote(i, 1));
+          if (i != 0 && resumed_on != std::this_thread::get_id()) all_on_one_thread = false;
+          resumed_on = std::this_thread::get_id();
+        }
+        while (elsewhere.wait_for(0s) != std::future_status::ready) {
+          co_await asio::steady_timer(co_await asio::this_coro::executor, 1ms).async_wait(asio::use_awaitable);
+        }
+        rt.shutdown();  // closes the connections, so io.run() returns
+      },
+      asio::detached);
+  EXPECT_TRUE(runs_to_completion(io, 1, 60s)) << "io.run() did not return after the runtime shut down";
+  other_thread.join();
+  ASSERT_EQ(sums.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(sums[i], i + 1);
+  EXPECT_TRUE(all_on_one_thread);
+  EXPECT_EQ(elsewhere.get(), 42);
+}
+
+TEST(DistributedCallerIo, ManyCallsInFlightFromTwoThreadsRunningTheCallersIoContext) {
+  worker_process w;
+  asio::io_context io;
+  framex::runtime rt(distributed({w.address()}), io);
+  std::atomic<int> issued{0}, wrong{0}, failed{0}, left{64};
+  for (int c = 0; c < 64; ++c) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          for (int i; (i = issued.fetch_add(1)) < 4000;) {
+            if (co_await framex::remote<&add>.with({.runtime = &rt}).remote(i, i) != 2 * i) ++wrong;
+          }
+        },
+        [&](std::exception_ptr e) {
+          if (e) ++failed;
+          if (--left == 0) rt.shutdown();
+        });
+  }
+  EXPECT_TRUE(runs_to_completion(io, 2, 120s));
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(framex::stats(rt).workers.at(0).completed, 4000u);
+}
+
+TEST(DistributedCallerIo, AWorkerKilledMidCallFailsItsCallsWithWorkerLost) {
+  worker_process doomed;
+  asio::io_context io(1);
+  framex::runtime rt(distributed({doomed.address()}), io);
+  std::vector<std::error_code> errors;
+  for (int i = 0; i < 8; ++i) {
+    asio::co_spawn(io, error_of(framex::remote<&sleep_then>.with({.runtime = &rt}).remote(5000)),
+                   [&](std::exception_ptr, std::error_code ec) {
+                     errors.push_back(ec);
+                     if (errors.size() == 8) rt.shutdown();
+                   });
+  }
+  std::thread killer([&] {
+    for (int i = 0; i < 3000; ++i) {  // once all eight are in flight on the worker's connection
+      const auto s = framex::stats(rt);
+      if (!s.workers.empty() && s.workers[0].in_flight == 8) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    doomed.kill_now();
+  });
+  EXPECT_TRUE(runs_to_completion(io, 1, 60s));
+  killer.join();
+  ASSERT_EQ(errors.size(), 8u);
+  for (const auto& ec : errors) EXPECT_EQ(ec, framex::errc::worker_lost);
+}
+
+TEST(DistributedCallerIo, ARuntimeDestroyedBeforeItsIoContextEverRanLeavesNothingBehind) {
+  worker_process w;
+  std::optional<std::error_code> outcome;
+  {
+    asio::io_context io(1);
+    {
+      framex::runtime rt(distributed({w.address()}), io);
+      asio::co_spawn(io, error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2)),
+                     [&](std::exception_ptr, std::error_code ec) { outcome = ec; });
+      io.run_one();  // the call is made: it waits for a connection that `io` never gets to make
+    }
+    EXPECT_TRUE(runs_to_completion(io, 1, 30s));
+  }
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(*outcome, framex::errc::cancelled);
 }
