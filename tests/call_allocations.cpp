@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <cstdint>
+#include <exception>
 
 #include "cost.hpp"
 #include "framex/framex.hpp"
@@ -29,8 +32,20 @@ struct per_call {
 
 // Allocations per call of `F` on each side, over `calls` calls after as many to warm up.
 template <auto F>
-per_call measure(framex::runtime& rt, int calls) {
-  return framex::test::run([&]() -> asio::awaitable<per_call> {
+per_call measure(framex::runtime& rt, int calls, asio::io_context* caller_io = nullptr) {
+  const auto calls_on = [&](auto make) {
+    if (caller_io == nullptr) return framex::test::run(make);
+    // The connection keeps `io` busy: the coroutine stops it when done.
+    per_call result;
+    asio::co_spawn(*caller_io, make(), [&](std::exception_ptr, per_call r) {
+      result = r;
+      caller_io->stop();
+    });
+    caller_io->restart();
+    caller_io->run();
+    return result;
+  };
+  return calls_on([&]() -> asio::awaitable<per_call> {
     const auto fn = framex::remote<F>.with({.runtime = &rt});
     const auto count = framex::remote<&process_allocations>.with({.runtime = &rt});
     for (int i = 0; i < calls; ++i) co_await fn.remote(i);
@@ -54,6 +69,21 @@ TEST(CallAllocations, ATinyBlockingCallAllocatesAlmostNothingOnEitherSide) {
     EXPECT_LT(cost.caller, 0.5) << what;
     EXPECT_LT(cost.worker, 0.5) << what;
   }
+}
+
+TEST(CallAllocations, ACallThroughTheCallersIoContextAllocatesAlmostNothingOnEitherSide) {
+  if (!framex::bench::allocations_counted()) GTEST_SKIP() << "a sanitizer's allocator is not counted";
+  framex::test::worker_process w;
+  asio::io_context io(1);
+  framex::runtime rt(framex::test::distributed({w.address()}), io);
+  for (const auto& [what, cost] : {std::pair{"pool", measure<&tiny_blocking>(rt, 2000, &io)},
+                                   std::pair{"inline_ok", measure<&tiny_inline>(rt, 2000, &io)}}) {
+    EXPECT_LT(cost.caller, 0.5) << what;
+    EXPECT_LT(cost.worker, 0.5) << what;
+  }
+  rt.shutdown();
+  io.restart();
+  io.run();
 }
 
 }  // namespace
