@@ -7,8 +7,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 
 #include "tls.hpp"
@@ -322,7 +324,35 @@ void connection::flush() {
     if (drained) self->on_writable();
     if (more) self->flush();
   };
-  asio::async_write(socket_, buffers, std::move(written));
+  // The socket most often takes it all at once: write it now. Waiting for the
+  // reactor instead would arm a writable event for the socket that then wakes
+  // every later wait of its io_context.
+  std::size_t total = 0;
+  for (const auto& b : buffers) total += b.size();
+  std::array<iovec, 64> iov{};
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  for (const auto& b : buffers) {
+    if (msg.msg_iovlen == iov.size()) break;
+    iov[msg.msg_iovlen++] = iovec{const_cast<void*>(b.data()), b.size()};
+  }
+  ssize_t n = 0;
+  do {
+    n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    return do_close(std::error_code(errno, std::system_category()));
+  }
+  const std::size_t sent = n < 0 ? 0 : static_cast<std::size_t>(n);
+  if (sent == total) return written({}, sent);
+  std::size_t skip = sent;
+  auto first = buffers.begin();
+  while (skip >= first->size()) skip -= (first++)->size();
+  buffers.erase(buffers.begin(), first);
+  buffers.front() += skip;
+  asio::async_write(socket_, buffers, [written = std::move(written), sent](const boost::system::error_code& ec, std::size_t rest) {
+    written(ec, sent + rest);
+  });
 }
 
 void connection::read() {
@@ -404,8 +434,9 @@ void connection::arrived(std::size_t n) {
   try {
     received_message message;
     while (reader_.next(message)) {
-      // More than one message in this read: what they answer goes out together.
-      if (completed && !cork_guard.corked) cork_guard.corked = cork();
+      // More than one message in this read: what they answer goes out
+      // together, the first one's answer included.
+      if (!cork_guard.corked && (completed || reader_.partial() != 0)) cork_guard.corked = cork();
       completed = true;
       if (!is_open()) return;
       on_message(std::move(message), reader_.last_cost());
