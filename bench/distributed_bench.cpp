@@ -214,6 +214,8 @@ latency raw_echo_pingpong(std::uint16_t port, std::size_t bytes, int rounds) {
 // The io_context that serves a runtime's connections, for runtimes built with
 // one (`framex::runtime(cfg, io)`): the bench's calls through such a runtime run on it.
 std::map<const framex::runtime*, asio::io_context*> caller_io;
+// How many threads run a caller's io_context in `framex_throughput` (else one).
+std::map<const asio::io_context*, int> caller_io_threads;
 
 // A caller's io_context never runs out of work while its runtime's connections
 // are open: what runs on it stops it when done. (Not `run_one` in a loop,
@@ -259,8 +261,7 @@ double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... 
   const auto it = caller_io.find(&rt);
   asio::io_context own_io(1);
   asio::io_context& io = it != caller_io.end() ? *it->second : own_io;
-  std::atomic<int> issued{0};
-  int failures = 0, running = in_flight;
+  std::atomic<int> issued{0}, failures{0}, running{in_flight};
   for (int c = 0; c < in_flight; ++c) {
     asio::co_spawn(
         io,
@@ -276,9 +277,12 @@ double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... 
   }
   const auto start = clock_type::now();
   io.restart();
+  std::vector<std::thread> more;
+  for (int i = 1; i < (caller_io_threads.contains(&io) ? caller_io_threads[&io] : 1); ++i) more.emplace_back([&io] { io.run(); });
   io.run();
+  for (auto& t : more) t.join();
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-  if (failures != 0) std::printf("  (%d coroutines failed)\n", failures);
+  if (failures != 0) std::printf("  (%d coroutines failed)\n", failures.load());
   return total / seconds;
 }
 
@@ -677,8 +681,32 @@ int run_driver() {
                    [&] { return framex_throughput<&tiny>(four_conn, 512, total / alternations, 1); },
                    [&] { return grpc_throughput(channels, 128, total / alternations); });
 #endif
-    one_conn.shutdown();
-    four_conn.shutdown();
+    // The same, the connections served by the caller's io_context on two threads.
+    asio::io_context one_io, four_io;
+    framex::runtime one_mine(one_cfg, one_io), four_mine(four_cfg, four_io);
+    caller_io[&one_mine] = &one_io;
+    caller_io[&four_mine] = &four_io;
+    caller_io_threads[&one_io] = caller_io_threads[&four_io] = 2;
+    (void)framex_throughput<&tiny>(one_mine, 128, 2000, 1);  // connect and warm up
+    (void)framex_throughput<&tiny>(four_mine, 512, 8000, 1);
+    one_rates.clear();
+    four_rates.clear();
+    for (int r = 0; r < alternations; ++r) {
+      one_rates.push_back(framex_throughput<&tiny>(one_mine, 128, total / alternations, 1));
+      four_rates.push_back(framex_throughput<&tiny>(four_mine, 512, total / alternations, 1));
+    }
+    row("caller io, 2 threads: 1 connection vs 4 x 128", fmt("%.0f calls/s", median(one_rates)),
+        fmt("%.0f calls/s", median(four_rates)), fmt("%.2fx", median(four_rates) / median(one_rates)));
+#ifdef FRAMEX_BENCH_GRPC
+    compare_rounds("4 connections x 128 in flight: gRPC vs framex, caller io",
+                   [&] { return framex_throughput<&tiny>(four_mine, 512, total / alternations, 1); },
+                   [&] { return grpc_throughput(channels, 128, total / alternations); });
+#endif
+    for (auto* rt : {&one_conn, &four_conn, &one_mine, &four_mine}) rt->shutdown();
+    for (auto* io : {&one_io, &four_io}) {
+      io->restart();
+      io->run();  // until the connections have closed
+    }
     stop(wc);
   }
 
