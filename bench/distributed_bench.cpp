@@ -632,26 +632,17 @@ int run_driver() {
 
   // 2. Pipelined throughput, 128 in flight, one connection, one worker.
   if (section("pipelined")) {
-    compare_rounds(
-        "128 in flight, 1 connection: gRPC unary vs framex",
-        [&] { return framex_throughput<&tiny>(one, 128, total / alternations, 1); },
-        [&] {
+    const auto grpc_128 = [&] {
 #ifdef FRAMEX_BENCH_GRPC
-          return grpc_throughput(g, 128, total / alternations, 4);
+      return grpc_throughput(g, 128, total / alternations, 4);
 #else
-          return 0.0;
+      return 0.0;
 #endif
-        });
-    compare_rounds(
-        "128 in flight, 1 connection: gRPC unary vs framex, caller io",
-        [&] { return framex_throughput<&tiny>(mine, 128, total / alternations, 1); },
-        [&] {
-#ifdef FRAMEX_BENCH_GRPC
-          return grpc_throughput(g, 128, total / alternations, 4);
-#else
-          return 0.0;
-#endif
-        });
+    };
+    compare_rounds("128 in flight, 1 connection: gRPC unary vs framex",
+                   [&] { return framex_throughput<&tiny>(one, 128, total / alternations, 1); }, grpc_128);
+    compare_rounds("128 in flight, 1 connection: gRPC unary vs framex, caller io",
+                   [&] { return framex_throughput<&tiny>(mine, 128, total / alternations, 1); }, grpc_128);
   }
 
   // 2b. Several connections: a worker and a caller with two I/O threads each,

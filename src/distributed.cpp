@@ -149,14 +149,14 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
 
 }  // namespace
 
-// Posts `f` to `ex`. A completion is posted from an I/O thread and run (and
-// freed) on the caller's, so Asio's per-thread recycling of the operation's
-// memory never gets it back: when `ex` is an io_context's, the operation's
-// memory comes from the pool, which passes blocks between threads.
 // The two forms a caller's io_context executor takes inside an any_io_executor.
 using tracked_io_executor = asio::io_context::basic_executor_type<std::allocator<void>, 4>;
 using untracked_io_executor = asio::io_context::basic_executor_type<std::allocator<void>, 0>;
 
+// Posts `f` to `ex`. A completion is posted from an I/O thread and run (and
+// freed) on the caller's, so Asio's per-thread recycling of the operation's
+// memory never gets it back: when `ex` is an io_context's, the operation's
+// memory comes from the pool, which passes blocks between threads.
 template <class F>
 void post_pooled(const asio::any_io_executor& ex, F f) {
   const auto post_on = [&](const auto& io_ex) {
