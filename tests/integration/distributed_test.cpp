@@ -1017,9 +1017,16 @@ TEST(DistributedCallerIo, ARuntimeDestroyedBeforeItsIoContextEverRanLeavesNothin
     asio::io_context io(1);
     {
       framex::runtime rt(distributed({w.address()}), io);
-      asio::co_spawn(io, error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2)),
-                     [&](std::exception_ptr, std::error_code ec) { outcome = ec; });
-      io.run_one();  // the call is made: it waits for a connection that `io` never gets to make
+      bool made = false;
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<std::error_code> {
+            made = true;
+            co_return co_await error_of(framex::remote<&add>.with({.runtime = &rt}).remote(1, 2));
+          },
+          [&](std::exception_ptr, std::error_code ec) { outcome = ec; });
+      // Until the call is made: it waits for a connection that `io` never gets to make.
+      while (!made) io.run_one();
     }
     EXPECT_TRUE(runs_to_completion(io, 1, 30s));
   }
