@@ -589,18 +589,13 @@ int run_driver() {
   // 1. Ping-pong. A tiny request is [0, id, "tiny", [1]]: 12 bytes; use that for the echo.
   if (section("pingpong")) {
   const latency floor = raw_echo_pingpong(echo_server.port, 12, rounds);
-  const latency async_pp = framex_pingpong<&tiny>(one, rounds, 1);
-  const latency blocking_pp = framex_pingpong<&tiny_blocking>(one, rounds, 1);
-  row("ping-pong p50/p99: raw TCP echo vs async tiny call", lat(floor), lat(async_pp),
-      fmt("%.2fx p50", async_pp.p50_us / floor.p50_us));
-  row("ping-pong p50/p99: raw TCP echo vs blocking tiny call", lat(floor), lat(blocking_pp),
-      fmt("%.2fx p50", blocking_pp.p50_us / floor.p50_us));
-  const latency async_mine = framex_pingpong<&tiny>(mine, rounds, 1);
-  const latency blocking_mine = framex_pingpong<&tiny_blocking>(mine, rounds, 1);
-  row("ping-pong p50/p99: raw TCP echo vs async, caller io", lat(floor), lat(async_mine),
-      fmt("%.2fx p50", async_mine.p50_us / floor.p50_us));
-  row("ping-pong p50/p99: raw TCP echo vs blocking, caller io", lat(floor), lat(blocking_mine),
-      fmt("%.2fx p50", blocking_mine.p50_us / floor.p50_us));
+  const auto against_floor = [&](const char* what, const latency& l) {
+    row(what, lat(floor), lat(l), fmt("%.2fx p50", l.p50_us / floor.p50_us));
+  };
+  against_floor("ping-pong p50/p99: raw TCP echo vs async tiny call", framex_pingpong<&tiny>(one, rounds, 1));
+  against_floor("ping-pong p50/p99: raw TCP echo vs blocking tiny call", framex_pingpong<&tiny_blocking>(one, rounds, 1));
+  against_floor("ping-pong p50/p99: raw TCP echo vs async, caller io", framex_pingpong<&tiny>(mine, rounds, 1));
+  against_floor("ping-pong p50/p99: raw TCP echo vs blocking, caller io", framex_pingpong<&tiny_blocking>(mine, rounds, 1));
   }
 #ifdef FRAMEX_BENCH_GRPC
   grpc_client g(grpc_server.address());
@@ -654,16 +649,20 @@ int run_driver() {
     one_cfg.distributed.io_threads = 2;
     auto four_cfg = one_cfg;
     four_cfg.distributed.connections_per_worker = 4;
+    // One connection with 128 in flight against four with 128 each, alternating.
+    const auto one_against_four = [&](const char* what, framex::runtime& one_rt, framex::runtime& four_rt) {
+      (void)framex_throughput<&tiny>(one_rt, 128, 2000, 1);  // connect and warm up
+      (void)framex_throughput<&tiny>(four_rt, 512, 8000, 1);
+      std::vector<double> one_rates, four_rates;
+      for (int r = 0; r < alternations; ++r) {
+        one_rates.push_back(framex_throughput<&tiny>(one_rt, 128, total / alternations, 1));
+        four_rates.push_back(framex_throughput<&tiny>(four_rt, 512, total / alternations, 1));
+      }
+      row(what, fmt("%.0f calls/s", median(one_rates)), fmt("%.0f calls/s", median(four_rates)),
+          fmt("%.2fx", median(four_rates) / median(one_rates)));
+    };
     framex::runtime one_conn(one_cfg), four_conn(four_cfg);
-    (void)framex_throughput<&tiny>(one_conn, 128, 2000, 1);  // connect and warm up
-    (void)framex_throughput<&tiny>(four_conn, 512, 8000, 1);
-    std::vector<double> one_rates, four_rates;
-    for (int r = 0; r < alternations; ++r) {
-      one_rates.push_back(framex_throughput<&tiny>(one_conn, 128, total / alternations, 1));
-      four_rates.push_back(framex_throughput<&tiny>(four_conn, 512, total / alternations, 1));
-    }
-    row("128 in flight: 1 connection vs 4 connections x 128", fmt("%.0f calls/s", median(one_rates)),
-        fmt("%.0f calls/s", median(four_rates)), fmt("%.2fx", median(four_rates) / median(one_rates)));
+    one_against_four("128 in flight: 1 connection vs 4 connections x 128", one_conn, four_conn);
 #ifdef FRAMEX_BENCH_GRPC
     std::vector<std::unique_ptr<grpc_client>> channels;
     for (int i = 0; i < 4; ++i) channels.push_back(std::make_unique<grpc_client>(grpc_server.address(), i + 1));
@@ -678,16 +677,7 @@ int run_driver() {
     caller_io[&one_mine] = &one_io;
     caller_io[&four_mine] = &four_io;
     caller_io_threads[&one_io] = caller_io_threads[&four_io] = 2;
-    (void)framex_throughput<&tiny>(one_mine, 128, 2000, 1);  // connect and warm up
-    (void)framex_throughput<&tiny>(four_mine, 512, 8000, 1);
-    one_rates.clear();
-    four_rates.clear();
-    for (int r = 0; r < alternations; ++r) {
-      one_rates.push_back(framex_throughput<&tiny>(one_mine, 128, total / alternations, 1));
-      four_rates.push_back(framex_throughput<&tiny>(four_mine, 512, total / alternations, 1));
-    }
-    row("caller io, 2 threads: 1 connection vs 4 x 128", fmt("%.0f calls/s", median(one_rates)),
-        fmt("%.0f calls/s", median(four_rates)), fmt("%.2fx", median(four_rates) / median(one_rates)));
+    one_against_four("caller io, 2 threads: 1 connection vs 4 x 128", one_mine, four_mine);
 #ifdef FRAMEX_BENCH_GRPC
     compare_rounds("4 connections x 128 in flight: gRPC vs framex, caller io",
                    [&] { return framex_throughput<&tiny>(four_mine, 512, total / alternations, 1); },
