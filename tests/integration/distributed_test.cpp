@@ -1033,3 +1033,22 @@ TEST(DistributedCallerIo, ARuntimeDestroyedBeforeItsIoContextEverRanLeavesNothin
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(*outcome, framex::errc::cancelled);
 }
+
+TEST(DistributedCallerIo, TheCoroutineAReplyResumesMayEndTheRuntimeThere) {
+  worker_process w;
+  auto cfg = distributed({w.address()});
+  cfg.distributed.heartbeat = std::chrono::milliseconds(0);  // nothing else of the runtime's waits on `io`
+  asio::io_context io(1);
+  std::optional<framex::runtime> rt(std::in_place, cfg, io);
+  int sum = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        sum = co_await framex::remote<&add>.with({.runtime = &*rt}).remote(2, 3);
+        rt.reset();  // resumed inside the read of the reply
+      },
+      asio::detached);
+  EXPECT_TRUE(runs_to_completion(io, 1, 60s));
+  EXPECT_EQ(sum, 5);
+  EXPECT_FALSE(rt.has_value());
+}
