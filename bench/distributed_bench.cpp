@@ -9,6 +9,10 @@
 //      against gRPC C++ unary calls of the same shape (generic callback API);
 //      and 4 connections with 128 in flight each, against one connection and
 //      against 4 gRPC channels;
+//   0–2 run twice: with the runtime's own I/O thread reading the replies, and
+//      with the caller's io_context serving the connections (`caller io`:
+//      `framex::runtime(cfg, io)`, so a reply resumes its coroutine where it
+//      was read);
 //   3. a 1 MiB binary argument echoed, against gRPC (by an async function, served
 //      on the worker's I/O thread as gRPC's callback handler is, and by a
 //      blocking one, which adds the hop to the worker's pool);
