@@ -216,10 +216,13 @@ latency raw_echo_pingpong(std::uint16_t port, std::size_t bytes, int rounds) {
 // ---- framex measurements ----
 
 // The io_context that serves a runtime's connections, for runtimes built with
-// one (`framex::runtime(cfg, io)`): the bench's calls through such a runtime run on it.
-std::map<const framex::runtime*, asio::io_context*> caller_io;
-// How many threads run a caller's io_context in `framex_throughput` (else one).
-std::map<const asio::io_context*, int> caller_io_threads;
+// one (`framex::runtime(cfg, io)`): the bench's calls through such a runtime
+// run on it, on `threads` threads in `framex_throughput`.
+struct served_by {
+  asio::io_context* io;
+  int threads = 1;
+};
+std::map<const framex::runtime*, served_by> caller_io;
 
 // A caller's io_context never runs out of work while its runtime's connections
 // are open: what runs on it stops it when done. (Not `run_one` in a loop,
@@ -227,7 +230,7 @@ std::map<const asio::io_context*, int> caller_io_threads;
 template <class Make>
 auto run_on_io(const framex::runtime& rt, Make make) {
   if (const auto it = caller_io.find(&rt); it != caller_io.end()) {
-    asio::io_context& io = *it->second;
+    asio::io_context& io = *it->second.io;
     std::optional<typename decltype(make())::value_type> result;
     std::exception_ptr error;
     asio::co_spawn(io, make(), [&](std::exception_ptr e, auto r) {
@@ -264,7 +267,7 @@ template <auto Fn, class... Args>
 double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... args) {
   const auto it = caller_io.find(&rt);
   asio::io_context own_io(1);
-  asio::io_context& io = it != caller_io.end() ? *it->second : own_io;
+  asio::io_context& io = it != caller_io.end() ? *it->second.io : own_io;
   std::atomic<int> issued{0}, failures{0}, running{in_flight};
   for (int c = 0; c < in_flight; ++c) {
     asio::co_spawn(
@@ -282,7 +285,7 @@ double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... 
   const auto start = clock_type::now();
   io.restart();
   std::vector<std::thread> more;
-  for (int i = 1; i < (caller_io_threads.contains(&io) ? caller_io_threads[&io] : 1); ++i) more.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < (it != caller_io.end() ? it->second.threads : 1); ++i) more.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : more) t.join();
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
@@ -548,7 +551,7 @@ int run_driver() {
   // The same worker, its connection served by the caller's own io_context.
   asio::io_context own_io(1);
   framex::runtime mine(distributed({w1.address()}), own_io);
-  caller_io[&mine] = &own_io;
+  caller_io[&mine] = {&own_io};
   (void)framex_pingpong<&tiny>(one, 100, 1);  // connect and warm up
   (void)framex_pingpong<&tiny>(mine, 100, 1);
 
@@ -678,9 +681,8 @@ int run_driver() {
     // The same, the connections served by the caller's io_context on two threads.
     asio::io_context one_io, four_io;
     framex::runtime one_mine(one_cfg, one_io), four_mine(four_cfg, four_io);
-    caller_io[&one_mine] = &one_io;
-    caller_io[&four_mine] = &four_io;
-    caller_io_threads[&one_io] = caller_io_threads[&four_io] = 2;
+    caller_io[&one_mine] = {&one_io, 2};
+    caller_io[&four_mine] = {&four_io, 2};
     one_against_four("caller io, 2 threads: 1 connection vs 4 x 128", one_mine, four_mine);
 #ifdef FRAMEX_BENCH_GRPC
     compare_rounds("4 connections x 128 in flight: gRPC vs framex, caller io",

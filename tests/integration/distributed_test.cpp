@@ -997,11 +997,10 @@ TEST(DistributedCallerIo, AWorkerKilledMidCallFailsItsCallsWithWorkerLost) {
                    });
   }
   std::thread killer([&] {
-    for (int i = 0; i < 3000; ++i) {  // once all eight are in flight on the worker's connection
+    eventually([&] {  // all eight in flight on the worker's connection
       const auto s = framex::stats(rt);
-      if (!s.workers.empty() && s.workers[0].in_flight == 8) break;
-      std::this_thread::sleep_for(10ms);
-    }
+      return !s.workers.empty() && s.workers[0].in_flight == 8;
+    }, 30s);
     doomed.kill_now();
   });
   EXPECT_TRUE(runs_to_completion(io, 1, 60s));
