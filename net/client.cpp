@@ -1,5 +1,6 @@
 #include "client.hpp"
 
+#include <string>
 #include <vector>
 
 namespace framex::net {
@@ -31,13 +32,22 @@ void client::notify(std::string_view method, std::uint64_t argument) { send(noti
 
 void client::on_message(received_message message, std::size_t) {
   const msgpack::object& m = message.get();
-  // A notification from the server: `framex.draining` is the one it sends; others are ignored.
-  if (m.type == msgpack::type::ARRAY && m.via.array.size == 3 && m.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER &&
-      m.via.array.ptr[0].via.u64 == notification && m.via.array.ptr[1].type == msgpack::type::STR) {
-    if (std::string_view(m.via.array.ptr[1].via.str.ptr, m.via.array.ptr[1].via.str.size) == "framex.draining") {
-      draining_.store(true, std::memory_order_relaxed);
-    }
-    return;
+  incoming_request r;
+  switch (parse_incoming(m, r)) {
+    case incoming_shape::ok:
+      if (r.notification && r.method == "framex.draining") {
+        draining_.store(true, std::memory_order_relaxed);
+      } else if (on_incoming_) {
+        r.message = std::move(message);
+        on_incoming_(std::static_pointer_cast<client>(shared_from_this()), std::move(r));
+      } else if (!r.notification) {
+        reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function",
+                    "this caller serves no method " + std::string(r.method));
+      }
+      return;
+    case incoming_shape::method_not_string:
+      return reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function", "the method name is not a string");
+    case incoming_shape::not_request: break;
   }
   if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
       m.via.array.ptr[0].via.u64 != response || m.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {

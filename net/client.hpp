@@ -1,5 +1,5 @@
 // The calling side of msgpack-RPC: one connection carrying any number of calls
-// at once. Each call gets a message id; responses come back in any order and
+// at once, and the requests and notifications the server sends back on it. Each call gets a message id; responses come back in any order and
 // are matched by id. Whoever takes a call out of the table (its response, the
 // connection's end, or the caller through `forget`) completes it, exactly once.
 #pragma once
@@ -44,6 +44,13 @@ class client final : public connection {
   /// Sends `[2, method, [argument]]`. Thread safety: any thread.
   void notify(std::string_view method, std::uint64_t argument);
 
+  /// What the client does with a request or notification its server sends
+  /// (any not framex's own). Without one, a request is answered with
+  /// `unknown_function` and a notification is ignored. On the strand; set
+  /// before `start`.
+  using incoming_handler = std::function<void(const std::shared_ptr<client>& from, incoming_request request)>;
+  void on_incoming(incoming_handler f) { on_incoming_ = std::move(f); }
+
   /// `f` runs when unsent output drains below half the high-water mark
   /// (any thread, no lock held). Set before `start`.
   void on_drained(std::function<void()> f) { on_drained_ = std::move(f); }
@@ -71,6 +78,7 @@ class client final : public connection {
   std::atomic<std::size_t> outstanding_{0};
   std::atomic<bool> draining_{false};
   std::function<void()> on_drained_;
+  incoming_handler on_incoming_;
 };
 
 }  // namespace framex::net

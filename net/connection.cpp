@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -8,10 +9,13 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 
 #include "tls.hpp"
 
@@ -23,6 +27,34 @@ namespace {
 // The least room a read is given; it gets all the reader's buffer has (64 KiB
 // when nothing is pending), so small messages never make it allocate.
 constexpr std::size_t read_chunk = 16 * 1024;
+
+bool is_tcp(const connection::socket_type& s) {
+  boost::system::error_code ec;
+  const int family = s.local_endpoint(ec).protocol().family();
+  return family == AF_INET || family == AF_INET6;
+}
+
+// "address:port" of a TCP peer, "unix:PATH" of a unix socket (the path it
+// was bound to, on either side).
+std::string peer_name(const connection::socket_type& s) {
+  boost::system::error_code ec;
+  const auto remote = s.remote_endpoint(ec);
+  if (ec) return {};
+  const auto* sa = remote.data();
+  if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+    asio::ip::tcp::endpoint at;
+    std::memcpy(at.data(), sa, remote.size());
+    return at.address().to_string() + ":" + std::to_string(at.port());
+  }
+  const auto path_of = [](const asio::generic::stream_protocol::endpoint& e) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(e.data());
+    const std::size_t n = e.size() > offsetof(sockaddr_un, sun_path) ? e.size() - offsetof(sockaddr_un, sun_path) : 0;
+    return std::string(un->sun_path, strnlen(un->sun_path, n));
+  };
+  std::string path = path_of(remote);
+  if (path.empty()) path = path_of(s.local_endpoint(ec));
+  return "unix:" + path;
+}
 }  // namespace
 
 struct connection::tls_stream {
@@ -48,8 +80,14 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
       greeted_(limits.greeting_timeout.count() == 0),
       started_(clock::now()) {
   limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
+  if (tls.context) {
+    tls_ = std::make_unique<tls_stream>(std::move(tls));
+    handshaking_ = true;
+    state_ = write_state::writing;  // the handshake writes; what is sent is held until it is done
+  }
+  peer_ = peer_name(socket_);
+  if (!is_tcp(socket_)) return;
   boost::system::error_code ignored;
-  if (const auto at = socket_.remote_endpoint(ignored); !ignored) peer_ = at.address().to_string() + ":" + std::to_string(at.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   // A peer whose host vanishes without closing (no FIN, no RST) is found dead
   // after about 20 s of silence instead of never: its calls get worker_lost.
@@ -59,14 +97,23 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
-  if (tls.context) {
-    tls_ = std::make_unique<tls_stream>(std::move(tls));
-    handshaking_ = true;
-    state_ = write_state::writing;  // the handshake writes; what is sent is held until it is done
-  }
 }
 
 connection::~connection() = default;
+
+void connection::reply(std::uint32_t msgid, message_buffer body) {
+  if (body.size() + 16 > max_message()) {
+    return reply_error(msgid, static_cast<int>(errc::too_large), "framex.too_large",
+                       "the result is " + std::to_string(body.size()) + " bytes; the limit is " +
+                           std::to_string(max_message()));
+  }
+  prepend_response_header(body, msgid);
+  send(std::move(body));
+}
+
+void connection::reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message) {
+  send(error_response(msgid, code, type, message));
+}
 
 void connection::start() {
   asio::post(executor_, [self = shared_from_this()] {

@@ -1,4 +1,4 @@
-// One msgpack-RPC connection over TCP: a read loop that hands each message to
+// One msgpack-RPC connection over TCP or a unix socket: a read loop that hands each message to
 // the owner, and a thread-safe, coalescing writer, each bounded.
 //
 // Writing. `send` may be called from any thread. When nothing is being written
@@ -34,7 +34,7 @@
 // thread; the strand reads and decrypts.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -46,6 +46,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -93,7 +94,8 @@ struct tls_setup {
 
 class connection : public std::enable_shared_from_this<connection> {
  public:
-  using socket_type = boost::asio::ip::tcp::socket;
+  /// TCP or a unix domain socket.
+  using socket_type = boost::asio::generic::stream_protocol::socket;
   using clock = std::chrono::steady_clock;
 
   /// `socket` must be bound to a strand of an io_context.
@@ -108,6 +110,13 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Queues `message` for writing; false when the connection is closed (the
   /// message is dropped). Thread safety: any thread.
   bool send(message_buffer message);
+
+  /// Sends `[1, msgid, nil, result]`; `body` holds the packed result after
+  /// 16 bytes of room. A result over the size limit is answered with
+  /// `too_large` instead. Thread safety: any thread.
+  void reply(std::uint32_t msgid, message_buffer body);
+  /// Sends `[1, msgid, {code, type, message}, nil]`. Thread safety: any thread.
+  void reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message);
 
   /// Closes the connection (asynchronously); `on_close` follows once.
   /// Thread safety: any thread.
@@ -131,7 +140,8 @@ class connection : public std::enable_shared_from_this<connection> {
   }
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
   [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
-  /// The peer's "address:port", as it was when the connection began.
+  /// The peer's "address:port" (or "unix:PATH" of the socket), as it was when
+  /// the connection began.
   [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
   /// True once a TLS handshake resumed an earlier session (no certificates
   /// were exchanged).

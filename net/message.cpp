@@ -36,6 +36,38 @@ void prepend_request_header(message_buffer& body, std::uint32_t msgid, std::stri
   body.prepend(head.bytes.data(), head.size);
 }
 
+void prepend_notification_header(message_buffer& body, std::string_view method) {
+  small_buffer head;
+  msgpack::packer<small_buffer> p(head);
+  p.pack_array(3);
+  p.pack_uint8(notification);
+  p.pack_str(static_cast<std::uint32_t>(method.size()));
+  body.prepend(method.data(), method.size());
+  body.prepend(head.bytes.data(), head.size);
+}
+
+incoming_shape parse_incoming(const msgpack::object& m, incoming_request& r) {
+  if (m.type != msgpack::type::ARRAY || m.via.array.size < 3 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+    return incoming_shape::not_request;
+  }
+  const msgpack::object* f = m.via.array.ptr;
+  if (f[0].via.u64 == request && m.via.array.size == 4) {
+    if (f[1].type != msgpack::type::POSITIVE_INTEGER || f[1].via.u64 > UINT32_MAX) return incoming_shape::not_request;
+    r.msgid = static_cast<std::uint32_t>(f[1].via.u64);
+    if (f[2].type != msgpack::type::STR) return incoming_shape::method_not_string;
+    r.method = std::string_view(f[2].via.str.ptr, f[2].via.str.size);
+    r.params = &f[3];
+    return incoming_shape::ok;
+  }
+  if (f[0].via.u64 == notification && m.via.array.size == 3 && f[1].type == msgpack::type::STR) {
+    r.notification = true;
+    r.method = std::string_view(f[1].via.str.ptr, f[1].via.str.size);
+    r.params = &f[2];
+    return incoming_shape::ok;
+  }
+  return incoming_shape::not_request;
+}
+
 void prepend_response_header(message_buffer& body, std::uint32_t msgid) {
   small_buffer head;
   msgpack::packer<small_buffer> p(head);

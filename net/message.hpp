@@ -37,6 +37,32 @@ message_buffer error_response(std::uint32_t msgid, int code, std::string_view ty
 /// `[2, method, [argument]]`.
 message_buffer notification_message(std::string_view method, std::uint64_t argument);
 
+/// `[2, method, params]`: `body` holds a params array packed after enough
+/// room (as for a request).
+void prepend_notification_header(message_buffer& body, std::string_view method);
+
+/// A request or notification as received; `method` and `params` point into
+/// `message`.
+struct incoming_request {
+  /// A notification (`[2, method, params]`): it wants no response.
+  bool notification = false;
+  std::uint32_t msgid = 0;
+  std::string_view method;
+  const msgpack::object* params = nullptr;
+  received_message message;
+  /// About what the request holds in memory (bytes and decoded objects).
+  std::size_t cost = 0;
+};
+
+/// What `parse_incoming` found.
+enum class incoming_shape : std::uint8_t { ok, not_request, method_not_string };
+
+/// Fills `r` from a request or a notification `m` (whose storage the caller
+/// then moves into `r.message`). `not_request`: another shape (a response, or
+/// malformed); `method_not_string`: a request whose method is no string
+/// (`r.msgid` is set, so it can be answered).
+incoming_shape parse_incoming(const msgpack::object& m, incoming_request& r);
+
 /// What one message may make the reader hold.
 struct read_limits {
   std::size_t max_bytes = std::size_t{64} << 20;

@@ -1,9 +1,15 @@
 #include "server.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
+#include <string>
 
 namespace framex::net {
 
@@ -12,20 +18,6 @@ namespace asio = boost::asio;
 session::session(socket_type socket, const connection_limits& limits, tls_setup tls, dispatcher& d,
                  std::shared_ptr<session_table> table)
     : connection(std::move(socket), limits, std::move(tls)), dispatcher_(d), table_(std::move(table)) {}
-
-void session::reply(std::uint32_t msgid, message_buffer body) {
-  if (body.size() + 16 > max_message()) {
-    return reply_error(msgid, static_cast<int>(errc::too_large), "framex.too_large",
-                       "the result is " + std::to_string(body.size()) + " bytes; the limit is " +
-                           std::to_string(max_message()));
-  }
-  prepend_response_header(body, msgid);
-  send(std::move(body));
-}
-
-void session::reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message) {
-  send(error_response(msgid, code, type, message));
-}
 
 void session::call_finished() {
   if (calls_.fetch_sub(1, std::memory_order_acq_rel) == 1 && input_ended_.load(std::memory_order_acquire)) {
@@ -41,29 +33,13 @@ void session::on_end_of_input() {
 
 void session::on_message(received_message message, std::size_t cost) {
   spoke_.store(true, std::memory_order_relaxed);
-  const msgpack::object& m = message.get();
-  const auto malformed = [&] { do_close(std::make_error_code(std::errc::protocol_error)); };
-  if (m.type != msgpack::type::ARRAY || m.via.array.size < 3 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
-    return malformed();
-  }
-  const msgpack::object* f = m.via.array.ptr;
   incoming_request r;
   r.cost = cost;
-  if (f[0].via.u64 == request && m.via.array.size == 4) {
-    if (f[1].type != msgpack::type::POSITIVE_INTEGER || f[1].via.u64 > UINT32_MAX) return malformed();
-    r.msgid = static_cast<std::uint32_t>(f[1].via.u64);
-    if (f[2].type != msgpack::type::STR) {
-      return reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function",
-                         "the method name is not a string");
-    }
-    r.method = std::string_view(f[2].via.str.ptr, f[2].via.str.size);
-    r.params = &f[3];
-  } else if (f[0].via.u64 == notification && m.via.array.size == 3 && f[1].type == msgpack::type::STR) {
-    r.notification = true;
-    r.method = std::string_view(f[1].via.str.ptr, f[1].via.str.size);
-    r.params = &f[2];
-  } else {
-    return malformed();
+  switch (parse_incoming(message.get(), r)) {
+    case incoming_shape::ok: break;
+    case incoming_shape::not_request: return do_close(std::make_error_code(std::errc::protocol_error));
+    case incoming_shape::method_not_string:
+      return reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function", "the method name is not a string");
   }
   r.message = std::move(message);
   dispatcher_.on_request(self(), std::move(r));
@@ -78,13 +54,28 @@ void session::on_close(std::error_code why) {
 }
 
 struct listener::state : std::enable_shared_from_this<state> {
-  state(asio::io_context& io, const asio::ip::tcp::endpoint& at, const connection_limits& l, std::size_t max, dispatcher& d,
+  state(asio::io_context& io, const address& at, const connection_limits& l, std::size_t max, dispatcher& d,
         std::shared_ptr<tls_context> t)
-      : io(io), acceptor(io, at), backoff(io), limits(l), max_connections(max), dispatch(d), tls(std::move(t)) {}
+      : io(io), acceptor(io, bindable(at)), backoff(io), limits(l), max_connections(max), dispatch(d), tls(std::move(t)) {
+    if (at.is_unix()) unix_path = at.path;
+  }
+
+  ~state() {
+    if (!unix_path.empty()) ::unlink(unix_path.c_str());
+  }
+
+  // Where to bind `at`; a unix socket left by a process that is gone is removed first.
+  static asio::generic::stream_protocol::endpoint bindable(const address& at) {
+    if (at.is_unix()) {
+      (void)clear_stale_socket(at.path);  // a live one: bind fails with "address in use"
+      return asio::local::stream_protocol::endpoint(at.path);
+    }
+    return asio::ip::tcp::endpoint(asio::ip::make_address(at.host), static_cast<std::uint16_t>(std::stoul(at.port)));
+  }
 
   void accept() {
     acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](const boost::system::error_code& ec,
-                                                                              asio::ip::tcp::socket socket) {
+                                                                              connection::socket_type socket) {
       if (!self->acceptor.is_open()) return;
       if (ec) return self->wait_then_accept();  // EMFILE and the like: let descriptors free up
       self->delay = {};
@@ -104,7 +95,7 @@ struct listener::state : std::enable_shared_from_this<state> {
   // At the limit, the connection that has been silent longest and owes
   // nothing makes room, preferring one that never sent a whole message; if
   // every connection is busy, the new one is turned away.
-  void admit(asio::ip::tcp::socket socket) {
+  void admit(connection::socket_type socket) {
     std::shared_ptr<session> evict;
     tls_setup speaks;
     speaks.context = tls;
@@ -128,7 +119,8 @@ struct listener::state : std::enable_shared_from_this<state> {
   }
 
   asio::io_context& io;
-  asio::ip::tcp::acceptor acceptor;
+  asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor;
+  std::string unix_path;  // removed when the listener goes
   asio::steady_timer backoff;
   std::chrono::milliseconds delay{};
   connection_limits limits;
@@ -138,9 +130,14 @@ struct listener::state : std::enable_shared_from_this<state> {
   std::shared_ptr<session_table> table = std::make_shared<session_table>();
 };
 
-listener::listener(asio::io_context& io, const asio::ip::tcp::endpoint& at, const connection_limits& limits,
-                   std::size_t max_connections, dispatcher& d, std::shared_ptr<tls_context> tls)
-    : state_(std::make_shared<state>(io, at, limits, max_connections, d, std::move(tls))), port_(state_->acceptor.local_endpoint().port()) {
+listener::listener(asio::io_context& io, const address& at, const connection_limits& limits, std::size_t max_connections,
+                   dispatcher& d, std::shared_ptr<tls_context> tls)
+    : state_(std::make_shared<state>(io, at, limits, max_connections, d, std::move(tls))) {
+  if (!at.is_unix()) {
+    asio::ip::tcp::endpoint bound;
+    std::memcpy(bound.data(), state_->acceptor.local_endpoint().data(), state_->acceptor.local_endpoint().size());
+    port_ = bound.port();
+  }
   state_->accept();
 }
 

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <array>
@@ -18,24 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "address.hpp"
 #include "connection.hpp"
 
 namespace framex::net {
 
 class session;
-
-/// A request or notification as received; `method` and `params` point into
-/// `message`.
-struct incoming_request {
-  /// A notification (`[2, method, params]`): it wants no response.
-  bool notification = false;
-  std::uint32_t msgid = 0;
-  std::string_view method;
-  const msgpack::object* params = nullptr;
-  received_message message;
-  /// About what the request holds in memory (bytes and decoded objects).
-  std::size_t cost = 0;
-};
 
 /// What the server does with messages; implemented by the worker runtime.
 /// Every member is called on the session's strand.
@@ -55,13 +42,6 @@ class session final : public connection {
  public:
   session(socket_type socket, const connection_limits& limits, tls_setup tls, dispatcher& d,
           std::shared_ptr<session_table> table);
-
-  /// Sends `[1, msgid, nil, result]`; `body` holds the packed result after
-  /// 16 bytes of room. A result over the size limit is answered with
-  /// `too_large` instead. Thread safety: any thread.
-  void reply(std::uint32_t msgid, message_buffer body);
-  /// Sends `[1, msgid, {code, type, message}, nil]`. Thread safety: any thread.
-  void reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message);
 
   /// The dispatcher counts the calls it serves for this session: one begins, or
   /// one has been answered. A session whose peer half-closed closes once its
@@ -107,10 +87,12 @@ class listener {
  public:
   /// Binds and listens at once; throws `boost::system::system_error` on failure.
   /// `max_connections` 0: no limit. With `tls`, sessions speak TLS.
-  listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, const connection_limits& limits,
+  /// A unix socket's file is made (replacing one no process accepts on) and
+  /// removed when the listener is destroyed.
+  listener(boost::asio::io_context& io, const address& at, const connection_limits& limits,
            std::size_t max_connections, dispatcher& d, std::shared_ptr<tls_context> tls = nullptr);
   ~listener();
-  /// The bound port (useful when listening on port 0).
+  /// The bound TCP port (useful when listening on port 0); 0 for a unix socket.
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
   /// Stops accepting. Thread safety: any thread.
   void close();
@@ -120,7 +102,7 @@ class listener {
  private:
   struct state;
   std::shared_ptr<state> state_;
-  std::uint16_t port_;
+  std::uint16_t port_ = 0;
 };
 
 }  // namespace framex::net

@@ -1,5 +1,6 @@
 #include "framex/config.hpp"
 
+#include "../net/address.hpp"
 #include "etcd.hpp"
 
 #include <toml++/toml.h>
@@ -185,7 +186,7 @@ const key_info keys[] = {
     {"distributed.workers", kind::list,
      [](config& c, std::string_view v) {
        auto list = to_list(v);
-       for (const auto& w : list) (void)parse_endpoint(w);
+       for (const auto& w : list) (void)net::parse_address(w);
        c.distributed.workers = std::move(list);
      },
      [](const config& c) { return join(c.distributed.workers); }},
@@ -199,6 +200,26 @@ const key_info keys[] = {
        c.distributed.discovery = std::string(v);
      },
      [](const config& c) { return c.distributed.discovery; }},
+    {"distributed.hello", kind::text,
+     [](config& c, std::string_view v) {
+       if (v == "auto") {
+         c.distributed.hello = hello_mode::automatic;
+       } else if (v == "required") {
+         c.distributed.hello = hello_mode::required;
+       } else if (v == "off") {
+         c.distributed.hello = hello_mode::off;
+       } else {
+         throw std::invalid_argument("expected \"auto\", \"required\" or \"off\"");
+       }
+     },
+     [](const config& c) -> std::string {
+       switch (c.distributed.hello) {
+         case hello_mode::automatic: return "auto";
+         case hello_mode::required: return "required";
+         case hello_mode::off: return "off";
+       }
+       return "auto";
+     }},
     {"distributed.connections_per_worker", kind::integer,
      [](config& c, std::string_view v) {
        c.distributed.connections_per_worker = to_size(v);
@@ -239,7 +260,7 @@ const key_info keys[] = {
     tls_file<&config::distributed, &tls_settings::key_file>("distributed.key_file"),
     {"worker.listen", kind::text,
      [](config& c, std::string_view v) {
-       (void)parse_endpoint(v);
+       (void)net::parse_address(v);
        c.worker.listen = std::string(v);
      },
      [](const config& c) { return c.worker.listen; }},
@@ -294,7 +315,7 @@ const key_info keys[] = {
      }},
     {"worker.advertise", kind::text,
      [](config& c, std::string_view v) {
-       if (!v.empty()) (void)parse_endpoint(v);
+       if (!v.empty()) (void)net::parse_address(v);
        c.worker.advertise = std::string(v);
      },
      [](const config& c) { return c.worker.advertise; }},

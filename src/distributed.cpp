@@ -87,6 +87,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../net/address.hpp"
 #include "../net/client.hpp"
 #include "../net/tls.hpp"
 #include "auth.hpp"
@@ -123,9 +124,12 @@ clock::duration jittered(clock::duration d) {
 }
 
 // A msgpack-RPC error object: framex's {code, type, message} map, or any
-// other peer's string.
+// other peer's: a string, an array such as Neovim's [kind, message], or
+// anything else, described (at most 1 KiB of it) when it holds no string.
 errc decode_error_object(const msgpack::object& error, reply& r) {
   errc code = errc::exception;
+  const auto text = [](const msgpack::object& o) { return std::string(o.via.str.ptr, o.via.str.size); };
+  bool framex_map = false;
   if (error.type == msgpack::type::MAP) {
     for (std::uint32_t i = 0; i < error.via.map.size; ++i) {
       const auto& kv = error.via.map.ptr[i];
@@ -134,16 +138,27 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
       if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
           kv.val.via.u64 <= static_cast<std::uint64_t>(errc::exception)) {
         code = static_cast<errc>(kv.val.via.u64);
+        framex_map = true;
       } else if (key == "type" && kv.val.type == msgpack::type::STR) {
-        r.error_type.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+        r.error_type = text(kv.val);
       } else if (key == "message" && kv.val.type == msgpack::type::STR) {
-        r.error_message.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+        r.error_message = text(kv.val);
       }
     }
   } else if (error.type == msgpack::type::STR) {
-    r.error_message.assign(error.via.str.ptr, error.via.str.size);
+    r.error_message = text(error);
+  } else if (error.type == msgpack::type::ARRAY) {
+    for (std::uint32_t i = 0; i < error.via.array.size && r.error_message.empty(); ++i) {
+      if (error.via.array.ptr[i].type == msgpack::type::STR) r.error_message = text(error.via.array.ptr[i]);
+    }
   }
-  if (r.error_type.empty()) r.error_type = "unknown";
+  if (r.error_message.empty()) {
+    std::ostringstream shown;
+    shown << error;
+    r.error_message = shown.str().substr(0, 1024);
+  }
+  if (r.error_type.empty()) r.error_type = framex_map ? "unknown" : "msgpack_rpc.error";
+  r.foreign_error = !framex_map;
   return code;
 }
 
@@ -191,8 +206,7 @@ struct slot {
   enum class state { down, connecting, ready };
 
   std::string address;
-  std::string host;
-  std::string port;
+  net::address where;  // what `address` dials
   state status = state::down;
   std::shared_ptr<net::client> conn;
   std::vector<call_ref> waiting;  // for the connection being made
@@ -202,6 +216,7 @@ struct slot {
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
   errc last_code = errc::worker_lost;  // what last_error means to a call
+  bool hello_refused = false;  // its server answered the required hello as no framex worker does
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;
   bool unhealthy = false;  // its last connection's heartbeat went unanswered
@@ -219,8 +234,9 @@ struct slot {
 class remote_call final : public net::pending_call, public bound_completion, public pooled {
  public:
   remote_call(const function_entry& fn, message_buffer params, const asio::any_io_executor& caller,
-              reply_handler handler)
-      : fn_(fn),
+              reply_handler handler, bool notification)
+      : notification_(notification),
+        fn_(fn),
         params_(std::move(params)),
         handler_(std::move(handler)),
         cancel_slot_(asio::get_associated_cancellation_slot(handler_)),
@@ -281,6 +297,12 @@ class remote_call final : public net::pending_call, public bound_completion, pub
       return finish(code_of(errc::too_large), fn_.name + ": the request is " + std::to_string(params_.size()) +
                                                   " bytes; the limit is " + std::to_string(limit));
     }
+    if (notification_) {  // no answer to wait for: done once it is handed to the connection
+      slot_.store(&s, std::memory_order_release);
+      net::prepend_notification_header(params_, fn_.name);
+      if (conn->send(std::move(params_))) return finish({}, reply{});
+      return finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker closed");
+    }
     std::unique_lock lock(conn_mutex_);
     intrusive_ptr_add_ref(this);  // the connection's table's
     slot_.store(&s, std::memory_order_release);
@@ -305,6 +327,8 @@ class remote_call final : public net::pending_call, public bound_completion, pub
       finish({}, std::move(r), true);
     } else {
       const errc code = decode_error_object(error, r);
+      r.error = &error;
+      r.message = std::move(message);
       finish(code_of(code), std::move(r), true);
     }
     close_if_retired();
@@ -414,7 +438,7 @@ class remote_call final : public net::pending_call, public bound_completion, pub
       } catch (...) {
       }
     }
-    record(*fn_.remote_stats, ns, ec ? &message : nullptr);
+    if (fn_.remote_stats != nullptr) record(*fn_.remote_stats, ns, ec ? &message : nullptr);
     if (slot* s = slot_.load(std::memory_order_acquire)) {
       s->completed.fetch_add(1, std::memory_order_relaxed);
       if (ec) s->errors.fetch_add(1, std::memory_order_relaxed);
@@ -424,6 +448,7 @@ class remote_call final : public net::pending_call, public bound_completion, pub
 
   ~remote_call() = default;
 
+  const bool notification_;
   const function_entry& fn_;
   message_buffer params_;
   reply_handler handler_;
@@ -445,8 +470,9 @@ class remote_call final : public net::pending_call, public bound_completion, pub
 };
 
 struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
-  impl(const config& cfg, asio::io_context* caller_io)
+  impl(const config& cfg, asio::io_context* caller_io, incoming_fn in)
       : settings(cfg.distributed),
+        incoming(std::move(in)),
         token(cfg.distributed.token_file.empty() ? std::string() : read_token_file(cfg.distributed.token_file, "distributed.token_file")),
         tls(tls_context_for(cfg.distributed.tls, net::tls_context::role::client, "distributed")),
         own_io(caller_io == nullptr ? std::make_unique<asio::io_context>() : nullptr),
@@ -455,6 +481,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         heartbeat_timer(asio::make_strand(io)) {
     check_unambiguous();
     const auto& s = settings;
+    if (!token.empty() && s.hello == hello_mode::off) {
+      throw config_error("distributed.token_file needs the hello, which carries the proof: distributed.hello = \"off\" cannot be used with it");
+    }
     if (s.discovery.starts_with("etcd://")) {
       if (!s.workers.empty()) throw config_error("set distributed.workers or an etcd:// distributed.discovery, not both");
       follow_etcd(cfg);
@@ -484,8 +513,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       throw config_error("distributed mode needs at least one worker: set distributed.workers");
     }
     for (const auto& w : s.workers) {
-      const auto [host, port] = parse_endpoint(w);
-      add_worker(w, host, std::to_string(port), host);
+      const net::address at = net::parse_address(w);
+      add_worker(w, at, at.host);
     }
   }
 
@@ -505,8 +534,12 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
           std::map<std::string, endpoint> found;
           for (const auto& [key, w] : members) {
             if (w.draining) continue;
-            const auto [host, port] = parse_endpoint(w.address);
-            found.emplace(w.address, endpoint{host, std::to_string(port), host, w.resources});
+            try {
+              const net::address at = net::parse_address(w.address);
+              found.emplace(w.address, endpoint{at, at.host, w.resources});
+            } catch (const std::invalid_argument& e) {
+              spdlog::warn("framex: etcd: a worker registered as {}: {}", w.address, e.what());
+            }
           }
           follow(found);
         },
@@ -514,12 +547,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   // Under the mutex (or before any thread runs): `connections_per_worker` slots for one worker.
-  void add_worker(const std::string& address, const std::string& host, const std::string& port, const std::string& verify_host) {
+  void add_worker(const std::string& address, const net::address& where, const std::string& verify_host) {
     for (std::size_t i = 0; i < settings.connections_per_worker; ++i) {
       auto sl = std::make_unique<slot>();
       sl->address = address;
-      sl->host = host;
-      sl->port = port;
+      sl->where = where;
       sl->verify_host = verify_host;
       sl->limit = settings.max_message_size;
       slots.push_back(std::move(sl));
@@ -549,7 +581,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       for (const auto& r : found) {
         const auto ip = r.endpoint().address();
         const std::string text = ip.to_string();
-        addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, endpoint{text, dns_port, dns_host, {}});
+        addresses.emplace((ip.is_v6() ? "[" + text + "]" : text) + ":" + dns_port, endpoint{net::address{text, dns_port, {}}, dns_host, {}});
       }
       follow(addresses);
     }
@@ -561,7 +593,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
 
   // Where to dial a discovered worker, and the name its certificate must carry.
   struct endpoint {
-    std::string host, port, verify_host;
+    net::address where;
+    std::string verify_host;
     std::optional<resource_map> resources;  // when discovery says (etcd)
   };
 
@@ -581,7 +614,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       }
       for (const auto& one : found) {
         if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s->address == one.first; })) {
-          add_worker(one.first, one.second.host, one.second.port, one.second.verify_host);
+          add_worker(one.first, one.second.where, one.second.verify_host);
           for (auto& s : slots) {
             if (s->address == one.first) s->resources = one.second.resources;
           }
@@ -608,8 +641,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   void start(const function_entry& fn, message_buffer params, clock::duration timeout, const resource_needs& extra_needs,
-             const asio::any_io_executor& caller, reply_handler handler) {
-    const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler)));
+             const asio::any_io_executor& caller, reply_handler handler, bool notification) {
+    const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler), notification));
     if (!fn.needs.empty() || !extra_needs.empty()) {
       resource_map needs = fn.needs;
       for (const auto& extra : extra_needs) {
@@ -780,7 +813,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         return call->finish(code_of(errc::no_worker), call->fn().name + ": " + lack);
       }
     }
-    bool live = false, all_refused = true, any = false;
+    bool live = false, all_refused = true, by_credentials = true, any = false;
     clock::time_point next = clock::time_point::max();
     const slot* example = nullptr;  // for the message
     for (const auto& s : slots) {
@@ -788,20 +821,21 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       any = true;
       if (example == nullptr || (example->last_error.empty() && !s->last_error.empty())) example = s.get();
       live = live || (s->status == slot::state::ready && s->conn->is_open() && !s->conn->draining());
-      all_refused = all_refused && s->status == slot::state::down && s->last_code == errc::unauthorized;
+      all_refused = all_refused && s->status == slot::state::down && (s->last_code == errc::unauthorized || s->hello_refused);
+      by_credentials = by_credentials && s->last_code == errc::unauthorized;
       if (s->status == slot::state::down) next = std::min(next, s->retry_at);
     }
     all_refused = all_refused && any;
     if (!dns_host.empty()) next = std::min(next, clock::now() + dns_refresh);  // the next lookup may find one
     if (etcd) next = std::min(next, clock::now() + etcd_patience);  // a worker may register any moment
-    // Credentials refused everywhere will be refused again: no use waiting.
+    // Credentials (or the hello) refused everywhere will be refused again: no use waiting.
     if (!live && (all_refused || next > call->give_up_at())) {
       std::string where = example != nullptr ? example->address + ": " + example->last_error
                                              : settings.discovery + (etcd ? " has no ready worker registered" : " names no worker");
       if (example == nullptr && !discovery_error.empty()) where = discovery_error;
       const std::string why = call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" +
                               where + ")";
-      const errc code = all_refused ? errc::unauthorized : errc::worker_lost;
+      const errc code = all_refused && by_credentials ? errc::unauthorized : errc::worker_lost;
       lock.unlock();
       return call->finish(code_of(code), why);
     }
@@ -854,24 +888,13 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     failure failed;
     std::shared_ptr<net::client> conn;
     try {
-      asio::ip::tcp::resolver resolver(strand);
-      asio::ip::tcp::socket socket(asio::make_strand(self->io));
       auto deadline = std::make_shared<asio::steady_timer>(strand, self->settings.connect_timeout);
       {
         std::lock_guard lock(self->mutex);
         s->deadline = deadline;
         if (self->stopping) throw std::system_error(code_of(errc::cancelled), "the runtime is shutting down");
       }
-      const auto endpoints = co_await resolver.async_resolve(s->host, s->port, asio::use_awaitable);
-      // Whichever ends first; `||` would wait for a *successful* connect.
-      auto [order, connect_error, endpoint, timer_error] =
-          co_await asio::experimental::make_parallel_group(asio::async_connect(socket, endpoints, asio::deferred),
-                                                           deadline->async_wait(asio::deferred))
-              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-      (void)endpoint;
-      (void)timer_error;
-      if (order[0] == 1) throw std::system_error(code_of(errc::timeout), "connecting");
-      if (connect_error) throw std::system_error(connect_error, "connecting");
+      auto socket = co_await net::dial(s->where, asio::make_strand(self->io), *deadline);
       net::tls_setup speaks;
       if (self->tls) {
         speaks.context = self->tls;
@@ -879,12 +902,13 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         speaks.session_key = s->address;
       }
       conn = std::make_shared<net::client>(std::move(socket), self->limits(), std::move(speaks));
+      if (self->incoming) conn->on_incoming(self->incoming);
       conn->on_drained([weak = std::weak_ptr<impl>(self)] {
         auto alive = weak.lock();
         if (alive && alive->has_unrouted.load(std::memory_order_relaxed)) alive->reroute();
       });
       conn->start();
-      failed = co_await greet(*self, *s, conn, deadline);
+      if (self->settings.hello != hello_mode::off) failed = co_await greet(*self, *s, conn, deadline);
     } catch (const std::exception& e) {
       failed = failure{e.what()};
     }
@@ -933,6 +957,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   struct failure {
     std::string what;
     errc code = errc::worker_lost;
+    bool unknown_method = false;  // the peer answered that it knows no such method
   };
 
   // Sends `method` and waits for its answer until `deadline`: the answer's
@@ -954,7 +979,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     if (m.via.array.ptr[2].type != msgpack::type::NIL) {
       reply r;
       const errc code = decode_error_object(m.via.array.ptr[2], r);
-      co_return std::pair{net::received_message{}, failure{std::string(method) + " refused: " + r.error_message, code}};
+      // A peer that is no framex worker answers with an error object of its own.
+      co_return std::pair{net::received_message{},
+                          failure{std::string(method) + " refused: " + r.error_message, code, r.foreign_error || code == errc::unknown_function}};
     }
     co_return std::pair{std::move(call->result), failure{}};
   }
@@ -1019,6 +1046,15 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       expected = worker_proof(self.token, ours, worker_nonce);
     }
     auto [answer, failed] = co_await ask(conn, "framex.hello", std::move(params), deadline, self.tls != nullptr);
+    if (failed.unknown_method && self.settings.hello == hello_mode::automatic && !expected) {
+      // Any msgpack-RPC server: called by method name, with this side's limit, checking no signature.
+      std::lock_guard lock(self.mutex);
+      s.resources = resource_map{};
+      s.mismatched.clear();
+      s.limit = self.settings.max_message_size;
+      co_return failure{};
+    }
+    if (failed.unknown_method) failed.what += " (a server that is no framex worker: set distributed.hello = \"auto\" or \"off\" to call it)";
     if (!failed.what.empty()) co_return failed;
     const msgpack::object& r = answer.get().via.array.ptr[3];
     if (r.type != msgpack::type::MAP) co_return failure{"malformed hello answer"};
@@ -1133,6 +1169,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       s.status = slot::state::down;
       s.last_error = stopping ? "the runtime is shutting down" : failed.what;
       s.last_code = failed.code;
+      s.hello_refused = failed.unknown_method;
       s.retry_at = clock::now() + jittered(s.backoff);
       s.backoff = std::min<clock::duration>(s.backoff * 2, last_backoff);
       if (conn) conn->close(code_of(errc::cancelled));
@@ -1206,6 +1243,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   config::distributed_section settings;
+  incoming_fn incoming;  // null: requests from workers are refused
   std::string token;  // empty: none
   std::shared_ptr<net::tls_context> tls;  // null: plaintext
   std::unique_ptr<asio::io_context> own_io;  // null: the caller's serves the connections
@@ -1237,7 +1275,8 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   bool stopping = false;
 };
 
-distributed_runtime::distributed_runtime(const config& cfg, asio::io_context* io) : impl_(std::make_shared<impl>(cfg, io)) {
+distributed_runtime::distributed_runtime(const config& cfg, asio::io_context* io, incoming_fn incoming)
+    : impl_(std::make_shared<impl>(cfg, io, std::move(incoming))) {
   const auto& settings = cfg.distributed;
   if (impl_->own_io) {
     impl_->work.emplace(impl_->io.get_executor());
@@ -1253,8 +1292,9 @@ distributed_runtime::distributed_runtime(const config& cfg, asio::io_context* io
 distributed_runtime::~distributed_runtime() { shutdown(); }
 
 void distributed_runtime::start(const function_entry& fn, message_buffer params, clock::duration timeout,
-                                const resource_needs& needs, const asio::any_io_executor& caller, reply_handler handler) {
-  impl_->start(fn, std::move(params), timeout, needs, caller, std::move(handler));
+                                const resource_needs& needs, const asio::any_io_executor& caller, reply_handler handler,
+                                bool notification) {
+  impl_->start(fn, std::move(params), timeout, needs, caller, std::move(handler), notification);
 }
 
 void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }

@@ -5,6 +5,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "framex/config.hpp"
@@ -15,20 +16,32 @@ namespace boost::asio {
 class io_context;
 }  // namespace boost::asio
 
+namespace framex::net {
+class client;
+struct incoming_request;
+}  // namespace framex::net
+
 namespace framex::detail {
 
 class distributed_runtime {
  public:
+  /// What to do with a request or notification a worker sends (see
+  /// `net::client::on_incoming`); null: requests are refused.
+  using incoming_fn = std::function<void(const std::shared_ptr<net::client>&, net::incoming_request)>;
+
   /// `io`: the io_context that serves the connections; null: threads of its own
   /// (`distributed.io_threads`) run one of its own.
-  distributed_runtime(const config& cfg, boost::asio::io_context* io);
+  distributed_runtime(const config& cfg, boost::asio::io_context* io, incoming_fn incoming = {});
   ~distributed_runtime();
   distributed_runtime(const distributed_runtime&) = delete;
   distributed_runtime& operator=(const distributed_runtime&) = delete;
 
   /// Sends a call to the least-loaded reachable worker. See `detail::start_remote`.
+  /// A `notification` is sent as one (`params` packed as for a request) and
+  /// completes, with no result, once a connection has taken it.
   void start(const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
-             const resource_needs& needs, const boost::asio::any_io_executor& caller, reply_handler handler);
+             const resource_needs& needs, const boost::asio::any_io_executor& caller, reply_handler handler,
+             bool notification = false);
 
   /// Completes every pending call with `cancelled`, closes the connections and
   /// joins the I/O threads. Idempotent.

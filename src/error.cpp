@@ -41,4 +41,9 @@ remote_error::remote_error(errc code, std::string type, std::string message)
       type_(std::move(type)),
       message_(std::move(message)) {}
 
+remote_error::remote_error(errc code, std::string type, std::string message, std::shared_ptr<const msgpack_value> error_object)
+    : remote_error(code, std::move(type), std::move(message)) {
+  error_object_ = std::move(error_object);
+}
+
 }  // namespace framex

@@ -83,9 +83,10 @@ std::size_t threads_or_hardware(std::size_t n) { return n != 0 ? n : std::max(1u
 // A worker reachable from other hosts must say who may call it (a token, or
 // client certificates), or say that the network is trusted.
 void check_exposure(const config& cfg) {
-  const auto host = parse_endpoint(cfg.worker.listen).first;
+  const auto at = net::parse_address(cfg.worker.listen);
   const bool checks_callers = !cfg.worker.token_file.empty() || (cfg.worker.tls.enabled && cfg.worker.tls.require_client_cert);
-  if (detail::is_loopback(host) || checks_callers || cfg.worker.insecure) return;
+  // A unix socket is reached through the file system, whose permissions say who may.
+  if (at.is_unix() || detail::is_loopback(at.host) || checks_callers || cfg.worker.insecure) return;
   throw config_error("worker.listen = " + cfg.worker.listen +
                      " is reachable from other hosts, and the worker authenticates no caller: set worker.token_file "
                      "or worker.require_client_cert (with worker.tls), or worker.insecure = true if every host that "
@@ -150,6 +151,7 @@ std::string functions_digest(const std::vector<std::string>& serve) {
 // host (which must then be one callers can dial) and port.
 std::string advertised(const config::worker_section& w, std::uint16_t port) {
   if (!w.advertise.empty()) return w.advertise;
+  if (w.listen.starts_with("unix:")) return w.listen;
   const auto host = parse_endpoint(w.listen).first;
   const auto ip = asio::ip::make_address(host);
   if (ip.is_unspecified()) {
@@ -169,8 +171,7 @@ class worker::impl final : public net::dispatcher {
         work_(asio::make_work_guard(io_)) {
     check_exposure(cfg);
     detail::check_unambiguous();
-    const auto [host, port] = parse_endpoint(cfg.worker.listen);
-    listener_.emplace(io_, asio::ip::tcp::endpoint(asio::ip::make_address(host), port), limits_of(cfg),
+    listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg),
                       cfg.worker.max_connections, *this,
                       detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
     if (cfg.distributed.discovery.starts_with("etcd://")) register_in_etcd(cfg);
@@ -558,8 +559,12 @@ int serve_worker(const config& cfg) {
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);
   signals.async_wait([](const boost::system::error_code&, int) {});
-  const auto host = parse_endpoint(cfg.worker.listen).first;
-  std::printf("framex worker listening on %s:%u\n", host.c_str(), static_cast<unsigned>(w.port()));
+  const auto at = net::parse_address(cfg.worker.listen);
+  if (at.is_unix()) {
+    std::printf("framex worker listening on %s\n", at.text().c_str());
+  } else {
+    std::printf("framex worker listening on %s:%u\n", at.host.c_str(), static_cast<unsigned>(w.port()));
+  }
   std::fflush(stdout);
   signals_io.run();
   spdlog::info("framex worker: draining (at most {} ms)", cfg.worker.drain_timeout.count());

@@ -6,7 +6,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <stdlib.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -57,6 +62,33 @@ inline framex::config distributed(std::vector<std::string> workers) {
   return cfg;
 }
 
+/// A fresh directory under /tmp (for unix sockets and files a test writes),
+/// removed with what is in it.
+class temp_dir {
+ public:
+  temp_dir() {
+    char pattern[] = "/tmp/framex-test-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  /// The path of `name` in the directory.
+  [[nodiscard]] std::string at(const std::string& name) const { return (path_ / name).string(); }
+  /// Writes `content` and a newline to `name`; returns its path.
+  std::string write(const std::string& name, const std::string& content) {
+    std::ofstream(path_ / name) << content << "\n";
+    return at(name);
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
 /// Polls `condition` every few milliseconds until it holds (true) or `limit`
 /// passes (false): a test waits for a state, never for a guessed time.
 template <class Condition>
@@ -67,6 +99,17 @@ bool eventually(Condition&& condition, std::chrono::milliseconds limit = std::ch
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
+}
+
+/// Runs `io` on `threads` threads until it runs out of work (true), or
+/// stops it after `limit` (false): a test of "run() returns" cannot hang.
+inline bool runs_to_completion(asio::io_context& io, int threads, std::chrono::seconds limit) {
+  std::vector<std::future<void>> runners;
+  for (int i = 0; i < threads; ++i) runners.push_back(std::async(std::launch::async, [&io] { io.run(); }));
+  bool returned = true;
+  for (auto& r : runners) returned = r.wait_for(limit) == std::future_status::ready && returned;
+  if (!returned) io.stop();  // so the runners end and the test reports instead of hanging
+  return returned;
 }
 
 /// A steady load: `callers` coroutines on a thread of their own, each making

@@ -1,6 +1,7 @@
-// A real worker process for the tests: this test binary (or another program)
-// started in worker role on 127.0.0.1, its port read from its first line of
-// output. Stopped with SIGTERM, or killed with SIGKILL, by PID, always.
+// Real processes for the tests: any program (`child_process`), and this test
+// binary (or another program) started in worker role on 127.0.0.1, its port
+// read from its first line of output (`worker_process`). Stopped with SIGTERM,
+// or killed with SIGKILL, by PID, always.
 #pragma once
 
 #include <arpa/inet.h>
@@ -25,17 +26,18 @@ extern char** environ;
 
 namespace framex::test {
 
-class worker_process {
+/// A program started for a test, with `env` ("NAME=value") added to the
+/// environment, its standard output read through a pipe (see `first_line`),
+/// its standard error sent to `log_file` if given, and, with `stdin_pipe`, a
+/// standard input that closes when the test lets go (a child that exits on
+/// end of input cannot outlive it). Stopped by PID, always.
+class child_process {
  public:
-  /// Starts `program` (default: this executable) as a worker listening on
-  /// 127.0.0.1:`port` (0: any), with `env` ("NAME=value") added to the
-  /// environment; its log goes to `log_file` if given.
-  explicit worker_process(std::uint16_t port = 0, std::vector<std::string> env = {}, std::string program = "/proc/self/exe",
-                          std::vector<std::string> extra_args = {}, const std::string& log_file = {}) {
+  explicit child_process(std::vector<std::string> args, std::vector<std::string> env = {}, const std::string& log_file = {},
+                         bool stdin_pipe = false) {
     int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    std::vector<std::string> args{program, "--framex-worker", "--listen", "127.0.0.1:" + std::to_string(port), "--threads", "4"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    int in[2] = {-1, -1};
+    if (::pipe2(out, O_CLOEXEC) != 0 || (stdin_pipe && ::pipe2(in, O_CLOEXEC) != 0)) throw std::runtime_error("pipe failed");
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -48,45 +50,44 @@ class worker_process {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
+    if (stdin_pipe) posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
     if (!log_file.empty()) posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+    const int rc = ::posix_spawnp(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);
+    if (stdin_pipe) ::close(in[0]);
+    out_ = out[0];
+    in_ = in[1];
     if (rc != 0) {
-      ::close(out[0]);
-      throw std::runtime_error("posix_spawn failed");
+      close_pipes();
+      throw std::runtime_error("cannot start " + args[0]);
     }
-    // "framex worker listening on 127.0.0.1:PORT\n", within 10 s.
+  }
+  ~child_process() { stop(); }
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  /// The first line the child writes (without the newline), within 10 s; what
+  /// arrived by then if it writes none.
+  std::string first_line() {
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-      pollfd p{out[0], POLLIN, 0};
+      pollfd p{out_, POLLIN, 0};
       if (::poll(&p, 1, 100) <= 0) continue;
       char buf[256];
-      const ssize_t n = ::read(out[0], buf, sizeof buf);
+      const ssize_t n = ::read(out_, buf, sizeof buf);
       if (n <= 0) break;
       line.append(buf, static_cast<std::size_t>(n));
     }
-    ::close(out[0]);
-    const auto colon = line.rfind(':');
-    if (line.find("listening on") == std::string::npos || colon == std::string::npos) {
-      kill_now();
-      throw std::runtime_error("the worker did not start: " + line);
-    }
-    port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+    return line.substr(0, line.find('\n'));
   }
 
-  ~worker_process() { stop(); }
-  worker_process(const worker_process&) = delete;
-  worker_process& operator=(const worker_process&) = delete;
-
-  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
-  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
 
   /// SIGKILL: the process dies mid-whatever, without closing anything itself.
   void kill_now() {
+    close_pipes();
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
@@ -95,6 +96,7 @@ class worker_process {
 
   /// SIGTERM, then SIGKILL if it has not exited within 5 s. Returns the exit status.
   int stop() {
+    close_pipes();
     if (pid_ <= 0) return -1;
     ::kill(pid_, SIGTERM);
     int status = 0;
@@ -110,7 +112,52 @@ class worker_process {
   }
 
  private:
+  void close_pipes() {
+    if (out_ >= 0) ::close(out_);
+    if (in_ >= 0) ::close(in_);
+    out_ = in_ = -1;
+  }
   pid_t pid_ = -1;
+  int out_ = -1;
+  int in_ = -1;
+};
+
+class worker_process {
+ public:
+  /// Starts `program` (default: this executable) as a worker listening on
+  /// 127.0.0.1:`port` (0: any), with `env` ("NAME=value") added to the
+  /// environment; its log goes to `log_file` if given. `extra_args` may
+  /// listen elsewhere (`--listen unix:PATH`: then `port()` is 0).
+  explicit worker_process(std::uint16_t port = 0, std::vector<std::string> env = {}, std::string program = "/proc/self/exe",
+                          std::vector<std::string> extra_args = {}, const std::string& log_file = {})
+      : child_(arguments(port, std::move(program), std::move(extra_args)), std::move(env), log_file) {
+    // "framex worker listening on 127.0.0.1:PORT" (or "on unix:PATH").
+    const std::string line = child_.first_line();
+    const auto colon = line.rfind(':');
+    if (line.find("listening on") == std::string::npos || colon == std::string::npos) {
+      child_.kill_now();
+      throw std::runtime_error("the worker did not start: " + line);
+    }
+    if (line.find("on unix:") == std::string::npos) port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+  }
+
+  ~worker_process() { stop(); }
+  worker_process(const worker_process&) = delete;
+  worker_process& operator=(const worker_process&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] pid_t pid() const noexcept { return child_.pid(); }
+  void kill_now() { child_.kill_now(); }
+  int stop() { return child_.stop(); }
+
+ private:
+  static std::vector<std::string> arguments(std::uint16_t port, std::string program, std::vector<std::string> extra) {
+    std::vector<std::string> args{std::move(program), "--framex-worker", "--listen", "127.0.0.1:" + std::to_string(port), "--threads", "4"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  child_process child_;
   std::uint16_t port_ = 0;
 };
 

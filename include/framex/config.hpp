@@ -32,6 +32,9 @@ namespace framex {
 /// Where calls run: in this process, or shipped to worker processes.
 enum class mode { local, distributed };
 
+/// Whether a caller's connection begins with `framex.hello` (`distributed.hello`).
+enum class hello_mode { automatic, required, off };
+
 /// A setting that could not be applied: names the key and its source.
 class config_error : public std::runtime_error {
  public:
@@ -88,7 +91,7 @@ struct config {
   } runtime;
 
   struct distributed_section {
-    /// "host:port" of each worker (with `discovery = "static"`).
+    /// "host:port" or "unix:PATH" of each worker (with `discovery = "static"`).
     std::vector<std::string> workers;
     /// Where the workers come from: "static" (`workers`);
     /// "dns://NAME:PORT?refresh_ms=5000": every address NAME resolves to (A and
@@ -98,6 +101,12 @@ struct config {
     /// appear are added; those that vanish or drain get no new call and are
     /// closed once idle. A worker given an etcd:// discovery registers itself.
     std::string discovery = "static";
+    /// The `framex.hello` a connection begins with, which checks signatures
+    /// and learns the worker's limits and resources: `automatic` sends it and,
+    /// when the peer does not know it (any msgpack-RPC server that is not
+    /// framex), goes on without it; `required` fails the connection then (for
+    /// version-skew checks); `off` never sends it. A token needs it.
+    hello_mode hello = hello_mode::automatic;
     /// Multiplexed connections to each worker; calls use the least loaded.
     std::size_t connections_per_worker = 1;
     /// Deadline of a call that gives none itself; zero: none.
@@ -128,7 +137,9 @@ struct config {
   } distributed;
 
   struct worker_section {
-    /// "host:port" a worker listens on; port 0 picks a free one.
+    /// "host:port" a worker listens on (port 0 picks a free one), or
+    /// "unix:PATH": a unix domain socket, made (replacing one no process
+    /// accepts on) and removed when the worker ends.
     std::string listen = "127.0.0.1:7001";
     /// Blocking-call pool threads; 0: one per hardware thread.
     std::size_t threads = 0;

@@ -1,6 +1,10 @@
 // framex/error.hpp — the one error enum framex reports, and the exception that
 // carries a failure raised on the far side of a call.
 //
+// A server that is not framex answers with an error object of its own: a
+// `remote_error` with code `errc::exception`, type "msgpack_rpc.error", its
+// first string as the message, and the object itself in `error_object()`.
+//
 // Every failure framex itself detects is a `framex::errc` inside a
 // `std::error_code`; the `co_await` surface throws it as `std::system_error`, so
 // callers write `catch (const std::system_error& e) { if (e.code() ==
@@ -8,11 +12,14 @@
 // travel in the `code` field of an error object) and never change.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <system_error>
 #include <type_traits>
 
 namespace framex {
+
+class msgpack_value;
 
 /// Why a call failed, when framex (not the called function) decided it.
 enum class errc : int {
@@ -45,15 +52,23 @@ class remote_error : public std::system_error {
   /// @param type   the remote exception's type name, e.g. "std::runtime_error"
   /// @param message the remote exception's `what()`
   remote_error(errc code, std::string type, std::string message);
+  /// The same, with the error object the server sent.
+  remote_error(errc code, std::string type, std::string message, std::shared_ptr<const msgpack_value> error_object);
 
   /// The remote exception's type name.
   [[nodiscard]] const std::string& remote_type() const noexcept { return type_; }
   /// The remote exception's message, without the type prefix `what()` adds.
   [[nodiscard]] const std::string& remote_message() const noexcept { return message_; }
+  /// The error object as the server sent it, whatever its shape: framex's
+  /// `{code, type, message}` map, a string, an array such as Neovim's
+  /// `[kind, message]`... (include framex/msgpack_value.hpp to read it). Null
+  /// when the failure did not come from a server's answer.
+  [[nodiscard]] const msgpack_value* error_object() const noexcept { return error_object_.get(); }
 
  private:
   std::string type_;
   std::string message_;
+  std::shared_ptr<const msgpack_value> error_object_;
 };
 
 }  // namespace framex

@@ -171,6 +171,7 @@ using framex::test::clock;
 using framex::test::error_of;
 using framex::test::eventually;
 using framex::test::run;
+using framex::test::runs_to_completion;
 using framex::test::since;
 using framex::test::worker_process;
 using namespace asio::experimental::awaitable_operators;
@@ -912,16 +913,6 @@ TEST(DistributedInline, AFunctionMarkedInlineOkIsAnsweredWhileEveryPoolThreadIsB
 }
 
 // ---- the caller's io_context serves the connections ----
-
-// Runs `io` on `threads` threads; true when every one returned within `limit`.
-bool runs_to_completion(asio::io_context& io, int threads, std::chrono::seconds limit) {
-  std::vector<std::future<void>> runners;
-  for (int i = 0; i < threads; ++i) runners.push_back(std::async(std::launch::async, [&io] { io.run(); }));
-  bool returned = true;
-  for (auto& r : runners) returned = r.wait_for(limit) == std::future_status::ready && returned;
-  if (!returned) io.stop();  // so the runners end and the test reports instead of hanging
-  return returned;
-}
 
 TEST(DistributedCallerIo, TheCallersIoContextReadsTheRepliesAndRunReturnsOnceTheRuntimeShutsDown) {
   worker_process w;

@@ -41,23 +41,7 @@ using framex::test::raw_peer;
 using framex::test::run;
 using framex::test::worker_process;
 
-/// A directory of token files, removed at the end.
-class token_files {
- public:
-  token_files() {
-    char pattern[] = "/tmp/framex-tokens-XXXXXX";
-    dir_ = ::mkdtemp(pattern);
-  }
-  ~token_files() { std::filesystem::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& token) {
-    const auto path = dir_ / name;
-    std::ofstream(path) << token << "\n";
-    return path.string();
-  }
-
- private:
-  std::filesystem::path dir_;
-};
+using token_files = framex::test::temp_dir;
 
 const std::string good_token = "c0ffee-0123456789abcdef-good-token";
 const std::string other_token = "deadbeef-0123456789abcdef-other-one";

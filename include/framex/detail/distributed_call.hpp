@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "framex/codec.hpp"
+#include "framex/msgpack_value.hpp"
 #include "framex/detail/signature.hpp"
 #include "framex/detail/wire.hpp"
 
@@ -186,6 +187,77 @@ inline void fail_current(invocation& inv) noexcept {
   }
 }
 
+// Decodes the params array into `args` (the object first when `is_member`);
+// reports `bad_arguments` and returns false on failure, whatever a codec or a
+// constructor throws.
+template <class Holder>
+bool decode_arguments(invocation& inv, Holder& args, const std::string& name, bool is_member) noexcept {
+  constexpr std::size_t arity = std::tuple_size_v<Holder>;
+  const msgpack::object& params = inv.params();
+  std::size_t position = 0;
+  try {
+    if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
+      inv.fail(errc::bad_arguments, "framex.bad_arguments",
+               name + ": expected " + std::to_string(arity) + " arguments, got " +
+                   (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
+      return false;
+    }
+    std::apply([&](auto&... a) { ((codec<std::remove_cvref_t<decltype(a)>>::unpack(params.via.array.ptr[position], a), ++position), ...); },
+               args);
+    return true;
+  } catch (...) {
+    std::string why;
+    try {
+      throw;
+    } catch (const decode_error& e) {
+      why = e.what();
+    } catch (const std::exception& e) {
+      why = current_exception_type() + ": " + e.what();
+    } catch (...) {
+      why = current_exception_type();
+    }
+    const std::string which = is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (is_member ? 1 : 0) + 1);
+    inv.fail(errc::bad_arguments, "framex.bad_arguments", name + ": " + which + ": " + why);
+    return false;
+  }
+}
+
+// Decodes, runs `call(args)` and answers. Whatever happens, the call is
+// answered: a throwing default constructor, a codec, the function itself or
+// packing its result.
+template <class Holder, class Call>
+void answer_blocking(invocation& inv, const std::string& name, bool is_member, Call&& call) noexcept {
+  try {
+    Holder args;
+    if (!decode_arguments(inv, args, name, is_member)) return;
+    if constexpr (std::is_void_v<decltype(call(args))>) {
+      call(args);
+      pack_void_result(inv);
+    } else {
+      pack_result(inv, call(args));
+    }
+  } catch (...) {
+    fail_current(inv);
+  }
+}
+
+// The same for a call that is awaited.
+template <class Holder, class Call>
+boost::asio::awaitable<void> answer_async(std::unique_ptr<invocation> inv, const std::string& name, bool is_member, Call call) {
+  try {
+    Holder args;
+    if (!decode_arguments(*inv, args, name, is_member)) co_return;
+    if constexpr (std::is_void_v<typename awaited<decltype(call(args))>::type>) {
+      co_await call(args);
+      pack_void_result(*inv);
+    } else {
+      pack_result(*inv, co_await call(args));
+    }
+  } catch (...) {
+    fail_current(*inv);
+  }
+}
+
 template <auto F, class Traits, class Params = typename Traits::params>
 struct served;
 template <auto F, class Traits, class... Ps>
@@ -194,38 +266,6 @@ struct served<F, Traits, type_list<Ps...>> {
   static constexpr std::size_t arity = sizeof...(Ps) + (Traits::is_member ? 1 : 0);
   using holder = std::conditional_t<Traits::is_member, std::tuple<object_type, decoded_t<Ps>...>,
                                     std::tuple<decoded_t<Ps>...>>;
-
-  // Decodes the params array; reports `bad_arguments` and returns false on
-  // failure, whatever a codec or a constructor throws.
-  static bool decode(invocation& inv, holder& args) noexcept {
-    const msgpack::object& params = inv.params();
-    std::size_t position = 0;
-    try {
-      if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
-        inv.fail(errc::bad_arguments, "framex.bad_arguments",
-                 name() + ": expected " + std::to_string(arity) + " arguments, got " +
-                     (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
-        return false;
-      }
-      std::apply([&](auto&... a) { ((codec<std::remove_cvref_t<decltype(a)>>::unpack(params.via.array.ptr[position], a), ++position), ...); },
-                 args);
-      return true;
-    } catch (...) {
-      std::string why;
-      try {
-        throw;
-      } catch (const decode_error& e) {
-        why = e.what();
-      } catch (const std::exception& e) {
-        why = current_exception_type() + ": " + e.what();
-      } catch (...) {
-        why = current_exception_type();
-      }
-      const std::string which = Traits::is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (Traits::is_member ? 1 : 0) + 1);
-      inv.fail(errc::bad_arguments, "framex.bad_arguments", name() + ": " + which + ": " + why);
-      return false;
-    }
-  }
 
   // Hands each decoded value to F as its parameter type asks: moved into a
   // by-value parameter, referred to by a const reference one.
@@ -239,36 +279,12 @@ struct served<F, Traits, type_list<Ps...>> {
     }(std::index_sequence_for<Ps...>{});
   }
 
-  // Whatever happens, the call is answered: a throwing default constructor, a
-  // codec, the function itself or packing its result.
   static void run_blocking(invocation& inv) noexcept {
-    try {
-      holder args;
-      if (!decode(inv, args)) return;
-      if constexpr (std::is_void_v<typename Traits::result>) {
-        call(args);
-        pack_void_result(inv);
-      } else {
-        pack_result(inv, call(args));
-      }
-    } catch (...) {
-      fail_current(inv);
-    }
+    answer_blocking<holder>(inv, name(), Traits::is_member, [](holder& args) -> decltype(auto) { return call(args); });
   }
 
   static boost::asio::awaitable<void> run_async(std::unique_ptr<invocation> inv) {
-    try {
-      holder args;
-      if (!decode(*inv, args)) co_return;
-      if constexpr (std::is_void_v<typename awaited<typename Traits::result>::type>) {
-        co_await call(args);
-        pack_void_result(*inv);
-      } else {
-        pack_result(*inv, co_await call(args));
-      }
-    } catch (...) {
-      fail_current(*inv);
-    }
+    return answer_async<holder>(std::move(inv), name(), Traits::is_member, [](holder& args) { return call(args); });
   }
 
   static const std::string& name() {
@@ -319,8 +335,10 @@ decltype(auto) object_value(O&& o) {
   }
 }
 
-template <class T>
-boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, message_buffer params,
+// Sends a call with `start` (which forwards to `start_remote` or its like),
+// retrying `retries` times on a lost worker or overload, and decodes its result.
+template <class T, class Start>
+boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, message_buffer params,
                                        std::chrono::steady_clock::duration timeout, unsigned retries,
                                        resource_needs needs) {  // by value: the call options are gone when it runs
   static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -331,13 +349,17 @@ boost::asio::awaitable<T> await_remote(runtime& rt, const function_entry& fn, me
     std::tie(ec, r) = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
         [&](auto handler) {
           const boost::asio::any_io_executor caller = boost::asio::get_associated_executor(handler);
-          start_remote(rt, fn, std::move(sent), timeout, needs, caller, std::move(handler));
+          start(fn, std::move(sent), timeout, needs, caller, std::move(handler));
         },
         token);
     if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
     break;
   }
   if (ec) {
+    if (r.error != nullptr) {
+      throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message),
+                         std::make_shared<const msgpack_value>(*r.error));
+    }
     if (!r.error_type.empty()) throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message));
     if (!r.error_message.empty()) throw std::system_error(ec, r.error_message);
     throw std::system_error(ec, fn.name);
@@ -365,7 +387,11 @@ boost::asio::awaitable<T> call_distributed(runtime& rt, const Options& options, 
     codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
   }
   (codec<decoded_t<Args>>::pack(p, args), ...);
-  return await_remote<T>(rt, fn, std::move(params), options.timeout, options.retries, options.resources);
+  const auto start = [&rt](const function_entry& f, message_buffer b, std::chrono::steady_clock::duration t, const resource_needs& n,
+                           const boost::asio::any_io_executor& caller, reply_handler h) {
+    start_remote(rt, f, std::move(b), t, n, caller, std::move(h));
+  };
+  return await_remote<T>(start, fn, std::move(params), options.timeout, options.retries, options.resources);
 }
 
 }  // namespace detail

@@ -31,13 +31,17 @@ namespace framex::detail {
 
 class stats_cell;
 
-/// What a worker answered. On success `result` points into `message`.
+/// What a worker answered. On success `result` points into `message`; when
+/// the worker sent an error object, `error` does.
 struct reply {
   received_message message;
   const msgpack::object* result = nullptr;
+  const msgpack::object* error = nullptr;
   /// Filled when the worker sent an error object.
   std::string error_type;
   std::string error_message;
+  /// The error object is not framex's {code, type, message} map.
+  bool foreign_error = false;
 };
 
 /// A call being served by a worker; implemented by the worker runtime.
