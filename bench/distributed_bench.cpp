@@ -13,6 +13,9 @@
 //      with the caller's io_context serving the connections (`caller io`:
 //      `framex::runtime(cfg, io)`, so a reply resumes its coroutine where it
 //      was read);
+//   2c. framex::rpc_client calling the same function by name against the
+//      runtime's own path, both with the caller's io_context: ping-pong p50
+//      and 128 in flight, alternating rounds;
 //   3. a 1 MiB binary argument echoed, against gRPC (by an async function, served
 //      on the worker's I/O thread as gRPC's callback handler is, and by a
 //      blocking one, which adds the hop to the worker's pool);
@@ -27,7 +30,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|mib|compare|tls|discovery]
+//   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|rpc_client|mib|compare|tls|discovery]
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -227,10 +230,11 @@ std::map<const framex::runtime*, served_by> caller_io;
 // A caller's io_context never runs out of work while its runtime's connections
 // are open: what runs on it stops it when done. (Not `run_one` in a loop,
 // which gives each call a fresh thread cache of Asio's and so an allocation.)
+// Null `on`: a fresh io_context of its own.
 template <class Make>
-auto run_on_io(const framex::runtime& rt, Make make) {
-  if (const auto it = caller_io.find(&rt); it != caller_io.end()) {
-    asio::io_context& io = *it->second.io;
+auto run_on_io(const served_by* on, Make make) {
+  if (on != nullptr) {
+    asio::io_context& io = *on->io;
     std::optional<typename decltype(make())::value_type> result;
     std::exception_ptr error;
     asio::co_spawn(io, make(), [&](std::exception_ptr e, auto r) {
@@ -249,33 +253,41 @@ auto run_on_io(const framex::runtime& rt, Make make) {
   return f.get();
 }
 
-template <auto Fn, class... Args>
-latency framex_pingpong(framex::runtime& rt, int rounds, Args... args) {
-  return run_on_io(rt, [&]() -> asio::awaitable<latency> {
+const served_by* served(const framex::runtime& rt) {
+  const auto it = caller_io.find(&rt);
+  return it != caller_io.end() ? &it->second : nullptr;
+}
+
+// Round-trip latency of `call()`, one at a time.
+template <class Call>
+latency pingpong_with(const served_by* on, int rounds, Call call) {
+  return run_on_io(on, [&]() -> asio::awaitable<latency> {
     std::vector<double> samples;
     for (int i = -rounds / 10; i < rounds; ++i) {
       const auto start = clock_type::now();
-      co_await framex::remote<Fn>.with({.runtime = &rt}).remote(args...);
+      co_await call();
       if (i >= 0) samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
     }
     co_return summarize(samples);
   });
 }
 
-// Calls per second with `in_flight` coroutines each making calls until `total` are done.
 template <auto Fn, class... Args>
-double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... args) {
-  const auto it = caller_io.find(&rt);
+latency framex_pingpong(framex::runtime& rt, int rounds, Args... args) {
+  return pingpong_with(served(rt), rounds, [&] { return framex::remote<Fn>.with({.runtime = &rt}).remote(args...); });
+}
+
+// Calls per second with `in_flight` coroutines each making calls until `total` are done.
+template <class Call>
+double throughput_with(const served_by* on, int in_flight, int total, Call call) {
   asio::io_context own_io(1);
-  asio::io_context& io = it != caller_io.end() ? *it->second.io : own_io;
+  asio::io_context& io = on != nullptr ? *on->io : own_io;
   std::atomic<int> issued{0}, failures{0}, running{in_flight};
   for (int c = 0; c < in_flight; ++c) {
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          while (issued.fetch_add(1) < total) {
-            co_await framex::remote<Fn>.with({.runtime = &rt}).remote(args...);
-          }
+          while (issued.fetch_add(1) < total) co_await call();
         },
         [&](std::exception_ptr e) {
           if (e) ++failures;
@@ -285,12 +297,17 @@ double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... 
   const auto start = clock_type::now();
   io.restart();
   std::vector<std::thread> more;
-  for (int i = 1; i < (it != caller_io.end() ? it->second.threads : 1); ++i) more.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < (on != nullptr ? on->threads : 1); ++i) more.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : more) t.join();
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   if (failures != 0) std::printf("  (%d coroutines failed)\n", failures.load());
   return total / seconds;
+}
+
+template <auto Fn, class... Args>
+double framex_throughput(framex::runtime& rt, int in_flight, int total, Args... args) {
+  return throughput_with(served(rt), in_flight, total, [&] { return framex::remote<Fn>.with({.runtime = &rt}).remote(args...); });
 }
 
 framex::config distributed(std::vector<std::string> workers) {
@@ -483,7 +500,7 @@ struct call_cost {
 template <class Run>
 call_cost measure_cost(framex::runtime& rt, pid_t worker, int calls, Run run) {
   const auto worker_allocs = [&] {
-    return run_on_io(rt, [&] { return framex::remote<&worker_allocations>.with({.runtime = &rt}).remote(); });
+    return run_on_io(served(rt), [&] { return framex::remote<&worker_allocations>.with({.runtime = &rt}).remote(); });
   };
   framex::bench::syscall_counter caller_sys, worker_sys;
   const bool perf = caller_sys.attach(0) && worker_sys.attach(worker);
@@ -695,6 +712,29 @@ int run_driver() {
       io->run();  // until the connections have closed
     }
     stop(wc);
+  }
+
+  // 2c. rpc_client (a method name, a msgpack_value-free typed result) against
+  // the runtime's own path: the same worker and function, both served by the
+  // caller's io_context, alternating rounds.
+  if (section("rpc_client")) {
+    asio::io_context rpc_io(1);
+    framex::rpc_client client(rpc_io.get_executor(), w1.address());
+    const served_by rpc_on{&rpc_io};
+    const std::string name = framex::detail::registration<&tiny>::entry.name;
+    const auto rpc_call = [&] { return client.call<int>(name, 1); };
+    (void)pingpong_with(&rpc_on, 100, rpc_call);  // connect and warm up
+    std::vector<double> runtime_pp, rpc_pp, runtime_tp, rpc_tp;
+    for (int r = 0; r < alternations; ++r) {
+      runtime_pp.push_back(framex_pingpong<&tiny>(mine, rounds / alternations, 1).p50_us);
+      rpc_pp.push_back(pingpong_with(&rpc_on, rounds / alternations, rpc_call).p50_us);
+      runtime_tp.push_back(framex_throughput<&tiny>(mine, 128, total / alternations, 1));
+      rpc_tp.push_back(throughput_with(&rpc_on, 128, total / alternations, rpc_call));
+    }
+    row("ping-pong p50: runtime vs rpc_client, caller io", fmt("%.1f us", median(runtime_pp)), fmt("%.1f us", median(rpc_pp)),
+        fmt("%.3fx", median(rpc_pp) / median(runtime_pp)));
+    row("128 in flight: runtime vs rpc_client, caller io", fmt("%.0f calls/s", median(runtime_tp)),
+        fmt("%.0f calls/s", median(rpc_tp)), fmt("%.3fx", median(rpc_tp) / median(runtime_tp)));
   }
 
   // 3. 1 MiB binary echo, one at a time.

@@ -10,7 +10,7 @@ packages=(
   libboost1.81-all-dev libssl-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-msgpack libgrpc++-dev curl openssl wrk chromium
-  etcd-server etcd-client iproute2
+  etcd-server etcd-client iproute2 neovim
 )
 
 missing=()
