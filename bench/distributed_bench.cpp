@@ -569,8 +569,15 @@ int run_driver() {
   asio::io_context own_io(1);
   framex::runtime mine(distributed({w1.address()}), own_io);
   caller_io[&mine] = {&own_io};
+  // The same function called by name through an rpc_client, also served by its caller's io_context.
+  asio::io_context rpc_io(1);
+  framex::rpc_client rpc(rpc_io.get_executor(), w1.address());
+  const served_by rpc_on{&rpc_io};
+  const std::string tiny_name = framex::detail::registration<&tiny>::entry.name;
+  const auto rpc_call = [&] { return rpc.call<int>(tiny_name, 1); };
   (void)framex_pingpong<&tiny>(one, 100, 1);  // connect and warm up
   (void)framex_pingpong<&tiny>(mine, 100, 1);
+  (void)pingpong_with(&rpc_on, 100, rpc_call);
 
 
   // 0. What a call costs, counted: allocations and system calls per call on
@@ -603,6 +610,10 @@ int run_driver() {
     cost_row("caller io: async, 128 in flight", fmt("%.0f calls/s", rate), c);
     c = measure_cost(mine, w1.pid, total / 2, [&] { rate = framex_throughput<&tiny_blocking>(mine, 128, total / 2, 1); });
     cost_row("caller io: blocking, 128 in flight", fmt("%.0f calls/s", rate), c);
+    c = measure_cost(mine, w1.pid, pp_calls, [&] { l = pingpong_with(&rpc_on, rounds, rpc_call); });
+    cost_row("rpc_client: async, ping-pong", fmt("%.1f us p50", l.p50_us), c);
+    c = measure_cost(mine, w1.pid, total / 2, [&] { rate = throughput_with(&rpc_on, 128, total / 2, rpc_call); });
+    cost_row("rpc_client: async, 128 in flight", fmt("%.0f calls/s", rate), c);
     if (!framex::bench::allocations_counted()) std::printf("(allocations are not counted in a sanitizer build)\n");
     std::printf("\n");
   }
@@ -718,12 +729,6 @@ int run_driver() {
   // the runtime's own path: the same worker and function, both served by the
   // caller's io_context, alternating rounds.
   if (section("rpc_client")) {
-    asio::io_context rpc_io(1);
-    framex::rpc_client client(rpc_io.get_executor(), w1.address());
-    const served_by rpc_on{&rpc_io};
-    const std::string name = framex::detail::registration<&tiny>::entry.name;
-    const auto rpc_call = [&] { return client.call<int>(name, 1); };
-    (void)pingpong_with(&rpc_on, 100, rpc_call);  // connect and warm up
     std::vector<double> runtime_pp, rpc_pp, runtime_tp, rpc_tp;
     for (int r = 0; r < alternations; ++r) {
       runtime_pp.push_back(framex_pingpong<&tiny>(mine, rounds / alternations, 1).p50_us);

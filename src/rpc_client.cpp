@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 
@@ -34,7 +35,9 @@ struct name_hash {
 // A request (or notification) from the server, answered on its connection.
 class incoming_call final : public invocation {
  public:
-  incoming_call(std::shared_ptr<net::client> conn, net::incoming_request r) : conn_(std::move(conn)), request_(std::move(r)) {}
+  incoming_call(std::shared_ptr<net::client> conn, net::incoming_request r, std::shared_ptr<std::atomic<std::size_t>> serving)
+      : conn_(std::move(conn)), request_(std::move(r)), serving_(std::move(serving)) {}
+  ~incoming_call() override { serving_->fetch_sub(1, std::memory_order_relaxed); }
   const msgpack::object& params() const noexcept override { return *request_.params; }
   void succeed(message_buffer body) noexcept override {
     if (!request_.notification) conn_->reply(request_.msgid, std::move(body));
@@ -50,6 +53,7 @@ class incoming_call final : public invocation {
  private:
   std::shared_ptr<net::client> conn_;
   net::incoming_request request_;
+  std::shared_ptr<std::atomic<std::size_t>> serving_;  // counts this call until it is answered
 };
 
 // The io_context behind `ex` (its own executor, or a strand of it), or null.
@@ -66,7 +70,7 @@ asio::io_context* io_context_of(const asio::any_io_executor& ex) {
 }  // namespace
 
 struct rpc_state : std::enable_shared_from_this<rpc_state> {
-  explicit rpc_state(asio::any_io_executor ex) : executor(std::move(ex)) {}
+  rpc_state(asio::any_io_executor ex, std::size_t limit) : executor(std::move(ex)), max_serving(limit) {}
 
   // On the connection's strand: runs the handler of `r` on the client's executor.
   void dispatch(const std::shared_ptr<net::client>& conn, net::incoming_request r) {
@@ -84,7 +88,18 @@ struct rpc_state : std::enable_shared_from_this<rpc_state> {
       }
       return;
     }
-    auto call = std::make_unique<incoming_call>(conn, std::move(r));
+    // A server that sends more than the handlers keep up with is refused, not queued without bound.
+    if (serving->fetch_add(1, std::memory_order_relaxed) >= max_serving) {
+      serving->fetch_sub(1, std::memory_order_relaxed);
+      if (r.notification) {
+        spdlog::warn("framex: rpc_client: {} requests and notifications are being served; notification {} dropped", max_serving, r.method);
+      } else {
+        conn->reply_error(r.msgid, static_cast<int>(errc::overloaded), "framex.overloaded",
+                          "this client is serving " + std::to_string(max_serving) + " requests already");
+      }
+      return;
+    }
+    auto call = std::make_unique<incoming_call>(conn, std::move(r), serving);
     asio::post(executor, [handler = std::move(handler), call = std::move(call), ex = executor]() mutable {
       if (handler.run) {
         handler.run(*call);
@@ -95,20 +110,28 @@ struct rpc_state : std::enable_shared_from_this<rpc_state> {
   }
 
   asio::any_io_executor executor;
+  const std::size_t max_serving;
+  std::shared_ptr<std::atomic<std::size_t>> serving = std::make_shared<std::atomic<std::size_t>>(0);
   std::mutex mutex;
   std::unordered_map<std::string, rpc_handler, name_hash, std::equal_to<>> requests, notifications;
   std::unique_ptr<distributed_runtime> runtime;
 };
 
 const function_entry& method_entry(std::string_view name) {
+  // A thread calling one method again (the common case) takes no lock.
+  thread_local const function_entry* last = nullptr;
+  if (last != nullptr && last->name == name) return *last;
   static std::mutex mutex;
   static std::unordered_map<std::string, std::unique_ptr<function_entry>, name_hash, std::equal_to<>> entries;
   std::lock_guard lock(mutex);
-  const auto it = entries.find(name);
-  if (it != entries.end()) return *it->second;
-  auto e = std::make_unique<function_entry>();
-  e->name = std::string(name);
-  return *entries.emplace(e->name, std::move(e)).first->second;
+  auto it = entries.find(name);
+  if (it == entries.end()) {
+    auto e = std::make_unique<function_entry>();
+    e->name = std::string(name);
+    it = entries.emplace(e->name, std::move(e)).first;
+  }
+  last = it->second.get();
+  return *last;
 }
 
 void start_rpc(rpc_state& state, const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
@@ -126,7 +149,7 @@ void add_rpc_handler(rpc_state& state, std::string name, bool notification, rpc_
 using detail::io_context_of;
 
 rpc_client::rpc_client(const asio::any_io_executor& executor, std::string_view address, rpc_options options)
-    : state_(std::make_shared<detail::rpc_state>(executor)) {
+    : state_(std::make_shared<detail::rpc_state>(executor, std::max<std::size_t>(1, options.max_serving))) {
   config cfg;
   cfg.runtime.mode = mode::distributed;
   try {

@@ -63,10 +63,14 @@ struct rpc_options {
   /// A connection silent this long is pinged, and closed if it stays silent
   /// as long again (any answer counts, an error too); zero: never.
   std::chrono::milliseconds heartbeat{0};
+  /// Requests and notifications from the server being handled at once; past
+  /// it a request is answered with `overloaded` and a notification dropped
+  /// (logged).
+  std::size_t max_serving = 1024;
   /// A framex worker's token (see the README's "Security"); empty: none.
-  std::string token_file;
+  std::string token_file{};
   /// TLS to the server; its certificate must name the host dialled.
-  tls_settings tls;
+  tls_settings tls{};
 };
 
 /// Per-call options, given through `client.with({...})`.
@@ -179,13 +183,13 @@ class rpc_client {
     /// `framex::msgpack_value` by default, anything with a codec, or `void`.
     template <class T = msgpack_value, class... Args>
     [[nodiscard]] boost::asio::awaitable<T> call(std::string_view method, const Args&... args) const {
-      return send<T>(false, method, args...);
+      return send<T>(state_, options_, false, method, args...);
     }
     /// Sends `method` as a notification; completes once a connection has
     /// taken it (the server answers nothing).
     template <class... Args>
     [[nodiscard]] boost::asio::awaitable<void> notify(std::string_view method, const Args&... args) const {
-      return send<void>(true, method, args...);
+      return send<void>(state_, options_, true, method, args...);
     }
 
    private:
@@ -193,18 +197,19 @@ class rpc_client {
     bound(std::shared_ptr<detail::rpc_state> state, rpc_call_options options) : state_(std::move(state)), options_(options) {}
 
     template <class T, class... Args>
-    boost::asio::awaitable<T> send(bool notification, std::string_view method, const Args&... args) const {
+    static boost::asio::awaitable<T> send(std::shared_ptr<detail::rpc_state> state, const rpc_call_options& options, bool notification,
+                                          std::string_view method, const Args&... args) {
       const detail::function_entry& fn = detail::method_entry(method);
       detail::message_buffer params(detail::request_headroom(fn));
       msgpack::packer<detail::message_buffer> p(params);
       p.pack_array(static_cast<std::uint32_t>(sizeof...(Args)));
       (detail::pack_argument(p, args), ...);
-      const auto start = [state = state_, notification](const detail::function_entry& f, detail::message_buffer b,
-                                                         std::chrono::steady_clock::duration t, const resource_needs&,
-                                                         const boost::asio::any_io_executor& caller, detail::reply_handler h) {
+      auto start = [state = std::move(state), notification](const detail::function_entry& f, detail::message_buffer b,
+                                                   std::chrono::steady_clock::duration t, const resource_needs&,
+                                                   const boost::asio::any_io_executor& caller, detail::reply_handler h) {
         detail::start_rpc(*state, f, std::move(b), t, caller, std::move(h), notification);
       };
-      return detail::await_remote<T>(start, fn, std::move(params), options_.timeout, options_.retries, {});
+      return detail::await_remote<T>(std::move(start), fn, std::move(params), options.timeout, options.retries, {});
     }
 
     std::shared_ptr<detail::rpc_state> state_;
@@ -213,13 +218,15 @@ class rpc_client {
 
   [[nodiscard]] bound with(rpc_call_options options) const { return bound(state_, options); }
 
+  /// `with({}).call<T>(method, args...)`.
   template <class T = msgpack_value, class... Args>
   [[nodiscard]] boost::asio::awaitable<T> call(std::string_view method, const Args&... args) const {
-    return with({}).call<T>(method, args...);
+    return bound::send<T>(state_, {}, false, method, args...);
   }
+  /// `with({}).notify(method, args...)`.
   template <class... Args>
   [[nodiscard]] boost::asio::awaitable<void> notify(std::string_view method, const Args&... args) const {
-    return with({}).notify(method, args...);
+    return bound::send<void>(state_, {}, true, method, args...);
   }
 
   /// Serves the server's requests for `method` with `fn`: a callable whose

@@ -209,6 +209,25 @@ TEST_P(RpcClientPython, TimeoutCancellationAndReconnect) {
   });
 }
 
+TEST(RpcClientPythonFlood, RequestsBeyondMaxServingAreRefusedAsOverloaded) {
+  python_server server;
+  asio::io_context io(1);
+  framex::rpc_client client(io.get_executor(), server.address(), {.max_serving = 4});
+  client.on_request("client.slow", []() -> asio::awaitable<int> {
+    co_await asio::steady_timer(co_await asio::this_coro::executor, 300ms).async_wait(asio::use_awaitable);
+    co_return 1;
+  });
+  std::tuple<int, int> counted{};
+  run_client(io, client, [&]() -> asio::awaitable<void> {
+    counted = co_await client.call<std::tuple<int, int>>("flood", "client.slow", 20);
+    EXPECT_EQ(co_await client.call<int>("add", 1, 1), 2) << "the client did not stay up";
+  });
+  const auto [answered, overloaded] = counted;
+  EXPECT_EQ(answered + overloaded, 20);
+  EXPECT_GE(answered, 4);
+  EXPECT_GE(overloaded, 1) << "20 requests were all taken at once with max_serving = 4";
+}
+
 INSTANTIATE_TEST_SUITE_P(Transport, RpcClientPython, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "UnixSocket" : "Tcp"; });
 

@@ -17,6 +17,8 @@ Methods:
   notes()               the arguments of every `note` notification received
   ask_client(m, a, b)   calls the client's method m(a, b) and answers its result
                         (an error answer comes back as {"error": <object>})
+  flood(m, n)           sends the client n requests m() at once, and answers
+                        [answered, refused as overloaded] once all are answered
   drop()                closes the connection without answering
 """
 import heapq
@@ -49,6 +51,7 @@ def main():
     clients = {}   # socket -> Unpacker
     later = []     # heap of (when, seq, socket, bytes)
     asked = {}     # our msgid -> (client socket, their msgid)
+    floods = {}    # our msgid -> the flood it belongs to: [client, their msgid, left, answered, overloaded]
     notes = []
     seq = 0
     give_up = time.monotonic() + 120
@@ -88,6 +91,16 @@ def main():
                     if m[1] == "note":
                         notes.append(m[2])
                     continue
+                if m[0] == 1 and m[1] in floods:
+                    flood = floods.pop(m[1])
+                    flood[2] -= 1
+                    if m[2] is None:
+                        flood[3] += 1
+                    elif isinstance(m[2], dict) and m[2].get("type") == "framex.overloaded":
+                        flood[4] += 1
+                    if flood[2] == 0:
+                        send(flood[0], [1, flood[1], None, [flood[3], flood[4]]])
+                    continue
                 if m[0] == 1:  # the client's answer to ask_client
                     client, theirs = asked.pop(m[1])
                     result = m[3] if m[2] is None else {"error": m[2]}
@@ -113,6 +126,14 @@ def main():
                     seq += 1
                     asked[1000 + seq] = (r, msgid)
                     send(r, [0, 1000 + seq, params[0], params[1:]])
+                elif method == "flood":
+                    flood = [r, msgid, params[1], 0, 0]
+                    burst = []
+                    for _ in range(params[1]):
+                        seq += 1
+                        floods[1000 + seq] = flood
+                        burst.append(msgpack.packb([0, 1000 + seq, params[0], []]))
+                    r.sendall(b"".join(burst))
                 elif method == "drop":
                     del clients[r]
                     r.close()
