@@ -123,6 +123,24 @@ clock::duration jittered(clock::duration d) {
   return d / 2 + clock::duration(static_cast<clock::rep>(x % static_cast<std::uint64_t>(d.count() / 2 + 1)));
 }
 
+// `o` as text (msgpack-c's rendering), cut at `limit` bytes as it is written:
+// a large object costs no more memory than that.
+std::string shown(const msgpack::object& o, std::size_t limit) {
+  struct bounded : std::streambuf {
+    std::string text;
+    std::size_t limit;
+    int_type overflow(int_type c) override {
+      if (c == traits_type::eof() || text.size() >= limit) return traits_type::eof();
+      text.push_back(static_cast<char>(c));
+      return c;
+    }
+  } out;
+  out.limit = limit;
+  std::ostream os(&out);
+  os << o;
+  return std::move(out.text);
+}
+
 // A msgpack-RPC error object: framex's {code, type, message} map, or any
 // other peer's: a string, an array such as Neovim's [kind, message], or
 // anything else, described (at most 1 KiB of it) when it holds no string.
@@ -152,11 +170,7 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
       if (error.via.array.ptr[i].type == msgpack::type::STR) r.error_message = text(error.via.array.ptr[i]);
     }
   }
-  if (r.error_message.empty()) {
-    std::ostringstream shown;
-    shown << error;
-    r.error_message = shown.str().substr(0, 1024);
-  }
+  if (r.error_message.empty()) r.error_message = shown(error, 1024);
   if (r.error_type.empty()) r.error_type = framex_map ? "unknown" : "msgpack_rpc.error";
   r.foreign_error = !framex_map;
   return code;

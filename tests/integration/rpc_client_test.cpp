@@ -256,6 +256,20 @@ TEST(RpcClientFramexWorker, CallsRegisteredFunctionsByWireNameOverTcpAndUnixSock
   EXPECT_EQ(framex::test::run([&] { return framex::remote<&rpc_words>.with({.runtime = &rt}).remote("a b"); }).size(), 2u);
 }
 
+TEST(RpcClientFramexWorker, AWorkerWithATokenServesAClientThatHoldsItAndRefusesOneThatDoesNot) {
+  temp_dir dir;
+  const std::string token = dir.write("token", "c0ffee-0123456789abcdef-rpc-client-token");
+  worker_process w(0, {}, "/proc/self/exe", {"--worker.token_file", token});
+  asio::io_context io(1);
+  framex::rpc_client with_token(io.get_executor(), w.address(), {.token_file = token});
+  framex::rpc_client without(io.get_executor(), w.address());
+  run_client(io, with_token, [&]() -> asio::awaitable<void> {
+    EXPECT_EQ(co_await with_token.call<int>("rpc.sum", 40, 2), 42);
+    EXPECT_EQ(co_await framex::test::error_of(without.call<int>("rpc.sum", 1, 2)), framex::errc::unauthorized);
+    without.close();
+  });
+}
+
 TEST(RpcClientFramexWorker, AUnixSocketLeftByADeadWorkerIsReplacedAndALiveOneIsNot) {
   temp_dir dir;
   const std::string path = dir.at("stale.sock");

@@ -1,0 +1,176 @@
+// framex::gather and framex::map, in local mode and against a worker process,
+// on single- and multi-threaded callers (the suite also runs under TSan).
+#include "framex/fan_out.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "framex/framex.hpp"
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace fan_out_test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using framex::test::run;
+using framex::test::worker_process;
+
+std::atomic<int> running{0}, most_running{0}, started{0};
+int square_slowly(int x) {  // blocking: counts how many run at once
+  ++started;
+  const int now = ++running;
+  int seen = most_running.load();
+  while (now > seen && !most_running.compare_exchange_weak(seen, now)) {
+  }
+  std::this_thread::sleep_for(1ms);
+  --running;
+  if (x < 0) throw std::invalid_argument("negative input " + std::to_string(x));
+  return x * x;
+}
+int fan_add(int a, int b) { return a + b; }
+std::string fan_name(int x) { return "n" + std::to_string(x); }
+void fan_nothing() {}
+
+std::atomic<bool> saw_cancellation{false};
+asio::awaitable<int> wait_long() {  // async: cancellation reaches its timer
+  try {
+    co_await asio::steady_timer(co_await asio::this_coro::executor, 30s).async_wait(asio::use_awaitable);
+  } catch (const boost::system::system_error&) {
+    saw_cancellation = true;
+    throw;
+  }
+  co_return 0;
+}
+asio::awaitable<int> fail_soon() {
+  co_await asio::steady_timer(co_await asio::this_coro::executor, 10ms).async_wait(asio::use_awaitable);
+  throw std::runtime_error("the second call failed");
+}
+
+constexpr auto square = framex::remote<&square_slowly>;
+constexpr auto add = framex::remote<&fan_add>;
+
+void reset_counts() {
+  running = 0;
+  most_running = 0;
+  started = 0;
+}
+
+TEST(Gather, YieldsEachResultInArgumentOrderVoidAsMonostate) {
+  framex::runtime rt({.threads = 4});
+  const auto [sum, name, nothing, sq] = run([&] {
+    return framex::gather(add.with({.runtime = &rt}).remote(40, 2), framex::remote<&fan_name>.with({.runtime = &rt}).remote(7),
+                          framex::remote<&fan_nothing>.with({.runtime = &rt}).remote(), square.with({.runtime = &rt}).remote(9));
+  });
+  EXPECT_EQ(sum, 42);
+  EXPECT_EQ(name, "n7");
+  EXPECT_EQ(nothing, std::monostate{});
+  EXPECT_EQ(sq, 81);
+}
+
+TEST(Gather, TheFirstFailureCancelsTheRestUnlessAskedNotTo) {
+  saw_cancellation = false;
+  const auto start = framex::test::clock::now();
+  EXPECT_THROW(run([] { return framex::gather(framex::remote<&wait_long>.remote(), framex::remote<&fail_soon>.remote()); }),
+               std::runtime_error);
+  EXPECT_LT(framex::test::since(start), 20s) << "the long call was not cancelled";
+  EXPECT_TRUE(saw_cancellation.load());
+  // Without cancel_on_failure every call runs to its end: the first failure in argument order is rethrown.
+  framex::runtime rt({.threads = 2});
+  try {
+    run([&] {
+      return framex::gather({.cancel_on_failure = false}, square.with({.runtime = &rt}).remote(-1), square.with({.runtime = &rt}).remote(-2),
+                            add.with({.runtime = &rt}).remote(1, 1));
+    });
+    ADD_FAILURE() << "no failure";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "negative input -1");
+  }
+}
+
+TEST(Map, ResultsInInputOrderWithAtMostMaxInFlightRunningAndProgressCounted) {
+  framex::runtime rt({.threads = 16});
+  reset_counts();
+  std::vector<int> inputs(200);
+  for (int i = 0; i < 200; ++i) inputs[i] = i;
+  std::vector<std::size_t> progress;
+  const auto out = run([&] {
+    return framex::map(square.with({.runtime = &rt}), inputs,
+                       {.max_in_flight = 8, .on_progress = [&](std::size_t done, std::size_t total) {
+                          EXPECT_EQ(total, 200u);
+                          progress.push_back(done);
+                        }});
+  });
+  ASSERT_EQ(out.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(out[i], i * i);
+  EXPECT_LE(most_running.load(), 8);
+  EXPECT_GE(most_running.load(), 2) << "the calls did not overlap";
+  ASSERT_EQ(progress.size(), 200u);
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+  EXPECT_EQ(progress.back(), 200u);
+}
+
+TEST(Map, UnorderedTuplesSpreadOverParametersVoidAndEmptyInputs) {
+  framex::runtime rt({.threads = 4});
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  auto sums = run([&] { return framex::map(add.with({.runtime = &rt}), pairs, {.ordered = false}); });
+  std::sort(sums.begin(), sums.end());
+  EXPECT_EQ(sums, (std::vector<int>{3, 7, 11}));
+  const std::vector<std::tuple<>> three(3);
+  run([&] { return framex::map(framex::remote<&fan_nothing>.with({.runtime = &rt}), three); });
+  const std::vector<int> none;
+  EXPECT_TRUE(run([&] { return framex::map(square.with({.runtime = &rt}), none); }).empty());
+}
+
+TEST(Map, AFailureCancelsWhatIsLeftAndIsRethrown) {
+  framex::runtime rt({.threads = 4});
+  reset_counts();
+  std::vector<int> inputs(1000, 1);
+  inputs[10] = -5;
+  try {
+    run([&] { return framex::map(square.with({.runtime = &rt}), inputs, {.max_in_flight = 4}); });
+    ADD_FAILURE() << "no failure";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "negative input -5");
+  }
+  EXPECT_LT(started.load(), 1000) << "the remaining inputs were still called after the failure";
+}
+
+// A caller io_context run by four threads, calls shipped to a worker: the
+// shared counters of map and gather are touched from all of them.
+TEST(Map, ManyCallsToAWorkerFromAMultiThreadedCaller) {
+  worker_process w;
+  asio::io_context io(4);
+  framex::runtime rt(framex::test::distributed({w.address()}), io);
+  std::vector<std::tuple<int, int>> inputs;
+  for (int i = 0; i < 3000; ++i) inputs.emplace_back(i, i);
+  auto result = asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<std::tuple<std::vector<int>, int>> {
+        auto sums = co_await framex::map(add.with({.runtime = &rt}), inputs, {.max_in_flight = 64});
+        auto [a, b] = co_await framex::gather(add.with({.runtime = &rt}).remote(1, 2), add.with({.runtime = &rt}).remote(3, 4));
+        rt.shutdown();
+        co_return std::tuple{std::move(sums), a + b};
+      },
+      asio::use_future);
+  EXPECT_TRUE(framex::test::runs_to_completion(io, 4, 120s));
+  const auto [sums, gathered] = result.get();
+  ASSERT_EQ(sums.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) EXPECT_EQ(sums[i], 2 * i);
+  EXPECT_EQ(gathered, 10);
+}
+
+}  // namespace fan_out_test
