@@ -33,6 +33,7 @@
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
 //   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|rpc_client|fanout|mib|compare|tls|discovery]
+#include <framex/fan_out.hpp>
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>

@@ -1,9 +1,14 @@
 // framex/fan_out.hpp — many calls at a time: `gather` a few different ones,
-// `map` one function over a range, bounded in flight.
+// `map` one function over a range, bounded in flight, and `wait` for the
+// first of many `start`ed calls (as Ray's `ray.wait`).
 //
 // @code
 // auto [a, b] = co_await framex::gather(heavy.remote(1), scale.remote(2));
 // std::vector<int> out = co_await framex::map(heavy, inputs, {.max_in_flight = 64});
+// std::vector<framex::started<int>> calls;
+// for (int x : inputs) calls.push_back(co_await framex::start(heavy.remote(x)));
+// std::vector<std::size_t> ready = co_await framex::wait(calls, 3, 500ms);   // the first 3 done, or fewer at 500 ms
+// int first = co_await calls[ready[0]].get();
 // @endcode
 //
 // Both run their calls as coroutines on the awaiting coroutine's executor
@@ -16,11 +21,15 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -194,6 +203,113 @@ auto map(Fn fn, const Range& inputs, map_options options = {})
     for (auto& r : results) out.push_back(std::move(*r));
     co_return out;
   }
+}
+
+/// A call running on its own (see `start`): its result is taken once with
+/// `get`, from any coroutine; `wait` watches several. Dropping every copy
+/// does not stop the call: its result is then dropped. Copies share the call.
+template <class T>
+class started {
+ public:
+  /// True once the call has ended (with a result or an exception).
+  [[nodiscard]] bool ready() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->ended;
+  }
+  /// Waits for the call's end; yields its result or rethrows its exception.
+  /// Call once.
+  boost::asio::awaitable<T> get() const {
+    std::vector<std::shared_ptr<state>> one{state_};
+    const std::vector<std::size_t> ended = co_await wait_for(std::move(one), 1, std::chrono::steady_clock::duration::max());
+    if (ended.empty()) throw boost::system::system_error(boost::asio::error::operation_aborted);
+    std::lock_guard lock(state_->mutex);
+    if (state_->failure) std::rethrow_exception(state_->failure);
+    if constexpr (!std::is_void_v<T>) co_return std::move(*state_->value);
+  }
+
+  // What a started call and its handles share.
+  struct state {
+    std::mutex mutex;
+    bool ended = false;
+    std::exception_ptr failure;
+    std::optional<detail::result_slot<T>> value;
+    std::vector<std::function<void()>> waiters;  // run (once) when it ends
+  };
+  explicit started(std::shared_ptr<state> s) : state_(std::move(s)) {}
+  [[nodiscard]] const std::shared_ptr<state>& shared_state() const noexcept { return state_; }
+
+  // Waits until `n` of `calls` have ended or `limit` passes; their indexes in
+  // the order they ended (ended before the wait: in index order first). Each
+  // call's end is sent on a channel that the wait receives from, racing the
+  // time limit.
+  static boost::asio::awaitable<std::vector<std::size_t>> wait_for(std::vector<std::shared_ptr<state>> calls, std::size_t n,
+                                                                   std::chrono::steady_clock::duration limit) {
+    namespace asio = boost::asio;
+    using channel = asio::experimental::concurrent_channel<void(boost::system::error_code, std::size_t)>;
+    const auto ex = co_await asio::this_coro::executor;
+    auto ends = std::make_shared<channel>(ex, calls.size());  // room for every call's end: a send never blocks
+    n = std::min(n, calls.size());
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      std::lock_guard lock(calls[i]->mutex);
+      if (calls[i]->ended) {
+        if (out.size() < n) out.push_back(i);
+      } else {
+        calls[i]->waiters.push_back([ends, i] { (void)ends->try_send(boost::system::error_code{}, i); });
+      }
+    }
+    asio::steady_timer timer(ex);
+    timer.expires_at(limit == std::chrono::steady_clock::duration::max() ? std::chrono::steady_clock::time_point::max()
+                                                                         : std::chrono::steady_clock::now() + limit);
+    while (out.size() < n) {
+      auto [order, received, index, timed] =
+          co_await asio::experimental::make_parallel_group(ends->async_receive(asio::deferred), timer.async_wait(asio::deferred))
+              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      (void)timed;
+      if (order[0] == 1) break;  // the time limit
+      if (received) throw boost::system::system_error(received);  // cancelled
+      out.push_back(index);
+    }
+    co_return out;
+  }
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+/// Starts `call` on the awaiting coroutine's executor and returns at once,
+/// with a handle to its result.
+template <class T>
+boost::asio::awaitable<started<T>> start(boost::asio::awaitable<T> call) {
+  namespace asio = boost::asio;
+  auto s = std::make_shared<typename started<T>::state>();
+  const auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, detail::as_slot(std::move(call)), [s](std::exception_ptr e, detail::result_slot<T> v) {
+    std::vector<std::function<void()>> waiters;
+    {
+      std::lock_guard lock(s->mutex);
+      s->ended = true;
+      s->failure = e;
+      if (!e) s->value.emplace(std::move(v));
+      waiters.swap(s->waiters);
+    }
+    for (auto& w : waiters) w();
+  });
+  co_return started<T>(std::move(s));
+}
+
+/// Waits until `n` of `calls` have ended, or `limit` has passed (zero: do
+/// not wait; the default: no limit). Yields the indexes of those that ended,
+/// at most `n`, in the order they ended (those ended before the wait first,
+/// by index); take their results with `calls[i].get()`. The others run on.
+/// Honours the awaiting coroutine's cancellation.
+template <class T>
+boost::asio::awaitable<std::vector<std::size_t>> wait(const std::vector<started<T>>& calls, std::size_t n,
+                                                      std::chrono::steady_clock::duration limit = std::chrono::steady_clock::duration::max()) {
+  std::vector<std::shared_ptr<typename started<T>::state>> states;
+  states.reserve(calls.size());
+  for (const auto& c : calls) states.push_back(c.shared_state());
+  return started<T>::wait_for(std::move(states), n, limit);
 }
 
 }  // namespace framex

@@ -12,7 +12,6 @@
 #include "framex/codec.hpp"
 #include "framex/config.hpp"
 #include "framex/error.hpp"
-#include "framex/fan_out.hpp"
 #include "framex/msgpack_value.hpp"
 #include "framex/remote.hpp"
 #include "framex/resources.hpp"

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
@@ -26,6 +27,7 @@ namespace fan_out_test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
 using framex::test::run;
 using framex::test::worker_process;
 
@@ -58,6 +60,12 @@ asio::awaitable<int> wait_long() {  // async: cancellation reaches its timer
 asio::awaitable<int> fail_soon() {
   co_await asio::steady_timer(co_await asio::this_coro::executor, 10ms).async_wait(asio::use_awaitable);
   throw std::runtime_error("the second call failed");
+}
+
+asio::awaitable<int> after_ms(int ms) {
+  co_await asio::steady_timer(co_await asio::this_coro::executor, std::chrono::milliseconds(ms)).async_wait(asio::use_awaitable);
+  if (ms < 0) throw std::invalid_argument("negative delay");
+  co_return ms;
 }
 
 constexpr auto square = framex::remote<&square_slowly>;
@@ -149,6 +157,46 @@ TEST(Map, AFailureCancelsWhatIsLeftAndIsRethrown) {
   EXPECT_LT(started.load(), 1000) << "the remaining inputs were still called after the failure";
 }
 
+TEST(Wait, YieldsTheFirstCallsToEndAndLeavesTheOthersRunning) {
+  const auto [first_two, at_once, all, results] = run([]() -> asio::awaitable<
+                                                            std::tuple<std::vector<std::size_t>, std::vector<std::size_t>, std::vector<std::size_t>, std::vector<int>>> {
+    std::vector<framex::started<int>> calls;
+    for (const int ms : {3000, 10, 2500, 300, 2000}) calls.push_back(co_await framex::start(framex::remote<&after_ms>.remote(ms)));
+    auto first_two = co_await framex::wait(calls, 2);
+    auto at_once = co_await framex::wait(calls, 5, std::chrono::steady_clock::duration::zero());  // those ended by now
+    auto all = co_await framex::wait(calls, 5);
+    std::vector<int> results;
+    for (auto& c : calls) results.push_back(co_await c.get());
+    co_return std::tuple{first_two, at_once, all, results};
+  });
+  EXPECT_EQ(first_two, (std::vector<std::size_t>{1, 3}));
+  EXPECT_EQ(at_once, (std::vector<std::size_t>{1, 3}));
+  EXPECT_EQ(all, (std::vector<std::size_t>{1, 3, 4, 2, 0}));  // 1 and 3 had ended before: index order, then as they end
+  EXPECT_EQ(results, (std::vector<int>{3000, 10, 2500, 300, 2000}));
+}
+
+TEST(Wait, ATimeLimitCancellationAndAFailedCall) {
+  run([]() -> asio::awaitable<void> {
+    std::vector<framex::started<int>> calls;
+    calls.push_back(co_await framex::start(framex::remote<&after_ms>.remote(1500)));
+    calls.push_back(co_await framex::start(framex::remote<&after_ms>.remote(-1)));  // fails at once
+    const auto limited = co_await framex::wait(calls, 2, 100ms);
+    EXPECT_EQ(limited, (std::vector<std::size_t>{1}));
+    bool threw = false;
+    try {
+      co_await calls[1].get();
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    // Cancelling the awaiting coroutine ends the wait.
+    asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
+    const auto raced = co_await (framex::wait(calls, 2) || timer.async_wait(asio::use_awaitable));
+    EXPECT_EQ(raced.index(), 1u);
+    EXPECT_FALSE(calls[0].ready());
+  });
+}
+
 // A caller io_context run by four threads, calls shipped to a worker: the
 // shared counters of map and gather are touched from all of them.
 TEST(Map, ManyCallsToAWorkerFromAMultiThreadedCaller) {
@@ -162,8 +210,13 @@ TEST(Map, ManyCallsToAWorkerFromAMultiThreadedCaller) {
       [&]() -> asio::awaitable<std::tuple<std::vector<int>, int>> {
         auto sums = co_await framex::map(add.with({.runtime = &rt}), inputs, {.max_in_flight = 64});
         auto [a, b] = co_await framex::gather(add.with({.runtime = &rt}).remote(1, 2), add.with({.runtime = &rt}).remote(3, 4));
+        std::vector<framex::started<int>> started;
+        for (int i = 0; i < 200; ++i) started.push_back(co_await framex::start(add.with({.runtime = &rt}).remote(i, 1)));
+        const auto ended = co_await framex::wait(started, 200);
+        int total = 0;
+        for (const std::size_t i : ended) total += co_await started[i].get();
         rt.shutdown();
-        co_return std::tuple{std::move(sums), a + b};
+        co_return std::tuple{std::move(sums), a + b + total - 20100};
       },
       asio::use_future);
   EXPECT_TRUE(framex::test::runs_to_completion(io, 4, 120s));
