@@ -9,6 +9,7 @@
 //
 // the same calls are shipped to worker processes, which are this very program
 // started as `./quickstart --framex-worker --listen 127.0.0.1:7001`.
+#include <framex/fan_out.hpp>
 #include <framex/framex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -59,6 +60,13 @@ asio::awaitable<void> handler() {
   std::string d = co_await fetch.remote(w, "answer");           // async
   int e = co_await heavy.with({.timeout = 2s}).remote(1);       // per-call options
   int f = heavy(21);                                            // the plain call still works
+  // Many calls at once, at most 16 in flight, with a progress bar on the terminal.
+  std::vector<int> inputs(1000);
+  std::iota(inputs.begin(), inputs.end(), 0);
+  // (Options built in their own statement: GCC 12 destroys a temporary with a
+  // destructor inside a co_await expression twice.)
+  const framex::map_options options{.max_in_flight = 16, .on_progress = framex::progress_bar("map")};
+  const std::vector<int> doubled = co_await framex::map(heavy, inputs, options);
   int pid = co_await runner.remote();
   std::printf("mode                      = %s\n",
               framex::runtime::current().current_mode() == framex::mode::local ? "local" : "distributed");
@@ -68,6 +76,7 @@ asio::awaitable<void> handler() {
   std::printf("fetch.remote(w, \"answer\") = %s\n", d.c_str());
   std::printf("heavy.with(2s).remote(1)  = %d\n", e);
   std::printf("heavy(21)                 = %d\n", f);
+  std::printf("map(heavy, 0..999), sum   = %d\n", std::accumulate(doubled.begin(), doubled.end(), 0));
   std::printf("ran in                    = %s\n", pid == ::getpid() ? "this process" : "a worker process");
 }
 

@@ -193,13 +193,16 @@ class worker::impl final : public net::dispatcher {
     }
     listener_->close();
     if (registration_) registration_->drain(etcd_timeout_);  // callers that watch etcd stop routing here
-    // Every caller hears it before any refusal: a refusal that overtook the
-    // notification would send the caller's retry back here.
-    for (auto& s : listener_->sessions()) {
-      s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
-    }
+    // Every caller hears it before any refusal (a refusal that overtook the
+    // notification would send the caller's retry back here), and every call
+    // sent after the notification is refused: both are sent under the lock
+    // admission takes, so a call admitted before saw no draining, and one
+    // checked after is refused behind the notification on its connection.
     {
       std::lock_guard lock(mutex_);
+      for (auto& s : listener_->sessions()) {
+        s->send(net::notification_message("framex.draining", static_cast<std::uint64_t>(timeout.count())));
+      }
       draining_ = true;
     }
     {

@@ -1,6 +1,7 @@
 // framex/fan_out.hpp — many calls at a time: `gather` a few different ones,
 // `map` one function over a range, bounded in flight, and `wait` for the
-// first of many `start`ed calls (as Ray's `ray.wait`).
+// first of many `start`ed calls (as Ray's `ray.wait`); `progress_bar` shows a
+// `map` going.
 //
 // @code
 // auto [a, b] = co_await framex::gather(heavy.remote(1), scale.remote(2));
@@ -10,6 +11,10 @@
 // std::vector<std::size_t> ready = co_await framex::wait(calls, 3, 500ms);   // the first 3 done, or fewer at 500 ms
 // int first = co_await calls[ready[0]].get();
 // @endcode
+//
+// With GCC 12, build a `map_options` that holds an `on_progress` in its own
+// statement, not inside the `co_await` expression: GCC 12 destroys such a
+// temporary twice.
 //
 // Both run their calls as coroutines on the awaiting coroutine's executor
 // (several threads may run it) and end when every call has. The first failure
@@ -27,10 +32,15 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <cstddef>
+#include <cstdio>
+#include <string>
 #include <exception>
 #include <functional>
 #include <iterator>
@@ -204,6 +214,54 @@ auto map(Fn fn, const Range& inputs, map_options options = {})
     co_return out;
   }
 }
+
+/// A `map_options::on_progress` that draws a bar on a terminal:
+/// `label [##########..........] 512/1000  2345 calls/s  ETA 0.2 s`, redrawn
+/// at most every `every` and at the end. When `out` is not a terminal (a log
+/// file, a pipe) only the final line is written. Copies share one bar.
+class progress_bar {
+ public:
+  explicit progress_bar(std::string label = {}, std::FILE* out = stderr,
+                        std::chrono::milliseconds every = std::chrono::milliseconds(100))
+      : state_(std::make_shared<state>(std::move(label), out, every)) {}
+
+  void operator()(std::size_t done, std::size_t total) const {
+    state& s = *state_;
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(s.mutex);
+    const bool last = done >= total;
+    if (!last && (!s.terminal || now - s.drawn < s.every)) return;
+    s.drawn = now;
+    const double seconds = std::chrono::duration<double>(now - s.started).count();
+    const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0.0;
+    constexpr std::size_t width = 20;
+    const std::size_t filled = total == 0 ? width : std::min(width, done * width / total);
+    std::string bar(filled, '#');
+    bar.append(width - filled, '.');
+    std::fprintf(s.out, "%s%s%s[%s] %zu/%zu  %.0f calls/s", s.terminal ? "\r" : "", s.label.c_str(), s.label.empty() ? "" : " ",
+                 bar.c_str(), done, total, rate);
+    if (last) {
+      std::fprintf(s.out, "  %.1f s\n", seconds);
+    } else if (rate > 0) {
+      std::fprintf(s.out, "  ETA %.1f s ", static_cast<double>(total - done) / rate);
+    }
+    std::fflush(s.out);
+  }
+
+ private:
+  struct state {
+    state(std::string l, std::FILE* o, std::chrono::milliseconds e)
+        : label(std::move(l)), out(o), every(e), terminal(::isatty(::fileno(o)) == 1) {}
+    std::string label;
+    std::FILE* out;
+    std::chrono::milliseconds every;
+    bool terminal;
+    std::mutex mutex;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point drawn{};
+  };
+  std::shared_ptr<state> state_;
+};
 
 /// A call running on its own (see `start`): its result is taken once with
 /// `get`, from any coroutine; `wait` watches several. Dropping every copy

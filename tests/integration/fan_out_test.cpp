@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -129,6 +130,25 @@ TEST(Map, ResultsInInputOrderWithAtMostMaxInFlightRunningAndProgressCounted) {
   ASSERT_EQ(progress.size(), 200u);
   EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
   EXPECT_EQ(progress.back(), 200u);
+}
+
+TEST(Map, AProgressBarWritesOnlyItsFinalLineWhenNotOnATerminal) {
+  framex::runtime rt({.threads = 4});
+  std::FILE* log = std::tmpfile();
+  ASSERT_NE(log, nullptr);
+  std::vector<int> inputs(300, 2);
+  const auto out = run([&] {
+    return framex::map(square.with({.runtime = &rt}), inputs, {.on_progress = framex::progress_bar("squares", log)});
+  });
+  EXPECT_EQ(out.size(), 300u);
+  std::rewind(log);
+  char buf[256] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, log);
+  std::fclose(log);
+  const std::string text(buf, n);
+  EXPECT_EQ(text.find("squares [####################] 300/300  "), 0u) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos) << text;
 }
 
 TEST(Map, UnorderedTuplesSpreadOverParametersVoidAndEmptyInputs) {
