@@ -293,6 +293,8 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.worker.auth_timeout.count()); }},
     {"worker.drain_timeout_ms", kind::integer, [](config& c, std::string_view v) { c.worker.drain_timeout = to_ms(v); },
      [](const config& c) { return std::to_string(c.worker.drain_timeout.count()); }},
+    {"worker.actor_grace_ms", kind::integer, [](config& c, std::string_view v) { c.worker.actor_grace = to_ms(v); },
+     [](const config& c) { return std::to_string(c.worker.actor_grace.count()); }},
     {"worker.serve", kind::list, [](config& c, std::string_view v) { c.worker.serve = to_list(v); },
      [](const config& c) { return join(c.worker.serve); }},
     {"worker.insecure", kind::boolean, [](config& c, std::string_view v) { c.worker.insecure = to_bool(v); },

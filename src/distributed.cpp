@@ -52,10 +52,13 @@
 // runs on the caller's executor.
 #include "distributed.hpp"
 
+#include "framex/detail/actor.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
@@ -154,7 +157,7 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
       if (kv.key.type != msgpack::type::STR) continue;
       const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
       if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
-          kv.val.via.u64 <= static_cast<std::uint64_t>(errc::exception)) {
+          kv.val.via.u64 <= static_cast<std::uint64_t>(errc::actor_lost)) {
         code = static_cast<errc>(kv.val.via.u64);
         framex_map = true;
       } else if (key == "type" && kv.val.type == msgpack::type::STR) {
@@ -286,6 +289,10 @@ class remote_call final : public net::pending_call, public bound_completion, pub
     }
   }
 
+  // The worker it must go to (empty: any); set before it is routed.
+  [[nodiscard]] const std::string& pinned() const noexcept { return pin_; }
+  void pin(std::string address) { pin_ = std::move(address); }
+
   // What it needs of a worker (empty: nothing); set before it is routed.
   [[nodiscard]] const resource_map& needs() const noexcept { return needs_; }
   void set_needs(resource_map needs) { needs_ = std::move(needs); }
@@ -335,6 +342,7 @@ class remote_call final : public net::pending_call, public bound_completion, pub
     const call_ref self(this, false);  // the table's reference, adopted
     const msgpack::object& error = message.get().via.array.ptr[2];
     reply r;
+    if (const slot* s = slot_.load(std::memory_order_acquire)) r.worker = &s->address;
     if (error.type == msgpack::type::NIL) {
       r.result = &message.get().via.array.ptr[3];
       r.message = std::move(message);
@@ -475,6 +483,7 @@ class remote_call final : public net::pending_call, public bound_completion, pub
   std::shared_ptr<net::client> conn_;
   std::string unsent_because_;  // under conn_mutex_
   resource_map needs_;
+  std::string pin_;
   std::function<void()> release_;  // under conn_mutex_
   std::uint32_t msgid_ = 0;
   std::atomic<bool> done_{false};
@@ -665,6 +674,30 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       }
       call->set_needs(std::move(needs));
     }
+    send_off(call, timeout);
+  }
+
+  void start(const function_entry& fn, message_buffer params, clock::duration timeout, placement where,
+             const asio::any_io_executor& caller, reply_handler handler, bool notification) {
+    const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler), notification));
+    resource_map needs = fn.needs;
+    for (auto& [name, amount] : where.needs) needs[name] = std::max(needs[name], amount);
+    call->set_needs(std::move(needs));
+    call->pin(std::move(where.pin));
+    send_off(call, timeout);
+  }
+
+  std::vector<std::string> worker_addresses() {
+    std::lock_guard lock(mutex);
+    std::vector<std::string> out;
+    for (const auto& s : slots) {
+      if (!s->retired && std::find(out.begin(), out.end(), s->address) == out.end()) out.push_back(s->address);
+    }
+    return out;
+  }
+
+  void send_off(const call_ref& call, clock::duration timeout) {
+    const function_entry& fn = call->fn();
     if (timeout <= clock::duration::zero()) timeout = settings.call_timeout;
     call->arm(io, timeout, settings.connect_timeout);
     if (call->size() > settings.max_message_size) {
@@ -683,7 +716,18 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       lock.unlock();
       return call->finish(code_of(errc::cancelled), call->fn().name + ": the runtime is shutting down");
     }
-    slot* chosen = pick(call->needs());
+    slot* chosen = call->pinned().empty() ? pick(call->needs()) : pick_pinned(call->pinned());
+    if (chosen == nullptr && !call->pinned().empty()) {
+      std::string why = call->fn().name + ": the worker at " + call->pinned() + " is unreachable";
+      for (const auto& s : slots) {
+        if (s->address == call->pinned() && !s->last_error.empty()) {
+          why += " (" + s->last_error + ")";
+          break;
+        }
+      }
+      lock.unlock();
+      return call->finish(code_of(errc::worker_lost), std::move(why));
+    }
     if (chosen == nullptr) return keep_unrouted(call, lock);
     if (chosen->status == slot::state::connecting) {
       chosen->waiting.push_back(call);
@@ -741,6 +785,30 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       }
     }
     return best;
+  }
+
+  // Under the mutex: the ready slot of the worker at `address` with the
+  // fewest calls in flight, else one being connected (connecting one that
+  // is due); null when its slots are all down, or it is gone.
+  slot* pick_pinned(const std::string& address) {
+    const auto now = clock::now();
+    slot* best = nullptr;
+    slot* connecting = nullptr;
+    for (const auto& sp : slots) {
+      slot& s = *sp;
+      if (s.retired || s.address != address) continue;
+      if (s.status == slot::state::ready && !s.conn->is_open()) {
+        s.status = slot::state::down;
+        s.conn.reset();
+        s.last_error = "the connection was lost";
+        s.last_code = errc::worker_lost;
+        s.retry_at = {};
+      }
+      if (s.status == slot::state::down && s.retry_at <= now) connect(s);
+      if (s.status == slot::state::ready && (best == nullptr || s.conn->outstanding() < best->conn->outstanding())) best = &s;
+      if (s.status == slot::state::connecting && connecting == nullptr) connecting = &s;
+    }
+    return best != nullptr ? best : connecting;
   }
 
   // The amounts of `needs` that `has` lacks, as "gpu = 1" and so on; empty when none.
@@ -1029,7 +1097,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     message_buffer params(64);
     msgpack::packer<message_buffer> p(params);
     const auto functions = registered_functions();
-    p.pack_array(self.token.empty() ? 3 : 4);
+    p.pack_array(4);
     p.pack(protocol_version);
     p.pack_map(static_cast<std::uint32_t>(functions.size()));
     for (const auto* f : functions) {
@@ -1054,11 +1122,15 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
       }
       nonce worker_nonce;
       std::memcpy(worker_nonce.data(), theirs->via.bin.ptr, worker_nonce.size());
-      p.pack_map(1);
+      p.pack_map(2);
       p.pack(std::string_view("proof"));
       pack_bin(p, caller_proof(self.token, worker_nonce, ours));
       expected = worker_proof(self.token, ours, worker_nonce);
+    } else {
+      p.pack_map(1);
     }
+    p.pack(std::string_view("caller"));  // who holds actors (src/actor_table.hpp)
+    p.pack(caller_id());
     auto [answer, failed] = co_await ask(conn, "framex.hello", std::move(params), deadline, self.tls != nullptr);
     if (failed.unknown_method && self.settings.hello == hello_mode::automatic && !expected) {
       // Any msgpack-RPC server: called by method name, with this side's limit, checking no signature.
@@ -1310,6 +1382,18 @@ void distributed_runtime::start(const function_entry& fn, message_buffer params,
                                 bool notification) {
   impl_->start(fn, std::move(params), timeout, needs, caller, std::move(handler), notification);
 }
+
+void distributed_runtime::start(const function_entry& fn, message_buffer params, clock::duration timeout, placement where,
+                                const asio::any_io_executor& caller, reply_handler handler, bool notification) {
+  impl_->start(fn, std::move(params), timeout, std::move(where), caller, std::move(handler), notification);
+}
+
+void distributed_runtime::notify(const function_entry& fn, message_buffer params, std::string pin) {
+  reply_handler ignore = asio::bind_executor(impl_->io.get_executor(), [](std::error_code, reply) {});
+  impl_->start(fn, std::move(params), {}, placement{{}, std::move(pin)}, impl_->io.get_executor(), std::move(ignore), true);
+}
+
+std::vector<std::string> distributed_runtime::worker_addresses() const { return impl_->worker_addresses(); }
 
 void distributed_runtime::shutdown() noexcept { impl_->shutdown(); }
 

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "framex/config.hpp"
 #include "framex/detail/wire.hpp"
@@ -42,6 +44,22 @@ class distributed_runtime {
   void start(const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
              const resource_needs& needs, const boost::asio::any_io_executor& caller, reply_handler handler,
              bool notification = false);
+
+  /// Where a call goes: to a worker that has `needs` free, or, with `pin`
+  /// non-empty, to the worker at that address and no other (failing with
+  /// `worker_lost` at once when it is down).
+  struct placement {
+    resource_map needs;
+    std::string pin;
+  };
+  void start(const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
+             placement where, const boost::asio::any_io_executor& caller, reply_handler handler, bool notification = false);
+
+  /// Sends a notification to the worker at `pin`, if it can be sent; nobody waits.
+  void notify(const function_entry& fn, message_buffer params, std::string pin);
+
+  /// The addresses of the workers calls may go to now.
+  [[nodiscard]] std::vector<std::string> worker_addresses() const;
 
   /// Completes every pending call with `cancelled`, closes the connections and
   /// joins the I/O threads. Idempotent.

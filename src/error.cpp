@@ -22,6 +22,7 @@ class category final : public std::error_category {
       case errc::unauthorized: return "the caller is not authorized";
       case errc::exception: return "the called function threw an exception";
       case errc::no_worker: return "no worker has the resources the call needs";
+      case errc::actor_lost: return "the actor is gone";
     }
     return "unknown framex error " + std::to_string(value);
   }

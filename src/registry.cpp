@@ -45,7 +45,9 @@ const function_entry& register_function(function_entry entry) {
   entry.remote_stats = &stats_for(entry.name, true);
   const function_entry& stored = r.entries.emplace_back(std::move(entry));
   auto [it, fresh] = r.by_name.try_emplace(stored.name, &stored);
-  const bool same_function = it->second->run_blocking == stored.run_blocking && it->second->run_async == stored.run_async;
+  const bool same_function = it->second->run_blocking == stored.run_blocking && it->second->run_async == stored.run_async &&
+                             it->second->construct == stored.construct && it->second->run_on == stored.run_on &&
+                             it->second->run_async_on == stored.run_async_on;
   if (!fresh && !same_function && it->second->signature != ambiguous_signature) {
     function_entry clash;
     clash.name = stored.name;

@@ -136,7 +136,7 @@ const function_entry& method_entry(std::string_view name) {
 
 void start_rpc(rpc_state& state, const function_entry& fn, message_buffer params, std::chrono::steady_clock::duration timeout,
                const asio::any_io_executor& caller, reply_handler handler, bool notification) {
-  state.runtime->start(fn, std::move(params), timeout, {}, caller, std::move(handler), notification);
+  state.runtime->start(fn, std::move(params), timeout, resource_needs{}, caller, std::move(handler), notification);
 }
 
 void add_rpc_handler(rpc_state& state, std::string name, bool notification, rpc_handler handler) {

@@ -5,28 +5,13 @@
 #include <mutex>
 #include <thread>
 
-#include "distributed.hpp"
+#include "runtime_impl.hpp"
 #include "framex/config.hpp"
 #include "framex/detail/wire.hpp"
 #include "stats.hpp"
 #include "thread_pool.hpp"
 
 namespace framex {
-namespace detail {
-
-class runtime_impl {
- public:
-  runtime_impl(std::size_t threads, std::chrono::microseconds spin, const config* distributed_config,
-               boost::asio::io_context* io = nullptr)
-      : pool(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency()), spin) {
-    if (distributed_config != nullptr) remote.emplace(*distributed_config, io);
-  }
-
-  thread_pool pool;
-  std::optional<distributed_runtime> remote;
-};
-
-}  // namespace detail
 
 namespace {
 std::atomic<runtime*> installed{nullptr};  // the newest live scope's runtime, read without a lock
@@ -62,6 +47,8 @@ void detail::submit(runtime& rt, pool_task& task) noexcept { rt.impl_->pool.subm
 
 bool detail::is_distributed(const runtime& rt) noexcept { return rt.impl_->remote.has_value(); }
 
+detail::runtime_impl& detail::impl_of(runtime& rt) noexcept { return *rt.impl_; }
+
 void detail::start_remote(runtime& rt, const function_entry& fn, message_buffer params,
                           std::chrono::steady_clock::duration timeout, const resource_needs& needs,
                           const boost::asio::any_io_executor& caller, reply_handler handler) {
@@ -73,6 +60,7 @@ stats_snapshot stats(const runtime& rt) {
   out.mode = rt.current_mode();
   if (rt.impl_->remote) rt.impl_->remote->fill(out);
   detail::fill_function_stats(out);
+  detail::fill_actor_stats(out);
   return out;
 }
 

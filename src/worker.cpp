@@ -65,6 +65,7 @@
 
 #include "../net/server.hpp"
 #include "../net/tls.hpp"
+#include "actor_table.hpp"
 #include "auth.hpp"
 #include "etcd.hpp"
 #include "framex/detail/pool.hpp"
@@ -239,6 +240,7 @@ class worker::impl final : public net::dispatcher {
     work_.reset();
     io_.stop();
     for (auto& t : threads_) t.join();
+    actors_.clear();
   }
 
  private:
@@ -253,7 +255,10 @@ class worker::impl final : public net::dispatcher {
       if (fn_.is_async) signal = std::allocate_shared<asio::cancellation_signal>(detail::pool_allocator<asio::cancellation_signal>());
     }
 
-    ~served_call() override { owner_.finished(*this); }
+    ~served_call() override {
+      if (holds_turn) actor->turn.leave();
+      owner_.finished(*this);
+    }
 
     std::pair<net::session*, std::uint32_t> key() const noexcept { return {session_.get(), request_.msgid}; }
     bool notification() const noexcept { return request_.notification; }
@@ -263,8 +268,19 @@ class worker::impl final : public net::dispatcher {
     lane& queue() const noexcept { return *lane_; }
     // An async call's: what cancels its coroutine (a blocking one is cancelled by its flag).
     std::shared_ptr<asio::cancellation_signal> signal;
+    // An actor's call: the actor, and whether this call holds its turn.
+    std::shared_ptr<detail::hosted_actor> actor;
+    bool holds_turn = false;
+    // A spawn's: who asks, and the name it gives.
+    std::uint64_t caller = 0;
+    std::string actor_name;
 
-    const msgpack::object& params() const noexcept override { return *request_.params; }
+    // An actor's call or spawn: the arguments, past what names the actor.
+    void set_arguments(const msgpack::object& args) noexcept {
+      args_ = args;
+      has_args_ = true;
+    }
+    const msgpack::object& params() const noexcept override { return has_args_ ? args_ : *request_.params; }
 
     void succeed(message_buffer body) noexcept override {
       if (!notification() && !cancelled_.load(std::memory_order_acquire)) session_->reply(request_.msgid, std::move(body));
@@ -289,8 +305,36 @@ class worker::impl final : public net::dispatcher {
       const std::unique_ptr<served_call> self(this);
       if (stopping) {
         fail(errc::cancelled, "framex.cancelled", "the worker is shutting down");
-      } else if (!cancelled_.load(std::memory_order_acquire)) {
+      } else if (cancelled_.load(std::memory_order_acquire)) {
+        return;
+      } else if (fn_.construct != nullptr) {
+        construct();
+      } else if (actor != nullptr) {
+        if (!actor_lost()) fn_.run_on(*this, actor->object.get());
+      } else {
         fn_.run_blocking(*this);
+      }
+    }
+
+    // An actor call whose actor was killed or dropped while it waited: says so.
+    bool actor_lost() noexcept {
+      if (!actor->gone.load(std::memory_order_acquire)) return false;
+      fail(errc::actor_lost, "framex.actor_lost", actor->class_name + " actor " + std::to_string(actor->id) + " was killed or released");
+      return true;
+    }
+
+    // A spawn: makes the object and hosts it, unless the caller gave up meanwhile.
+    void construct() noexcept {
+      std::shared_ptr<void> object = fn_.construct(*this);
+      if (object == nullptr || cancelled_.load(std::memory_order_acquire)) return;
+      try {
+        const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller);
+        if (id == 0) return fail(errc::bad_arguments, "framex.bad_arguments", "an actor named \"" + actor_name + "\" exists already");
+        message_buffer body(detail::invocation::response_headroom);
+        msgpack::packer<message_buffer>(body).pack(id);
+        succeed(std::move(body));
+      } catch (...) {
+        fail(errc::exception, detail::current_exception_type(), "the worker could not host the actor");
       }
     }
 
@@ -299,7 +343,8 @@ class worker::impl final : public net::dispatcher {
     void cancel() noexcept {
       cancelled_.store(true, std::memory_order_release);
       if (fn_.is_async) {
-        asio::post(session_->executor(), [s = signal] { s->emit(asio::cancellation_type::terminal); });
+        asio::post(actor != nullptr ? asio::any_io_executor(actor->strand) : session_->executor(),
+                   [s = signal] { s->emit(asio::cancellation_type::terminal); });
       }
     }
 
@@ -310,6 +355,8 @@ class worker::impl final : public net::dispatcher {
     const function_entry& fn_;
     std::shared_ptr<lane> lane_;
     std::atomic<bool> cancelled_{false};
+    msgpack::object args_{};
+    bool has_args_ = false;
   };
 
   void on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) override {
@@ -331,13 +378,40 @@ class worker::impl final : public net::dispatcher {
       msgpack::packer<message_buffer>(body).pack_nil();
       return from->reply(msgid, std::move(body));
     }
+    if (request.method.starts_with("framex.actor.")) return manage_actor(from, request);
     // What is not served is answered as if it did not exist.
     const function_entry* fn = detail::serves(cfg_.serve, request.method) ? detail::find_function(request.method) : nullptr;
-    if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr)) {
+    if (fn == nullptr || (fn->run_blocking == nullptr && fn->run_async == nullptr && fn->construct == nullptr &&
+                          fn->run_on == nullptr && fn->run_async_on == nullptr)) {
       const std::string name(request.method);
       return refuse(errc::unknown_function, "framex.unknown_function",
                     fn == nullptr ? "no function named \"" + name + "\" is served here"
                                   : "\"" + name + "\" names several functions; give each a framex::wire_name");
+    }
+    // An actor's spawn is [caller, name, [args...]]; its calls, [id, caller, args...].
+    const msgpack::object& params = *request.params;
+    std::shared_ptr<detail::hosted_actor> actor;
+    std::uint64_t caller = 0;
+    if (!fn->actor_class.empty()) {
+      const auto u64 = [&](std::uint32_t i) {
+        return params.via.array.ptr[i].type == msgpack::type::POSITIVE_INTEGER ? params.via.array.ptr[i].via.u64 : 0;
+      };
+      const bool spawn = fn->construct != nullptr;
+      if (params.type != msgpack::type::ARRAY || params.via.array.size < 2 || u64(spawn ? 0 : 1) == 0 ||
+          (spawn && (params.via.array.size != 3 || params.via.array.ptr[1].type != msgpack::type::STR ||
+                     params.via.array.ptr[2].type != msgpack::type::ARRAY))) {
+        return refuse(errc::bad_arguments, "framex.bad_arguments",
+                      std::string(request.method) + (spawn ? ": expected [caller, name, [arguments...]]" : ": expected [actor, caller, arguments...]"));
+      }
+      caller = u64(spawn ? 0 : 1);
+      actors_.seen(from.get(), caller);
+      if (!spawn) {
+        actor = actors_.find(u64(0));
+        if (actor == nullptr || actor->class_name != fn->actor_class) {
+          return refuse(errc::actor_lost, "framex.actor_lost",
+                        "no " + fn->actor_class + " actor " + std::to_string(u64(0)) + " here: killed, released, or the worker restarted");
+        }
+      }
     }
     std::unique_ptr<served_call> call;
     {
@@ -367,16 +441,95 @@ class worker::impl final : public net::dispatcher {
       held_bytes_ += call->cost();
       from->call_started();
     }
-    if (fn->is_async) {
+    if (fn->construct != nullptr) {
+      call->caller = caller;
+      call->actor_name.assign(params.via.array.ptr[1].via.str.ptr, params.via.array.ptr[1].via.str.size);
+      call->set_arguments(params.via.array.ptr[2]);
+    } else if (actor != nullptr) {
+      msgpack::object args;
+      args.type = msgpack::type::ARRAY;
+      args.via.array.size = params.via.array.size - 2;
+      args.via.array.ptr = params.via.array.ptr + 2;
+      call->set_arguments(args);
+      call->actor = std::move(actor);
+      if (!(fn->is_async && fn->interleaves)) {  // takes its turn first
+        auto& turn = call->actor->turn;
+        if (!turn.try_enter()) {
+          return turn.wait(from->executor(), [this, c = std::move(call)](std::error_code) mutable {
+            c->holds_turn = true;
+            dispatch(std::move(c));
+          });
+        }
+        call->holds_turn = true;
+      }
+    }
+    dispatch(std::move(call));
+  }
+
+  // Runs an admitted call where its kind runs.
+  void dispatch(std::unique_ptr<served_call> call) {
+    const function_entry& fn = call->fn();
+    if (call->actor != nullptr && fn.is_async) {
+      if (call->actor_lost()) return;
       auto signal = call->signal;
-      asio::co_spawn(from->executor(), fn->run_async(std::move(call)),
+      void* object = call->actor->object.get();
+      const auto strand = call->actor->strand;
+      asio::co_spawn(strand, fn.run_async_on(std::move(call), object),
                      asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
-    } else if (fn->run_inline) {
+    } else if (fn.is_async) {
+      auto signal = call->signal;
+      const auto ex = call->session().executor();
+      asio::co_spawn(ex, fn.run_async(std::move(call)), asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
+    } else if (fn.run_inline) {
       call.release()->run(false);  // marked cheap (`framex::inline_ok`): here, on the I/O thread
     } else {
       auto& l = call->queue();
       pool_.submit(*call.release(), l);
     }
+  }
+
+  // `framex.actor.lookup [class, caller, name]` → the actor's id;
+  // `framex.actor.kill [id]` → nil; `framex.actor.release [id, caller]`, a
+  // notification: one handle of that caller's is gone. On the I/O thread.
+  void manage_actor(const std::shared_ptr<net::session>& from, const net::incoming_request& request) {
+    const msgpack::object& params = *request.params;
+    const auto arg = [&](std::uint32_t i, msgpack::type::object_type type) -> const msgpack::object* {
+      return params.type == msgpack::type::ARRAY && params.via.array.size > i && params.via.array.ptr[i].type == type ? &params.via.array.ptr[i]
+                                                                                                                      : nullptr;
+    };
+    const auto text = [](const msgpack::object* o) { return std::string_view(o->via.str.ptr, o->via.str.size); };
+    const auto answer = [&](std::optional<std::uint64_t> id) {
+      if (request.notification) return;
+      message_buffer body(detail::invocation::response_headroom);
+      msgpack::packer<message_buffer> p(body);
+      if (id) {
+        p.pack(*id);
+      } else {
+        p.pack_nil();
+      }
+      from->reply(request.msgid, std::move(body));
+    };
+    const auto fail = [&](errc code, const char* type, const std::string& message) {
+      if (!request.notification) from->reply_error(request.msgid, static_cast<int>(code), type, message);
+    };
+    const auto* first = arg(0, msgpack::type::POSITIVE_INTEGER);
+    if (request.method == "framex.actor.lookup") {
+      const auto *cls = arg(0, msgpack::type::STR), *caller = arg(1, msgpack::type::POSITIVE_INTEGER), *name = arg(2, msgpack::type::STR);
+      if (cls == nullptr || caller == nullptr || name == nullptr) return fail(errc::bad_arguments, "framex.bad_arguments", "framex.actor.lookup: expected [class, caller, name]");
+      actors_.seen(from.get(), caller->via.u64);
+      const std::uint64_t id = actors_.lookup(text(cls), text(name), caller->via.u64);
+      if (id == 0) return fail(errc::actor_lost, "framex.actor_lost", "no " + std::string(text(cls)) + " actor named \"" + std::string(text(name)) + "\" here");
+      return answer(id);
+    }
+    if (request.method == "framex.actor.kill" && first != nullptr) {
+      if (!actors_.kill(first->via.u64)) return fail(errc::actor_lost, "framex.actor_lost", "no actor " + std::to_string(first->via.u64) + " here");
+      return answer(std::nullopt);
+    }
+    if (request.method == "framex.actor.release" && first != nullptr && arg(1, msgpack::type::POSITIVE_INTEGER) != nullptr) {
+      actors_.release(first->via.u64, params.via.array.ptr[1].via.u64);
+      return answer(std::nullopt);
+    }
+    fail(errc::unknown_function, "framex.unknown_function", "no request " + std::string(request.method) + " with these arguments");
   }
 
   void cancel(net::session& from, const msgpack::object& params) {
@@ -392,6 +545,7 @@ class worker::impl final : public net::dispatcher {
   void on_session_closed(net::session& s, std::error_code why) override {
     if (net::is_tls_error(why)) log_tls_failure(s, why);
     std::lock_guard lock(mutex_);
+    actors_.session_closed(&s);
     lanes_.erase(&s);  // calls still queued keep the lane alive
     for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
   }
@@ -431,6 +585,17 @@ class worker::impl final : public net::dispatcher {
   // call and, with a token, proves the worker holds it too.
   void hello(net::session& to, std::uint32_t msgid, const msgpack::object& params) {
     auto& c = to.credentials;
+    // The caller's id as an actor holder: it is back (see src/actor_table.hpp).
+    if (params.type == msgpack::type::ARRAY && params.via.array.size >= 4 && params.via.array.ptr[3].type == msgpack::type::MAP) {
+      const auto& m = params.via.array.ptr[3].via.map;
+      for (std::uint32_t i = 0; i < m.size; ++i) {
+        const auto& kv = m.ptr[i];
+        if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == "caller" &&
+            kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 != 0) {
+          actors_.seen(&to, kv.val.via.u64);
+        }
+      }
+    }
     std::optional<detail::proof> ours;
     if (!token_.empty()) {
       std::string_view theirs;
@@ -514,6 +679,7 @@ class worker::impl final : public net::dispatcher {
   bool draining_ = false;       // new calls are refused with `overloaded`
   detail::thread_pool pool_;
   asio::io_context io_;
+  detail::actor_table actors_{io_, cfg_.actor_grace};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::optional<net::listener> listener_;
   std::shared_ptr<detail::etcd::registration> registration_;  // with an etcd:// discovery

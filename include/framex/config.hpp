@@ -179,6 +179,10 @@ struct config {
     /// Draining (SIGTERM, `worker::drain`): how long the calls a worker holds
     /// may take to finish before what is left is answered `cancelled`.
     std::chrono::milliseconds drain_timeout{10000};
+    /// Actors (framex/actor.hpp): how long a caller whose last connection
+    /// closed may take to come back before its handles count as gone, and the
+    /// actors only it held are dropped.
+    std::chrono::milliseconds actor_grace{10000};
     /// What callers may call: names, or prefixes ending in `*`
     /// (`["heavy_job", "Worker::*"]`). Empty: every registered function.
     std::vector<std::string> serve;

@@ -34,6 +34,7 @@ enum class errc : int {
   unauthorized = 9,        ///< the callee refused the caller's credentials
   exception = 10,          ///< the called function threw (see `remote_error` for its type)
   no_worker = 11,          ///< no worker has the resources the call needs
+  actor_lost = 12,         ///< the actor is gone: killed, released, or its worker was lost
 };
 
 /// The category of `framex::errc`; its name is "framex".

@@ -8,6 +8,7 @@
 // @endcode
 #pragma once
 
+#include "framex/actor.hpp"
 #include "framex/app.hpp"
 #include "framex/codec.hpp"
 #include "framex/config.hpp"

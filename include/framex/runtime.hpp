@@ -43,6 +43,8 @@ class pool_task;
 class runtime_impl;
 /// Queues `task` on `rt`'s pool; after shutdown, runs `task.run(true)` inline.
 void submit(runtime& rt, pool_task& task) noexcept;
+/// What `rt` owns, for the library's compiled parts.
+runtime_impl& impl_of(runtime& rt) noexcept;
 }  // namespace detail
 
 /// Owns the resources calls run on. Not copyable or movable: calls hold a
@@ -98,6 +100,7 @@ class runtime {
  private:
   friend void detail::submit(runtime&, detail::pool_task&) noexcept;
   friend bool detail::is_distributed(const runtime&) noexcept;
+  friend detail::runtime_impl& detail::impl_of(runtime&) noexcept;
   friend stats_snapshot stats(const runtime& rt);
   friend void detail::start_remote(runtime&, const detail::function_entry&, detail::message_buffer,
                                    std::chrono::steady_clock::duration, const resource_needs&,

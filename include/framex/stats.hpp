@@ -49,6 +49,12 @@ struct stats_snapshot {
   std::vector<worker_stats> workers;      ///< the runtime's workers (distributed mode)
   std::vector<function_stats> functions;  ///< every function called so far, by name
   std::vector<error_record> recent_errors;  ///< newest first, at most 20
+  /// Actors (framex/actor.hpp) this process made, on workers or locally.
+  std::uint64_t actors_spawned = 0;
+  /// Actors re-created after their worker was lost (`actor_options::max_restarts`).
+  std::uint64_t actor_restarts = 0;
+  /// Calls that found their actor gone (`errc::actor_lost`).
+  std::uint64_t actors_lost = 0;
 };
 
 class runtime;

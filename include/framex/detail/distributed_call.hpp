@@ -335,6 +335,18 @@ decltype(auto) object_value(O&& o) {
   }
 }
 
+// Throws what a failed call's `ec` and reply say: a `remote_error` when the
+// far side sent an error object, else a `std::system_error`.
+[[noreturn]] inline void throw_failure(std::error_code ec, reply& r, const std::string& name) {
+  if (r.error != nullptr) {
+    throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message),
+                       std::make_shared<const msgpack_value>(*r.error));
+  }
+  if (!r.error_type.empty()) throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message));
+  if (!r.error_message.empty()) throw std::system_error(ec, r.error_message);
+  throw std::system_error(ec, name);
+}
+
 // Sends a call with `start` (which forwards to `start_remote` or its like),
 // retrying `retries` times on a lost worker or overload, and decodes its result.
 template <class T, class Start>
@@ -355,15 +367,7 @@ boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, me
     if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
     break;
   }
-  if (ec) {
-    if (r.error != nullptr) {
-      throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message),
-                         std::make_shared<const msgpack_value>(*r.error));
-    }
-    if (!r.error_type.empty()) throw remote_error(static_cast<errc>(ec.value()), std::move(r.error_type), std::move(r.error_message));
-    if (!r.error_message.empty()) throw std::system_error(ec, r.error_message);
-    throw std::system_error(ec, fn.name);
-  }
+  if (ec) throw_failure(ec, r, fn.name);
   if constexpr (!std::is_void_v<T>) {
     T value{};
     try {

@@ -87,11 +87,27 @@ struct is_reference_wrapper : std::false_type {};
 template <class T>
 struct is_reference_wrapper<std::reference_wrapper<T>> : std::true_type {};
 
-// A value that can stand first in std::invoke of a member function of Class:
-// the object itself, or something that points at one.
+}  // namespace framex::detail
+namespace framex {
+template <class T>
+class actor;
+}  // namespace framex
+namespace framex::detail {
+
+// A handle to an actor (framex/actor.hpp) of class T.
+template <class O>
+struct actor_handle : std::false_type {};
+template <class T>
+struct actor_handle<actor<T>> : std::true_type {
+  using object = T;
+};
+
+// A value that can stand first in a call of a member function of Class: the
+// object itself, something that points at one, or a handle to an actor of it.
 template <class Class, class O>
 concept object_for = std::is_invocable_v<void (Class::*)() const, const std::remove_cvref_t<O>&> ||
-                     std::is_base_of_v<std::remove_cv_t<Class>, std::remove_cvref_t<O>>;
+                     std::is_base_of_v<std::remove_cv_t<Class>, std::remove_cvref_t<O>> ||
+                     std::is_base_of_v<std::remove_cv_t<Class>, typename actor_handle<std::remove_cvref_t<O>>::object>;
 
 // How the object of a member-function call is held. An object passed as an
 // lvalue is referred to (pinned); one passed as an rvalue is moved in; pointers

@@ -42,13 +42,15 @@ struct reply {
   std::string error_message;
   /// The error object is not framex's {code, type, message} map.
   bool foreign_error = false;
+  /// The address of the worker that answered; null when none did.
+  const std::string* worker = nullptr;
 };
 
 /// A call being served by a worker; implemented by the worker runtime.
 class invocation {
  public:
   virtual ~invocation() = default;
-  /// The request's params array.
+  /// The request's params array (an actor call's: the method's arguments).
   [[nodiscard]] virtual const msgpack::object& params() const noexcept = 0;
   /// Room to leave at the front of the result buffer for the response header.
   static constexpr std::size_t response_headroom = 16;
@@ -69,6 +71,18 @@ struct function_entry {
   void (*run_blocking)(invocation&) = nullptr;
   /// The same for an async function, on the worker's I/O executor.
   boost::asio::awaitable<void> (*run_async)(std::unique_ptr<invocation>) = nullptr;
+  /// An actor's constructor or method (framex/actor.hpp): the class's name;
+  /// empty for a plain function.
+  std::string actor_class;
+  /// An actor's constructor: decodes the arguments and makes the object; null
+  /// once it has reported a failure to `inv`.
+  std::shared_ptr<void> (*construct)(invocation& inv) = nullptr;
+  /// An actor's blocking method: decodes, runs on `object` and answers.
+  void (*run_on)(invocation& inv, void* object) = nullptr;
+  /// An actor's async method; `object` outlives the invocation.
+  boost::asio::awaitable<void> (*run_async_on)(std::unique_ptr<invocation> inv, void* object) = nullptr;
+  /// An async method whose calls may interleave at their `co_await`s.
+  bool interleaves = false;
   /// Its counters as a remote call (set by the registry).
   stats_cell* remote_stats = nullptr;
   /// What a worker must have to run it (see `framex::require`); set at start-up.

@@ -91,32 +91,40 @@ boost::asio::awaitable<T, Executor> await_with_deadline(boost::asio::awaitable<T
   co_return std::move(out).get();
 }
 
+// A call of an actor's method (framex/actor.hpp).
+template <auto F, class Awaitable, class... Ps, class T, class... Args>
+Awaitable call_actor(type_list<Ps...>, const call_options& options, const actor<T>& handle, Args&&... args);
+
 template <auto F, class Awaitable, class... Ps, class Object, class... Args>
 Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& object, Args&&... args) {
   using traits = fn_traits<decltype(F)>;
   using result = typename traits::result;
-  runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
-  if constexpr (distributable<F>) {
-    if (is_distributed(rt)) {
-      return call_distributed<F, typename awaited<result>::type>(rt, options, std::forward<Object>(object),
-                                                                 std::forward<Args>(args)...);
-    }
-  }
-  if constexpr (awaited<result>::is_awaitable) {
-    if (options.timeout <= std::chrono::steady_clock::duration::zero()) {
-      return invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...);
-    }
-    return await_with_deadline(invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...),
-                               options.timeout);
+  if constexpr (actor_handle<std::remove_cvref_t<Object>>::value) {
+    return call_actor<F, Awaitable>(type_list<Ps...>{}, options, object, std::forward<Args>(args)...);
   } else {
-    using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
-                                      no_object>;
-    static stats_cell& stats = stats_for(name_of<F>(), false);
-    if constexpr (inline_ok<F>) {
-      return run_inline<result>(stats, invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+    runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
+    if constexpr (distributable<F>) {
+      if (is_distributed(rt)) {
+        return call_distributed<F, typename awaited<result>::type>(rt, options, std::forward<Object>(object),
+                                                                   std::forward<Args>(args)...);
+      }
+    }
+    if constexpr (awaited<result>::is_awaitable) {
+      if (options.timeout <= std::chrono::steady_clock::duration::zero()) {
+        return invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...);
+      }
+      return await_with_deadline(invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...),
+                                 options.timeout);
     } else {
-      return run_blocking<result>(rt, options.timeout, stats,
-                                  invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+      using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
+                                        no_object>;
+      static stats_cell& stats = stats_for(name_of<F>(), false);
+      if constexpr (inline_ok<F>) {
+        return run_inline<result>(stats, invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+      } else {
+        return run_blocking<result>(rt, options.timeout, stats,
+                                    invoker<F, holder, Ps...>(std::forward<Object>(object), std::forward<Args>(args)...));
+      }
     }
   }
 }

@@ -1,0 +1,280 @@
+// Actors (framex/actor.hpp) in local mode and on worker processes: turns,
+// names, lifetime by handles (and by the caller's death), kill, a lost worker
+// and restarts. The callers are multi-threaded (the suite also runs under TSan).
+#include "framex/actor.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "framex/framex.hpp"
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace actor_test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using framex::test::error_of;
+using framex::test::run;
+using framex::test::worker_process;
+
+std::atomic<int> counters_alive{0};  // in the process the counters live in
+
+// A read-modify-write with a gap: calls that overlapped would lose updates.
+struct Counter {
+  explicit Counter(int start) : total(start) { ++counters_alive; }
+  ~Counter() { --counters_alive; }
+  Counter(const Counter&) = delete;
+  Counter& operator=(const Counter&) = delete;
+
+  int add(int n) {
+    const int before = total;
+    std::this_thread::yield();
+    total = before + n;
+    return total;
+  }
+  asio::awaitable<int> add_later(int n) {
+    const int before = total;
+    co_await asio::steady_timer(co_await asio::this_coro::executor, 100us).async_wait(asio::use_awaitable);
+    total = before + n;
+    co_return total;
+  }
+  [[nodiscard]] int get() const { return total; }
+  [[nodiscard]] int process() const { return static_cast<int>(::getpid()); }
+  int refuse(int n) { throw std::invalid_argument("refused " + std::to_string(n)); }
+  int slowly(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ++total;
+  }
+
+  int total;
+};
+
+int alive_here() { return counters_alive.load(); }
+constexpr auto alive = framex::remote<&alive_here>;
+
+constexpr auto add = framex::remote<&Counter::add>;
+constexpr auto add_later = framex::remote<&Counter::add_later>;
+constexpr auto get = framex::remote<&Counter::get>;
+constexpr auto process = framex::remote<&Counter::process>;
+constexpr auto refuse = framex::remote<&Counter::refuse>;
+constexpr auto slowly = framex::remote<&Counter::slowly>;
+
+// Runs `calls` coroutines made by `make(i)` at once on a four-threaded caller.
+template <class Make>
+void on_many_threads(int calls, Make make) {
+  asio::io_context io;
+  std::vector<std::future<void>> done;
+  for (int i = 0; i < calls; ++i) done.push_back(asio::co_spawn(io, make(i), asio::use_future));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+  for (auto& d : done) d.get();
+}
+
+// Polls `probe` until it yields `want`, for at most `within`.
+template <class Probe>
+int eventually(Probe probe, int want, std::chrono::seconds within = 20s) {
+  const auto until = framex::test::clock::now() + within;
+  int seen = probe();
+  while (seen != want && framex::test::clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+    seen = probe();
+  }
+  return seen;
+}
+
+framex::config to(std::vector<std::string> workers) {
+  auto cfg = framex::test::distributed(std::move(workers));
+  cfg.distributed.call_timeout = 30s;
+  return cfg;
+}
+
+// Calls from many threads at once give the exact sum: an actor's calls take turns.
+void exact_sums(framex::runtime& rt) {
+  const framex::runtime_scope scope(rt);
+  auto counter = run([] { return framex::spawn<Counter>(5); });
+  on_many_threads(1000, [&](int) -> asio::awaitable<void> { co_await add.remote(counter, 1); });
+  on_many_threads(200, [&](int) -> asio::awaitable<void> { co_await add_later.remote(counter, 2); });
+  EXPECT_EQ(run([&] { return get.remote(counter); }), 5 + 1000 + 400);
+  // Bound to the handle, as any member function's object.
+  EXPECT_EQ(run([&] { return add.bind(counter).remote(10); }), 1415);
+}
+
+TEST(LocalActor, CallsTakeTurnsSoConcurrentAddsGiveTheExactSum) {
+  framex::runtime rt({.threads = 4});
+  exact_sums(rt);
+  EXPECT_EQ(counters_alive.load(), 0) << "the actor outlived its handles";
+}
+
+TEST(LocalActor, NamesLookupKillAndExceptions) {
+  framex::runtime rt({.threads = 2});
+  const framex::runtime_scope scope(rt);
+  run([]() -> asio::awaitable<void> {
+    auto hits = co_await framex::spawn<Counter>({.name = "hits"}, 1);
+    EXPECT_EQ(hits.name(), "hits");
+    EXPECT_EQ(hits.where(), "local");
+    auto again = co_await framex::actor<Counter>::lookup("hits");
+    co_await add.remote(again, 2);
+    EXPECT_EQ(co_await get.remote(hits), 3);
+    EXPECT_EQ(co_await error_of(framex::spawn<Counter>({.name = "hits"}, 0)), framex::errc::bad_arguments);
+    EXPECT_EQ(co_await error_of(framex::actor<Counter>::lookup("misses")), framex::errc::actor_lost);
+    // A method's exception reaches the caller as itself; the actor lives on.
+    try {
+      co_await refuse.remote(hits, 7);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "refused 7");
+    }
+    EXPECT_EQ(co_await add.remote(hits, 1), 4);
+    co_await framex::kill(hits);
+    EXPECT_EQ(co_await error_of(get.remote(again)), framex::errc::actor_lost);
+    EXPECT_EQ(co_await error_of(framex::actor<Counter>::lookup("hits")), framex::errc::actor_lost);
+    auto reborn = co_await framex::spawn<Counter>({.name = "hits"}, 100);  // the name is free again
+    EXPECT_EQ(co_await get.remote(reborn), 100);
+    co_await framex::kill(reborn);
+  });
+  EXPECT_EQ(counters_alive.load(), 0);
+}
+
+TEST(LocalActor, ANamedActorOutlivesItsHandlesUntilKilled) {
+  framex::runtime rt({.threads = 2});
+  const framex::runtime_scope scope(rt);
+  run([] { return framex::spawn<Counter>({.name = "kept"}, 7); });  // the handle is dropped at once
+  EXPECT_EQ(counters_alive.load(), 1);
+  run([]() -> asio::awaitable<void> {
+    auto kept = co_await framex::actor<Counter>::lookup("kept");
+    EXPECT_EQ(co_await get.remote(kept), 7);
+    co_await framex::kill(kept);
+  });
+  EXPECT_EQ(counters_alive.load(), 0);
+}
+
+TEST(LocalActor, ATimedOutCallGivesTheTurnBackOnlyWhenItsBodyReturned) {
+  framex::runtime rt({.threads = 4});
+  const framex::runtime_scope scope(rt);
+  auto counter = run([] { return framex::spawn<Counter>(0); });
+  run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ(co_await error_of(slowly.with({.timeout = 50ms}).remote(counter, 300)), framex::errc::timeout);
+    // The next call waited for the first body: both increments happened, in turn.
+    EXPECT_EQ(co_await slowly.remote(counter, 0), 2);
+  });
+}
+
+class DistributedActor : public ::testing::Test {
+ protected:
+  worker_process first{0, {"FRAMEX_WORKER__ACTOR_GRACE_MS=300"}};
+  worker_process second{0, {"FRAMEX_WORKER__ACTOR_GRACE_MS=300"}};
+  // What lives on one worker: asked through a runtime that knows only it.
+  int alive_on(const worker_process& w) {
+    framex::runtime only(to({w.address()}));
+    return run([&] { return alive.with({.runtime = &only}).remote(); });
+  }
+};
+
+TEST_F(DistributedActor, LivesOnAWorkerAndItsCallsTakeTurns) {
+  framex::runtime rt(to({first.address(), second.address()}));
+  exact_sums(rt);
+  const framex::runtime_scope scope(rt);
+  run([]() -> asio::awaitable<void> {
+    auto counter = co_await framex::spawn<Counter>(0);
+    EXPECT_NE(co_await process.remote(counter), static_cast<int>(::getpid()));
+    EXPECT_NE(counter.where(), "local");
+    try {
+      co_await refuse.remote(counter, 3);
+      ADD_FAILURE() << "no exception";
+    } catch (const framex::remote_error& e) {
+      EXPECT_EQ(e.remote_type(), "std::invalid_argument");
+      EXPECT_EQ(e.remote_message(), "refused 3");
+    }
+    EXPECT_EQ(co_await add.remote(counter, 4), 4);
+  });
+}
+
+TEST_F(DistributedActor, TheLastHandleGoneTheWorkerDropsTheActor) {
+  framex::runtime rt(to({first.address()}));
+  const framex::runtime_scope scope(rt);
+  {
+    auto counter = run([] { return framex::spawn<Counter>(1); });
+    auto copy = counter;
+    EXPECT_EQ(alive_on(first), 1);
+    counter = {};
+    EXPECT_EQ(run([&] { return add.remote(copy, 1); }), 2) << "a copy of the handle still holds it";
+  }
+  EXPECT_EQ(eventually([&] { return alive_on(first); }, 0), 0);
+}
+
+TEST_F(DistributedActor, NamedActorsAreFoundFromAnotherRuntimeAndKilled) {
+  framex::runtime rt(to({first.address(), second.address()}));
+  framex::runtime other(to({second.address(), first.address()}));
+  run([&]() -> asio::awaitable<void> {
+    auto hits = co_await framex::spawn<Counter>({.name = "hits", .runtime = &rt}, 10);
+    auto found = co_await framex::actor<Counter>::lookup("hits", &other);
+    EXPECT_EQ(found.where(), hits.where());
+    EXPECT_EQ(co_await add.with({.runtime = &other}).remote(found, 5), 15);
+    EXPECT_EQ(co_await error_of(framex::spawn<Counter>({.name = "hits", .runtime = &other}, 0)), framex::errc::bad_arguments);
+    co_await framex::kill(found);
+    EXPECT_EQ(co_await error_of(get.remote(hits)), framex::errc::actor_lost);
+    EXPECT_EQ(co_await error_of(framex::actor<Counter>::lookup("hits", &rt)), framex::errc::actor_lost);
+  });
+  EXPECT_EQ(eventually([&] { return alive_on(first) + alive_on(second); }, 0), 0);
+}
+
+// The caller's side of the next test, run in a child process.
+TEST(DistributedActorChild, HoldsAnActorUntilKilled) {
+  const char* worker = std::getenv("FRAMEX_TEST_ACTOR_WORKER");
+  if (worker == nullptr) GTEST_SKIP() << "run by DistributedActor.ACallerThatDiesLosesItsActors";
+  framex::runtime rt(to({worker}));
+  auto counter = run([&] { return framex::spawn<Counter>({.runtime = &rt}, 0); });
+  std::this_thread::sleep_for(60s);  // killed long before
+}
+
+TEST_F(DistributedActor, ACallerThatDiesLosesItsActors) {
+  framex::test::child_process caller({"/proc/self/exe", "--gtest_filter=DistributedActorChild.*"},
+                                     {"FRAMEX_TEST_ACTOR_WORKER=" + first.address()});
+  ASSERT_EQ(eventually([&] { return alive_on(first); }, 1), 1) << "the child made no actor";
+  caller.kill_now();
+  EXPECT_EQ(eventually([&] { return alive_on(first); }, 0), 0) << "the dead caller's actor lives on";
+}
+
+TEST_F(DistributedActor, AWorkerLostMeansActorLostThenARestartElsewhere) {
+  framex::runtime rt(to({first.address(), second.address()}));
+  const framex::runtime_scope scope(rt);
+  const auto restarts_before = framex::stats(rt).actor_restarts;
+  auto counter = run([] { return framex::spawn<Counter>({.max_restarts = 1}, 100); });
+  EXPECT_EQ(run([&] { return add.remote(counter, 1); }), 101);
+  const std::string home = counter.where();
+  worker_process& host = home == first.address() ? first : second;
+  worker_process& spare = home == first.address() ? second : first;
+  ASSERT_EQ(home, host.address());
+  // A call in flight when the worker dies, and one made after.
+  auto in_flight = std::async(std::launch::async, [&] { return run([&] { return error_of(slowly.remote(counter, 5000)); }); });
+  std::this_thread::sleep_for(300ms);
+  host.kill_now();
+  EXPECT_EQ(in_flight.get(), framex::errc::actor_lost);
+  // The next call re-creates it on the other worker from its constructor's arguments.
+  EXPECT_EQ(run([&] { return add.remote(counter, 1); }), 101);
+  EXPECT_EQ(counter.where(), spare.address());
+  EXPECT_EQ(framex::stats(rt).actor_restarts, restarts_before + 1);
+  // Lost again, with no restart left: lost for good.
+  spare.kill_now();
+  EXPECT_EQ(run([&] { return error_of(add.remote(counter, 1)); }), framex::errc::actor_lost);
+  EXPECT_EQ(run([&] { return error_of(add.remote(counter, 1)); }), framex::errc::actor_lost);
+}
+
+}  // namespace actor_test
