@@ -33,6 +33,7 @@
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
 //   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|rpc_client|fanout|mib|compare|tls|discovery]
+#include <framex/actor.hpp>
 #include <framex/fan_out.hpp>
 #include <framex/framex.hpp>
 
@@ -112,6 +113,19 @@ int sleep_10ms() {
 }
 std::vector<std::byte> echo(std::vector<std::byte> data) { return data; }
 asio::awaitable<std::vector<std::byte>> echo_async(std::vector<std::byte> data) { co_return data; }
+
+// An actor whose method does what tiny_blocking does, on its live object.
+struct bench_actor {
+  int calls = 0;
+  int tiny(int x) {
+    ++calls;
+    return x;
+  }
+  asio::awaitable<int> tiny_async(int x) {
+    ++calls;
+    co_return x;
+  }
+};
 
 constexpr auto tiny_fn = framex::remote<&tiny>;
 constexpr auto tiny_blocking_fn = framex::remote<&tiny_blocking>;
@@ -745,6 +759,32 @@ int run_driver() {
         fmt("%.3fx", median(rpc_pp) / median(runtime_pp)));
     row("128 in flight: runtime vs rpc_client, caller io", fmt("%.0f calls/s", median(runtime_tp)),
         fmt("%.0f calls/s", median(rpc_tp)), fmt("%.3fx", median(rpc_tp) / median(runtime_tp)));
+  }
+
+  // 2c'. An actor's method against a stateless call of the same function:
+  // blocking and async, ping-pong and 128 in flight (the actor's calls take
+  // turns; the stateless ones run side by side), alternating rounds.
+  if (section("actor")) {
+    const framex::runtime_scope scope(mine);
+    auto actor = run_on_io(served(mine), [] { return framex::spawn<bench_actor>(); });
+    const auto method = [&] { return framex::remote<&bench_actor::tiny>.with({.runtime = &mine}).remote(actor, 1); };
+    const auto async_method = [&] { return framex::remote<&bench_actor::tiny_async>.with({.runtime = &mine}).remote(actor, 1); };
+    std::vector<double> stateless_pp, actor_pp, async_pp, actor_async_pp, stateless_tp, actor_tp;
+    (void)pingpong_with(served(mine), 100, method);
+    for (int r = 0; r < alternations; ++r) {
+      stateless_pp.push_back(framex_pingpong<&tiny_blocking>(mine, rounds / alternations, 1).p50_us);
+      actor_pp.push_back(pingpong_with(served(mine), rounds / alternations, method).p50_us);
+      async_pp.push_back(framex_pingpong<&tiny>(mine, rounds / alternations, 1).p50_us);
+      actor_async_pp.push_back(pingpong_with(served(mine), rounds / alternations, async_method).p50_us);
+      stateless_tp.push_back(framex_throughput<&tiny_blocking>(mine, 128, total / alternations / 4, 1));
+      actor_tp.push_back(throughput_with(served(mine), 128, total / alternations / 4, method));
+    }
+    row("ping-pong p50: blocking call vs actor method", fmt("%.1f us", median(stateless_pp)), fmt("%.1f us", median(actor_pp)),
+        fmt("%.3fx", median(actor_pp) / median(stateless_pp)));
+    row("ping-pong p50: async call vs async actor method", fmt("%.1f us", median(async_pp)), fmt("%.1f us", median(actor_async_pp)),
+        fmt("%.3fx", median(actor_async_pp) / median(async_pp)));
+    row("128 in flight: blocking call vs actor method", fmt("%.0f calls/s", median(stateless_tp)),
+        fmt("%.0f calls/s", median(actor_tp)), fmt("%.3fx", median(actor_tp) / median(stateless_tp)));
   }
 
   // 2d. framex::map against a hand-written bounded fan-out of the same calls
