@@ -190,6 +190,8 @@ rpc_client& rpc_client::operator=(rpc_client&& other) noexcept {
   return *this;
 }
 
+const asio::any_io_executor& rpc_client::executor() const noexcept { return state_->executor; }
+
 void rpc_client::close() noexcept {
   if (state_ && state_->runtime) state_->runtime->shutdown();
 }

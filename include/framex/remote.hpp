@@ -75,6 +75,8 @@ template <auto F, class Awaitable, class... Ps, class Object, class... Args>
 Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& object, Args&&... args);
 template <auto F, class Object, class... Args>
 decltype(auto) invoke_now(Object&& object, Args&&... args);
+template <class T, class Token>
+auto complete_with(boost::asio::awaitable<T> call, Token&& token);
 }  // namespace detail
 
 /// A wrapped function: see the top of this file. `Bound` is the type holding a
@@ -174,6 +176,33 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
     reject<Args...>();
   }
 
+  /// `remote(args...)` for any Asio completion token: a callback,
+  /// `asio::use_future` from a plain thread, `asio::deferred`,
+  /// `asio::as_tuple(...)`, `asio::use_awaitable`...
+  ///
+  /// Completion signature: `void(std::exception_ptr, T)`, or
+  /// `void(std::exception_ptr)` when `F` returns nothing; the exception is what
+  /// `co_await fn.remote(args...)` would throw. The handler runs on the
+  /// token's associated executor, else on a thread of Asio's system executor.
+  /// The arguments are held by the operation until it completes (non-const
+  /// lvalue reference parameters, and an object given as an lvalue, are
+  /// referred to: they must outlive it). The call starts at once, except with
+  /// `asio::deferred`, where it starts when the deferred operation is launched.
+  template <class Token>
+    requires(!needs_object)
+  auto async_remote(Ps... args, Token&& token) const {
+    return detail::complete_with(owned(*this, detail::no_object{}, detail::stored<Ps>::make(static_cast<Ps&&>(args))...),
+                                 static_cast<Token&&>(token));
+  }
+  /// As above, for an unbound member function: the object (or an actor handle) first.
+  template <class O, class Token>
+    requires(needs_object && detail::object_for<object_type, O>)
+  auto async_remote(O&& object, Ps... args, Token&& token) const {
+    using store = detail::object_store<object_type, O>;
+    return detail::complete_with(owned(*this, store::make(static_cast<O&&>(object)), detail::stored<Ps>::make(static_cast<Ps&&>(args))...),
+                                 static_cast<Token&&>(token));
+  }
+
   /// Calls `F` directly, here and now, as if it had not been wrapped.
   function_result operator()(Ps... args) const
     requires(!needs_object)
@@ -211,6 +240,19 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   [[nodiscard]] constexpr const call_options& options() const noexcept { return options_; }
 
  private:
+  // A call that owns its arguments (and its object, unless referred to).
+  template <class Held>
+  static boost::asio::awaitable<value_type> owned(basic_remote self, Held object, typename detail::stored<Ps>::type... held) {
+    auto call = [&] {  // made, then awaited: GCC 12 destroys a co_await expression's temporaries twice
+      if constexpr (std::is_same_v<Held, detail::no_object>) {
+        return self.remote(detail::stored<Ps>::get(held)...);
+      } else {
+        return self.remote(std::move(object), detail::stored<Ps>::get(held)...);
+      }
+    }();
+    co_return co_await std::move(call);
+  }
+
   [[no_unique_address]] held_bound object_{};
   call_options options_{};
 };

@@ -30,6 +30,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -217,6 +218,26 @@ class rpc_client {
   };
 
   [[nodiscard]] bound with(rpc_call_options options) const { return bound(state_, options); }
+
+  /// `call<T>(method, args...)` for any Asio completion token, the last
+  /// argument: completes with `void(std::exception_ptr, T)` (or
+  /// `void(std::exception_ptr)` for `void`) on the token's associated
+  /// executor, else the client's. The arguments are packed at once.
+  template <class T = msgpack_value, class... ArgsAndToken>
+  auto async_call(std::string_view method, ArgsAndToken&&... args_and_token) const {
+    static_assert(sizeof...(ArgsAndToken) >= 1, "framex::rpc_client::async_call: the completion token comes last");
+    auto all = std::forward_as_tuple(static_cast<ArgsAndToken&&>(args_and_token)...);
+    constexpr std::size_t n = sizeof...(ArgsAndToken) - 1;
+    auto call = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return bound::send<T>(state_, {}, false, method, std::get<I>(all)...);
+    }(std::make_index_sequence<n>{});
+    auto&& token = std::get<n>(all);
+    return boost::asio::co_spawn(boost::asio::get_associated_executor(token, executor()), std::move(call),
+                                 static_cast<std::tuple_element_t<n, std::tuple<ArgsAndToken&&...>>>(token));
+  }
+
+  /// The executor given at construction.
+  [[nodiscard]] const boost::asio::any_io_executor& executor() const noexcept;
 
   /// `with({}).call<T>(method, args...)`.
   template <class T = msgpack_value, class... Args>

@@ -6,6 +6,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -20,6 +21,14 @@
 #include "framex/detail/outcome.hpp"
 
 namespace framex::detail {
+
+// Runs `call` to its end and hands the outcome to `token`, on the token's
+// associated executor or else the system executor (see `async_remote`).
+template <class T, class Token>
+auto complete_with(boost::asio::awaitable<T> call, Token&& token) {
+  const boost::asio::any_io_executor fallback = boost::asio::system_executor();
+  return boost::asio::co_spawn(boost::asio::get_associated_executor(token, fallback), std::move(call), std::forward<Token>(token));
+}
 
 template <auto F, class Object, class... Args>
 decltype(auto) invoke_now(Object&& object, Args&&... args) {

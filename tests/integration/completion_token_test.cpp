@@ -1,0 +1,119 @@
+// async_remote and rpc_client::async_call with Asio completion tokens other
+// than use_awaitable: futures from plain threads, callbacks, deferred,
+// as_tuple, a bound executor; locally, on a worker, and on an actor.
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "framex/framex.hpp"
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace completion_token_test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using framex::test::worker_process;
+
+int twice(int x) {
+  if (x < 0) throw std::invalid_argument("negative " + std::to_string(x));
+  return 2 * x;
+}
+std::atomic<int> touched{0};
+void touch(int x) { touched += x; }
+asio::awaitable<std::string> greet(std::string name) {
+  co_await asio::steady_timer(co_await asio::this_coro::executor, 1ms).async_wait(asio::use_awaitable);
+  co_return "hello " + name;
+}
+int pid_here() { return static_cast<int>(::getpid()); }
+
+struct Tally {
+  int total = 0;
+  int add(int n) { return total += n; }
+};
+
+constexpr auto twice_fn = framex::remote<&twice>;
+constexpr auto touch_fn = framex::remote<&touch>;
+constexpr auto greet_fn = framex::remote<&greet>;
+constexpr auto tally_add = framex::remote<&Tally::add>;
+
+TEST(CompletionTokens, AFutureFromAPlainThreadCallbacksDeferredAndAsTuple) {
+  framex::runtime rt({.threads = 2});
+  const auto fn = twice_fn.with({.runtime = &rt});
+  // A future, from a thread that runs no io_context.
+  EXPECT_EQ(fn.async_remote(21, asio::use_future).get(), 42);
+  try {
+    fn.async_remote(-1, asio::use_future).get();
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "negative -1");
+  }
+  // A callback: the exception_ptr, then the value.
+  std::promise<std::pair<bool, int>> got;
+  fn.async_remote(5, [&](std::exception_ptr e, int v) { got.set_value({e != nullptr, v}); });
+  EXPECT_EQ(got.get_future().get(), (std::pair<bool, int>{false, 10}));
+  // deferred: nothing runs until it is launched.
+  touched = 0;
+  auto later = touch_fn.with({.runtime = &rt}).async_remote(3, asio::deferred);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(touched.load(), 0);
+  std::move(later)(asio::use_future).get();
+  EXPECT_EQ(touched.load(), 3);
+  // as_tuple: the outcome as one value.
+  std::promise<std::tuple<std::exception_ptr, int>> outcome;
+  fn.async_remote(-4, asio::as_tuple([&](std::tuple<std::exception_ptr, int> t) { outcome.set_value(std::move(t)); }));
+  const auto [error, value] = outcome.get_future().get();
+  EXPECT_NE(error, nullptr);
+  EXPECT_EQ(value, 0);
+}
+
+TEST(CompletionTokens, AnAsyncFunctionAndABoundExecutor) {
+  asio::io_context io;
+  std::string greeting;
+  std::thread::id ran_on;
+  greet_fn.async_remote("io", asio::bind_executor(io, [&](std::exception_ptr e, std::string s) {
+                          EXPECT_EQ(e, nullptr);
+                          greeting = std::move(s);
+                          ran_on = std::this_thread::get_id();
+                        }));
+  io.run();  // the call runs, and completes, here
+  EXPECT_EQ(greeting, "hello io");
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(CompletionTokens, OnAWorkerAnActorAndAnRpcClient) {
+  worker_process w;
+  framex::runtime rt(framex::test::distributed({w.address()}));
+  EXPECT_NE(framex::remote<&pid_here>.with({.runtime = &rt}).async_remote(asio::use_future).get(), static_cast<int>(::getpid()));
+  EXPECT_EQ(twice_fn.with({.runtime = &rt}).async_remote(8, asio::use_future).get(), 16);
+  EXPECT_THROW(twice_fn.with({.runtime = &rt}).async_remote(-8, asio::use_future).get(), framex::remote_error);
+  // An actor's method, from a plain thread.
+  auto tally = framex::test::run([&] { return framex::spawn<Tally>({.runtime = &rt}); });
+  EXPECT_EQ(tally_add.with({.runtime = &rt}).async_remote(tally, 4, asio::use_future).get(), 4);
+  EXPECT_EQ(tally_add.with({.runtime = &rt}).async_remote(tally, 5, asio::use_future).get(), 9);
+  // rpc_client: by method name, the token last; it completes on the client's executor.
+  asio::io_context io;
+  framex::rpc_client client(io.get_executor(), w.address());
+  auto doubled = client.async_call<int>(framex::detail::registration<&twice>::entry.name, 11, asio::use_future);
+  std::thread runner([&] { io.run_for(10s); });
+  EXPECT_EQ(doubled.get(), 22);
+  client.close();
+  runner.join();
+}
+
+}  // namespace completion_token_test
