@@ -122,6 +122,7 @@ struct turnstile::waiter {
 
 namespace {
 void grant(turnstile::handler h, asio::any_io_executor work, std::error_code ec) {
+  if (!work) return std::move(h)(ec);  // where the turn is given
   asio::post(work, [h = std::move(h), ec]() mutable {
     auto slot = asio::get_associated_cancellation_slot(h);
     if (slot.is_connected()) slot.clear();
@@ -138,7 +139,7 @@ bool turnstile::try_enter() noexcept {
 }
 
 void turnstile::wait(const asio::any_io_executor& ex, handler h) {
-  asio::any_io_executor work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
+  asio::any_io_executor work = ex ? asio::prefer(ex, asio::execution::outstanding_work.tracked) : ex;
   auto slot = asio::get_associated_cancellation_slot(h);
   std::unique_lock lock(mutex_);
   if (!busy_) {

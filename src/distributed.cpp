@@ -787,9 +787,10 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
     return best;
   }
 
-  // Under the mutex: the ready slot of the worker at `address` with the
-  // fewest calls in flight, else one being connected (connecting one that
-  // is due); null when its slots are all down, or it is gone.
+  // Under the mutex: the first ready slot of the worker at `address` (always
+  // the same one while it lives, so calls pinned there arrive in the order
+  // they were made), else one being connected (connecting one that is due);
+  // null when its slots are all down, or it is gone.
   slot* pick_pinned(const std::string& address) {
     const auto now = clock::now();
     slot* best = nullptr;
@@ -805,7 +806,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
         s.retry_at = {};
       }
       if (s.status == slot::state::down && s.retry_at <= now) connect(s);
-      if (s.status == slot::state::ready && (best == nullptr || s.conn->outstanding() < best->conn->outstanding())) best = &s;
+      if (s.status == slot::state::ready && best == nullptr) best = &s;
       if (s.status == slot::state::connecting && connecting == nullptr) connecting = &s;
     }
     return best != nullptr ? best : connecting;

@@ -453,9 +453,12 @@ class worker::impl final : public net::dispatcher {
       call->set_arguments(args);
       call->actor = std::move(actor);
       if (!(fn->is_async && fn->interleaves)) {  // takes its turn first
+        // The turn passes on the thread of the call before (a pool thread,
+        // for a blocking one): the next is handed to the pool from there,
+        // without a hop through the I/O thread.
         auto& turn = call->actor->turn;
         if (!turn.try_enter()) {
-          return turn.wait(from->executor(), [this, c = std::move(call)](std::error_code) mutable {
+          return turn.wait({}, [this, c = std::move(call)](std::error_code) mutable {
             c->holds_turn = true;
             dispatch(std::move(c));
           });

@@ -33,7 +33,9 @@ class turnstile {
   using handler = boost::asio::any_completion_handler<void(std::error_code)>;
   /// Takes the turn if nobody holds it.
   [[nodiscard]] bool try_enter() noexcept;
-  /// Completes `h` on `ex` when its turn comes (at once, posted, if it is free).
+  /// Completes `h` on `ex` when its turn comes (at once, posted, if it is
+  /// free). With no `ex`, `h` runs where the turn is given: in `wait`, or in
+  /// the `leave` of the call before it (so it must not leave the turn itself).
   void wait(const boost::asio::any_io_executor& ex, handler h);
   /// The holder is done.
   void leave() noexcept;
