@@ -17,11 +17,12 @@ void actor_table::seen(session_key session, std::uint64_t caller) {
 std::uint64_t actor_table::add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller) {
   std::lock_guard lock(mutex_);
   if (!name.empty() && by_name_.contains(name)) return 0;
-  if (next_id_ == 0) {
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(&next_id_), sizeof next_id_) != 1) next_id_ = 1;
-    next_id_ = (next_id_ >> 1) | 1;  // room to count up, never 0
+  // Random: an id from before a restart finds nothing, and a caller cannot
+  // guess the ids of other callers' actors from its own.
+  std::uint64_t id = 0;
+  while (id == 0 || by_id_.contains(id)) {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof id) != 1) id = ++fallback_id_;
   }
-  const std::uint64_t id = next_id_++;
   auto actor = std::make_shared<hosted_actor>(id, std::move(class_name), std::move(name), std::move(object), io_);
   actor->holders[caller] = 1;
   if (!actor->name.empty()) by_name_.emplace(actor->name, id);

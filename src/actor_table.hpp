@@ -1,7 +1,7 @@
 // Actors, worker's side: the actors a worker hosts, and who holds them.
 //
-// Each actor has an id (random start, so an id from before a restart finds
-// nothing), its class, its name if any, its object and its turn, and the
+// Each actor has an id (random, so an id from before a restart finds
+// nothing, and ids cannot be guessed), its class, its name if any, its object and its turn, and the
 // callers that hold handles to it (a count per caller process, as
 // `framex.actor.release` and spawns and lookups change it). A caller is known
 // by the id its requests carry, and by the connections they came on: when a
@@ -81,7 +81,7 @@ class actor_table {
   boost::asio::io_context& io_;
   std::chrono::milliseconds grace_;
   std::mutex mutex_;
-  std::uint64_t next_id_ = 0;
+  std::uint64_t fallback_id_ = 0;  // should the random generator fail
   std::unordered_map<std::uint64_t, std::shared_ptr<hosted_actor>> by_id_;
   std::map<std::string, std::uint64_t, std::less<>> by_name_;
   std::unordered_map<std::uint64_t, caller_state> callers_;
