@@ -8,7 +8,10 @@ namespace framex::detail {
 
 void actor_table::seen(session_key session, std::uint64_t caller) {
   std::lock_guard lock(mutex_);
-  if (!session_callers_[session].insert(caller).second) return;
+  auto& callers = session_callers_[session];
+  // A caller process has one id; a peer that claims many is held to a few.
+  if (callers.size() >= max_callers_per_session && !callers.contains(caller)) return;
+  if (!callers.insert(caller).second) return;
   auto& c = callers_[caller];
   ++c.sessions;
   ++c.epoch;
@@ -42,7 +45,7 @@ std::uint64_t actor_table::lookup(std::string_view class_name, std::string_view 
   if (named == by_name_.end()) return 0;
   const auto& actor = by_id_.at(named->second);
   if (actor->class_name != class_name) return 0;
-  ++actor->holders[caller];
+  (void)caller;  // a named actor lives until killed, whoever holds it
   return actor->id;
 }
 

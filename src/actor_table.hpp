@@ -1,15 +1,15 @@
 // Actors, worker's side: the actors a worker hosts, and who holds them.
 //
 // Each actor has an id (random, so an id from before a restart finds
-// nothing, and ids cannot be guessed), its class, its name if any, its object and its turn, and the
-// callers that hold handles to it (a count per caller process, as
-// `framex.actor.release` and spawns and lookups change it). A caller is known
-// by the id its requests carry, and by the connections they came on: when a
-// caller's last connection closes, it has `worker.actor_grace_ms` to come
-// back, after which its holds are dropped. An unnamed actor that nobody holds
-// is dropped; a named one stays until killed. A dropped or killed actor is
-// `gone`: calls that wait for its turn fail with `actor_lost`, and its object
-// is destroyed with the last call that holds it.
+// nothing, and ids cannot be guessed), its class, its name if any, its object
+// and its turn, and the callers that hold handles to it (a count per caller
+// process, as `framex.actor.release` and spawns change it). A caller is known
+// by the id its requests carry (a few per connection at most), and by the
+// connections they came on: when a caller's last connection closes, it has
+// `worker.actor_grace_ms` to come back, after which its holds are dropped. An
+// unnamed actor that nobody holds is dropped; a named one stays until killed.
+// A dropped or killed actor is `gone`: calls that wait for its turn fail with
+// `actor_lost`, and its object is destroyed with the last call that holds it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -57,7 +57,7 @@ class actor_table {
   std::uint64_t add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller);
   /// The live actor `id`, or null.
   std::shared_ptr<hosted_actor> find(std::uint64_t id);
-  /// The live actor of `class_name` called `name` (now held by `caller`): its id, or 0.
+  /// The live actor of `class_name` called `name`: its id, or 0.
   std::uint64_t lookup(std::string_view class_name, std::string_view name, std::uint64_t caller);
   /// `caller` holds one handle fewer.
   void release(std::uint64_t id, std::uint64_t caller);
@@ -78,6 +78,7 @@ class actor_table {
   std::shared_ptr<hosted_actor> drop_locked(std::unordered_map<std::uint64_t, std::shared_ptr<hosted_actor>>::iterator it);
   void expire(std::uint64_t caller, std::uint64_t epoch);
 
+  static constexpr std::size_t max_callers_per_session = 4;
   boost::asio::io_context& io_;
   std::chrono::milliseconds grace_;
   std::mutex mutex_;

@@ -295,6 +295,8 @@ const key_info keys[] = {
      [](const config& c) { return std::to_string(c.worker.drain_timeout.count()); }},
     {"worker.actor_grace_ms", kind::integer, [](config& c, std::string_view v) { c.worker.actor_grace = to_ms(v); },
      [](const config& c) { return std::to_string(c.worker.actor_grace.count()); }},
+    {"worker.max_actors", kind::integer, [](config& c, std::string_view v) { c.worker.max_actors = to_size(v); },
+     [](const config& c) { return std::to_string(c.worker.max_actors); }},
     {"worker.serve", kind::list, [](config& c, std::string_view v) { c.worker.serve = to_list(v); },
      [](const config& c) { return join(c.worker.serve); }},
     {"worker.insecure", kind::boolean, [](config& c, std::string_view v) { c.worker.insecure = to_bool(v); },

@@ -327,6 +327,9 @@ class worker::impl final : public net::dispatcher {
     void construct() noexcept {
       std::shared_ptr<void> object = fn_.construct(*this);
       if (object == nullptr || cancelled_.load(std::memory_order_acquire)) return;
+      if (owner_.actors_.size() >= owner_.cfg_.max_actors) {
+        return fail(errc::overloaded, "framex.overloaded", "the worker hosts " + std::to_string(owner_.cfg_.max_actors) + " actors already");
+      }
       try {
         const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller);
         if (id == 0) return fail(errc::bad_arguments, "framex.bad_arguments", "an actor named \"" + actor_name + "\" exists already");
@@ -397,7 +400,7 @@ class worker::impl final : public net::dispatcher {
         return params.via.array.ptr[i].type == msgpack::type::POSITIVE_INTEGER ? params.via.array.ptr[i].via.u64 : 0;
       };
       const bool spawn = fn->construct != nullptr;
-      if (params.type != msgpack::type::ARRAY || params.via.array.size < 2 || u64(spawn ? 0 : 1) == 0 ||
+      if (params.type != msgpack::type::ARRAY || params.via.array.size < 2 || u64(0) == 0 || (!spawn && u64(1) == 0) ||
           (spawn && (params.via.array.size != 3 || params.via.array.ptr[1].type != msgpack::type::STR ||
                      params.via.array.ptr[2].type != msgpack::type::ARRAY))) {
         return refuse(errc::bad_arguments, "framex.bad_arguments",

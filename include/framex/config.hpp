@@ -183,6 +183,8 @@ struct config {
     /// closed may take to come back before its handles count as gone, and the
     /// actors only it held are dropped.
     std::chrono::milliseconds actor_grace{10000};
+    /// Actors a worker hosts at once; more spawns are refused with `overloaded`.
+    std::size_t max_actors = 10000;
     /// What callers may call: names, or prefixes ending in `*`
     /// (`["heavy_job", "Worker::*"]`). Empty: every registered function.
     std::vector<std::string> serve;

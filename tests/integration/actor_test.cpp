@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "framex/framex.hpp"
+#include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -275,6 +276,46 @@ TEST_F(DistributedActor, AWorkerLostMeansActorLostThenARestartElsewhere) {
   spare.kill_now();
   EXPECT_EQ(run([&] { return error_of(add.remote(counter, 1)); }), framex::errc::actor_lost);
   EXPECT_EQ(run([&] { return error_of(add.remote(counter, 1)); }), framex::errc::actor_lost);
+}
+
+// What a peer may send that no framex caller would: each gets a clear error,
+// and the worker serves on.
+TEST(HostileActorRequests, MalformedActorRequestsGetClearErrorsAndTheWorkerServesOn) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_ACTORS=2"});
+  const std::string method = framex::detail::actor_method<&Counter::add>::name();
+  const std::string constructor = framex::detail::actor_constructor<Counter, int>::name();
+  framex::test::raw_peer peer(w.port());
+  const auto code_of_next = [&] {
+    auto r = peer.receive();
+    return r ? static_cast<int>(framex::test::error_code_of(*r)) : -1;
+  };
+  const auto code = [](framex::errc e) { return static_cast<int>(e); };
+  peer.request(1, "framex.actor.lookup", 7);  // not [class, caller, name]
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  peer.request(2, "framex.actor.kill", std::string("seven"));
+  EXPECT_EQ(code_of_next(), code(framex::errc::unknown_function));
+  peer.request(3, "framex.actor.kill", 12345);  // no such actor
+  EXPECT_EQ(code_of_next(), code(framex::errc::actor_lost));
+  peer.request(4, method, 12345, 1, 1);  // an id that names nothing
+  EXPECT_EQ(code_of_next(), code(framex::errc::actor_lost));
+  peer.request(5, method, std::string("no id"), 1, 1);
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  peer.request(6, constructor, 0, std::string(""), std::vector<int>{1});  // caller 0
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  peer.request(7, constructor, 9, std::string(""), 1);  // the arguments not an array
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  peer.request(8, constructor, 9, std::string(""), std::vector<std::string>{"one"});  // a string for the int
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  for (std::uint64_t caller = 1; caller <= 1000; ++caller) peer.request(9, "framex.actor.lookup", std::string("C"), caller, std::string("n"));
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(code_of_next(), code(framex::errc::actor_lost));
+  // At `worker.max_actors`, spawns are refused with `overloaded`.
+  framex::runtime rt(to({w.address()}));
+  run([&]() -> asio::awaitable<void> {
+    auto a = co_await framex::spawn<Counter>({.runtime = &rt}, 1);
+    auto b = co_await framex::spawn<Counter>({.runtime = &rt}, 2);
+    EXPECT_EQ(co_await error_of(framex::spawn<Counter>({.runtime = &rt}, 3)), framex::errc::overloaded);
+    EXPECT_EQ(co_await add.with({.runtime = &rt}).remote(b, 1), 3) << "the worker no longer serves its actors";
+  });
 }
 
 }  // namespace actor_test
