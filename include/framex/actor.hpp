@@ -284,15 +284,18 @@ struct actor_invoker {
 template <auto F, class T, class C, class... Ps>
 boost::asio::awaitable<T> local_actor_call(std::shared_ptr<actor_state> state, typename stored<Ps>::type... held) {
   using result = typename fn_traits<decltype(F)>::result;
-  std::shared_ptr<void> object = local_object<C>(*state);
   std::tuple<typename stored<Ps>::type...> args(std::move(held)...);
+  // The object is taken once the turn is: a call that waited while the actor
+  // was killed finds it gone.
   if constexpr (awaited<result>::is_awaitable) {
     std::optional<turn_held> turn;
     if constexpr (!actor_interleaves<C>) turn.emplace(co_await take_turn(state->turn));
+    std::shared_ptr<void> object = local_object<C>(*state);
     co_return co_await std::apply([&](auto&... a) { return std::invoke(F, *static_cast<C*>(object.get()), stored<Ps>::get(a)...); }, args);
   } else {
     static stats_cell& stats = stats_for(name_of<F>(), false);
     turn_held turn = co_await take_turn(state->turn);
+    std::shared_ptr<void> object = local_object<C>(*state);
     // Made, then awaited: GCC 12 destroys a co_await expression's temporaries twice.
     auto body = run_blocking<result>(*state->rt, {}, stats, actor_invoker<F, C, Ps...>{std::move(object), &args});
     co_return co_await std::move(body);

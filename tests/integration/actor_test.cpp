@@ -177,6 +177,20 @@ TEST(LocalActor, ATimedOutCallGivesTheTurnBackOnlyWhenItsBodyReturned) {
   });
 }
 
+TEST(LocalActor, KillEndsTheCallsWaitingForTheirTurnAndLetsTheRunningOneFinish) {
+  framex::runtime rt({.threads = 4});
+  const framex::runtime_scope scope(rt);
+  auto counter = run([] { return framex::spawn<Counter>(0); });
+  auto running = std::async(std::launch::async, [&] { return run([&] { return slowly.remote(counter, 500); }); });
+  std::this_thread::sleep_for(100ms);
+  auto waiting = std::async(std::launch::async, [&] { return run([&] { return error_of(get.remote(counter)); }); });
+  std::this_thread::sleep_for(100ms);
+  run([&] { return framex::kill(counter); });
+  EXPECT_EQ(running.get(), 1);
+  EXPECT_EQ(waiting.get(), framex::errc::actor_lost);
+  EXPECT_EQ(counters_alive.load(), 0);
+}
+
 class DistributedActor : public ::testing::Test {
  protected:
   worker_process first{0, {"FRAMEX_WORKER__ACTOR_GRACE_MS=300"}};
