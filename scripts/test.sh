@@ -30,7 +30,7 @@ jobs=$(nproc)
 
 for preset in "${presets[@]}"; do
   if [ "$preset" = fuzz ]; then
-    stage "fuzz: ${FRAMEX_FUZZ_SECONDS:-60} s per harness" bash scripts/fuzz.sh "${FRAMEX_FUZZ_SECONDS:-60}"
+    stage "fuzz: ${FRAMEX_FUZZ_SECONDS:-30} s per harness" bash scripts/fuzz.sh "${FRAMEX_FUZZ_SECONDS:-30}"
     continue
   fi
   stage "${preset}: configure" cmake --preset "$preset" --log-level=WARNING
