@@ -59,9 +59,11 @@ struct Counter {
   [[nodiscard]] int process() const { return static_cast<int>(::getpid()); }
   int refuse(int n) { throw std::invalid_argument("refused " + std::to_string(n)); }
   int slowly(int ms) {
+    ++slow_bodies;
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return ++total;
   }
+  static inline std::atomic<int> slow_bodies{0};  // begun, in this process
 
   int total;
 };
@@ -181,10 +183,12 @@ TEST(LocalActor, KillEndsTheCallsWaitingForTheirTurnAndLetsTheRunningOneFinish) 
   framex::runtime rt({.threads = 4});
   const framex::runtime_scope scope(rt);
   auto counter = run([] { return framex::spawn<Counter>(0); });
-  auto running = std::async(std::launch::async, [&] { return run([&] { return slowly.remote(counter, 500); }); });
-  std::this_thread::sleep_for(100ms);
+  const int begun = Counter::slow_bodies.load();
+  auto running = std::async(std::launch::async, [&] { return run([&] { return slowly.remote(counter, 1000); }); });
+  ASSERT_EQ(eventually([&] { return Counter::slow_bodies.load() - begun; }, 1), 1) << "the slow call never began";
+  // Killed while the slow call holds the turn: whether the next call is
+  // waiting by then or comes after, it finds the actor gone.
   auto waiting = std::async(std::launch::async, [&] { return run([&] { return error_of(get.remote(counter)); }); });
-  std::this_thread::sleep_for(100ms);
   run([&] { return framex::kill(counter); });
   EXPECT_EQ(running.get(), 1);
   EXPECT_EQ(waiting.get(), framex::errc::actor_lost);
