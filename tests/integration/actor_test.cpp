@@ -283,6 +283,8 @@ TEST_F(DistributedActor, AWorkerLostMeansActorLostThenARestartElsewhere) {
   ASSERT_EQ(home, host.address());
   // A call in flight when the worker dies, and one made after.
   auto in_flight = std::async(std::launch::async, [&] { return run([&] { return error_of(slowly.remote(counter, 5000)); }); });
+  // Time for the call to leave; the outcome is actor_lost either way (a call
+  // sent after the kill finds the worker down), so no condition is waited for.
   std::this_thread::sleep_for(300ms);
   host.kill_now();
   EXPECT_EQ(in_flight.get(), framex::errc::actor_lost);

@@ -70,7 +70,7 @@ TEST(CompletionTokens, AFutureFromAPlainThreadCallbacksDeferredAndAsTuple) {
   // deferred: nothing runs until it is launched.
   touched = 0;
   auto later = touch_fn.with({.runtime = &rt}).async_remote(3, asio::deferred);
-  std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(50ms);  // a chance to run, had it started: nothing to wait for
   EXPECT_EQ(touched.load(), 0);
   std::move(later)(asio::use_future).get();
   EXPECT_EQ(touched.load(), 3);
