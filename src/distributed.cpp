@@ -157,7 +157,7 @@ errc decode_error_object(const msgpack::object& error, reply& r) {
       if (kv.key.type != msgpack::type::STR) continue;
       const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
       if (key == "code" && kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 >= 1 &&
-          kv.val.via.u64 <= static_cast<std::uint64_t>(errc::actor_lost)) {
+          kv.val.via.u64 <= static_cast<std::uint64_t>(errc::object_unavailable)) {  // the last errc
         code = static_cast<errc>(kv.val.via.u64);
         framex_map = true;
       } else if (key == "type" && kv.val.type == msgpack::type::STR) {

@@ -23,6 +23,7 @@ class category final : public std::error_category {
       case errc::exception: return "the called function threw an exception";
       case errc::no_worker: return "no worker has the resources the call needs";
       case errc::actor_lost: return "the actor is gone";
+      case errc::object_unavailable: return "the referenced object is missing or corrupt";
     }
     return "unknown framex error " + std::to_string(value);
   }

@@ -7,6 +7,7 @@
 
 #include "runtime_impl.hpp"
 #include "framex/config.hpp"
+#include "framex/detail/object_store.hpp"
 #include "framex/detail/wire.hpp"
 #include "stats.hpp"
 #include "thread_pool.hpp"
@@ -23,10 +24,14 @@ runtime::runtime() : runtime(runtime_options{}) {}
 runtime::runtime(runtime_options options) : impl_(std::make_unique<detail::runtime_impl>(options.threads, options.spin, nullptr)) {}
 runtime::runtime(const config& cfg)
     : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads, cfg.runtime.spin,
-                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr)) {}
+                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr)) {
+  if (cfg.runtime.mode == mode::distributed) detail::configure_storage(cfg.storage);
+}
 runtime::runtime(const config& cfg, boost::asio::io_context& io)
     : impl_(std::make_unique<detail::runtime_impl>(cfg.runtime.threads, cfg.runtime.spin,
-                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr, &io)) {}
+                                                   cfg.runtime.mode == mode::distributed ? &cfg : nullptr, &io)) {
+  if (cfg.runtime.mode == mode::distributed) detail::configure_storage(cfg.storage);
+}
 runtime::~runtime() { shutdown(); }
 
 std::size_t runtime::thread_count() const noexcept { return impl_->pool.size(); }

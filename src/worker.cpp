@@ -66,6 +66,7 @@
 #include "../net/server.hpp"
 #include "../net/tls.hpp"
 #include "actor_table.hpp"
+#include "framex/detail/object_store.hpp"
 #include "auth.hpp"
 #include "etcd.hpp"
 #include "framex/detail/pool.hpp"
@@ -172,6 +173,7 @@ class worker::impl final : public net::dispatcher {
         work_(asio::make_work_guard(io_)) {
     check_exposure(cfg);
     detail::check_unambiguous();
+    detail::configure_storage(cfg.storage);
     listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg),
                       cfg.worker.max_connections, *this,
                       detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
@@ -274,6 +276,8 @@ class worker::impl final : public net::dispatcher {
     // A spawn's: who asks, and the name it gives.
     std::uint64_t caller = 0;
     std::string actor_name;
+    // A call whose result is wanted as a reference: the process to hold it.
+    std::uint64_t ref_owner = 0;
 
     // An actor's call or spawn: the arguments, past what names the actor.
     void set_arguments(const msgpack::object& args) noexcept {
@@ -283,7 +287,21 @@ class worker::impl final : public net::dispatcher {
     const msgpack::object& params() const noexcept override { return has_args_ ? args_ : *request_.params; }
 
     void succeed(message_buffer body) noexcept override {
-      if (!notification() && !cancelled_.load(std::memory_order_acquire)) session_->reply(request_.msgid, std::move(body));
+      if (notification() || cancelled_.load(std::memory_order_acquire)) return;
+      if (ref_owner != 0 && body.size() >= detail::inline_threshold()) {
+        // Asked for a reference (`remote_ref`): a large result goes to storage
+        // and the caller gets its name.
+        try {
+          const auto object = detail::spill(std::string_view(body.data(), body.size()), ref_owner);
+          message_buffer named(response_headroom);
+          msgpack::packer<message_buffer> p(named);
+          detail::pack_object_id(p, object->id());
+          body = std::move(named);
+        } catch (const std::exception& e) {
+          return fail(errc::object_unavailable, "framex.object_unavailable", fn_.name + ": the result: " + e.what());
+        }
+      }
+      session_->reply(request_.msgid, std::move(body));
     }
 
     void fail(errc code, std::string type, std::string message) noexcept override {
@@ -416,6 +434,14 @@ class worker::impl final : public net::dispatcher {
         }
       }
     }
+    // A call whose result is wanted as a reference begins with a marker naming its owner.
+    std::uint64_t as_ref_owner = 0;
+    if (fn->actor_class.empty() && params.type == msgpack::type::ARRAY && params.via.array.size > 0 &&
+        params.via.array.ptr[0].type == msgpack::type::EXT && params.via.array.ptr[0].via.ext.type() == detail::as_ref_ext_type) {
+      const auto& marker = params.via.array.ptr[0].via.ext;
+      for (std::uint32_t i = 0; marker.size == 8 && i < 8; ++i) as_ref_owner = as_ref_owner << 8 | static_cast<unsigned char>(marker.data()[i]);
+      if (as_ref_owner == 0) return refuse(errc::bad_arguments, "framex.bad_arguments", std::string(request.method) + ": a malformed result-as-reference marker");
+    }
     std::unique_ptr<served_call> call;
     {
       std::lock_guard lock(mutex_);
@@ -444,7 +470,14 @@ class worker::impl final : public net::dispatcher {
       held_bytes_ += call->cost();
       from->call_started();
     }
-    if (fn->construct != nullptr) {
+    if (fn->actor_class.empty() && as_ref_owner != 0) {
+      msgpack::object args;
+      args.type = msgpack::type::ARRAY;
+      args.via.array.size = params.via.array.size - 1;
+      args.via.array.ptr = params.via.array.ptr + 1;
+      call->set_arguments(args);
+      call->ref_owner = as_ref_owner;
+    } else if (fn->construct != nullptr) {
       call->caller = caller;
       call->actor_name.assign(params.via.array.ptr[1].via.str.ptr, params.via.array.ptr[1].via.str.size);
       call->set_arguments(params.via.array.ptr[2]);

@@ -77,6 +77,8 @@ class temp_dir {
   }
   temp_dir(const temp_dir&) = delete;
   temp_dir& operator=(const temp_dir&) = delete;
+  /// The directory.
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   /// The path of `name` in the directory.
   [[nodiscard]] std::string at(const std::string& name) const { return (path_ / name).string(); }
   /// Writes `content` and a newline to `name`; returns its path.

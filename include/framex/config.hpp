@@ -239,6 +239,25 @@ struct config {
     std::string dashboard_key;
   } auth;
 
+  /// Object references (framex/object_ref.hpp), distributed mode.
+  struct storage_section {
+    /// The directory spilled objects are written to and read from: every
+    /// caller and worker of a cluster must see the same one (a network file
+    /// system past one machine). Each process writes only under
+    /// `PATH/<its id>/`. Empty: `framex-objects` in the system's temporary
+    /// directory.
+    std::string path;
+    /// A value packed to fewer bytes than this travels inline, in each call
+    /// that uses it; a larger one is written to `path` once.
+    std::size_t inline_threshold = std::size_t{1} << 20;
+    /// The objects of a process that stopped refreshing its `.alive` file
+    /// this long ago (it died) are deleted by any other.
+    std::chrono::milliseconds orphan_ttl{600000};
+    /// Decoded objects a process keeps, by the size of their files; the
+    /// least recently used ones not in use are dropped beyond it.
+    std::size_t cache_bytes = std::size_t{1} << 30;
+  } storage;
+
   struct log_section {
     std::string level = "info";
   } log;

@@ -35,6 +35,7 @@ enum class errc : int {
   exception = 10,          ///< the called function threw (see `remote_error` for its type)
   no_worker = 11,          ///< no worker has the resources the call needs
   actor_lost = 12,         ///< the actor is gone: killed, released, or its worker was lost
+  object_unavailable = 13, ///< a referenced object is missing from storage, or corrupt
 };
 
 /// The category of `framex::errc`; its name is "framex".

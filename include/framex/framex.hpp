@@ -14,6 +14,7 @@
 #include "framex/config.hpp"
 #include "framex/error.hpp"
 #include "framex/msgpack_value.hpp"
+#include "framex/object_ref.hpp"
 #include "framex/remote.hpp"
 #include "framex/resources.hpp"
 #include "framex/rpc_client.hpp"

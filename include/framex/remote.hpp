@@ -30,6 +30,7 @@
 
 #include "framex/detail/distributed_call.hpp"
 #include "framex/detail/signature.hpp"
+#include "framex/object_ref.hpp"
 #include "framex/resources.hpp"
 #include "framex/runtime.hpp"
 
@@ -77,6 +78,40 @@ template <auto F, class Object, class... Args>
 decltype(auto) invoke_now(Object&& object, Args&&... args);
 template <class T, class Token>
 auto complete_with(boost::asio::awaitable<T> call, Token&& token);
+
+// An object reference standing for a parameter of type `P` (by value or const reference).
+template <class A, class P>
+concept ref_for = is_object_ref<std::remove_cvref_t<A>> && !(std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>) &&
+                  std::is_same_v<typename std::remove_cvref_t<A>::value_type, decoded_t<P>>;
+
+// What a local call with references holds for a parameter of type `P`
+// until `F` runs: the referred value, or the argument as stored.
+template <class T>
+struct held_ref {
+  std::shared_ptr<const T> value;
+};
+template <class P, class A>
+auto hold_for(A&& a) {
+  if constexpr (ref_for<A, P>) {
+    return held_ref<decoded_t<P>>{a.share()};
+  } else if constexpr (std::is_reference_v<P>) {
+    return stored<P>::make(static_cast<P>(a));
+  } else {
+    return stored<P>::make(P(static_cast<A&&>(a)));
+  }
+}
+template <class P, class T>
+decltype(auto) give(held_ref<T>& held) {
+  if constexpr (std::is_reference_v<P>) {
+    return static_cast<const T&>(*held.value);
+  } else {
+    return T(*held.value);
+  }
+}
+template <class P, class H>
+decltype(auto) give(H& held) {
+  return stored<P>::get(held);
+}
 }  // namespace detail
 
 /// A wrapped function: see the top of this file. `Bound` is the type holding a
@@ -111,6 +146,29 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   static void accept(O&&, Ps...);
   template <class... Args>
   static constexpr bool fits = requires(Args&&... a) { accept(static_cast<Args&&>(a)...); };
+  // Calls passing an `object_ref<T>` (one at least) where `F` takes a `T`.
+  template <class... Args>
+  static consteval bool takes_refs() {
+    if constexpr (sizeof...(Args) != sizeof...(Ps)) {
+      return false;
+    } else {
+      return (detail::ref_for<Args, Ps> || ...) && ((detail::ref_for<Args, Ps> || std::is_convertible_v<Args&&, Ps>) && ...);
+    }
+  }
+  template <class O, class... Args>
+  static consteval bool member_takes_refs() {
+    return detail::object_for<object_type, O> && !detail::actor_handle<std::remove_cvref_t<O>>::value && takes_refs<Args...>();
+  }
+  template <class... Args>
+  static consteval bool refs_fit() {
+    if constexpr (!needs_object) {
+      return takes_refs<Args...>();
+    } else if constexpr (sizeof...(Args) == 0) {
+      return false;
+    } else {
+      return member_takes_refs<Args...>();
+    }
+  }
 
   // Fails to compile, naming F and the argument that does not fit.
   template <class... Args>
@@ -169,9 +227,57 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
     return detail::start_call<F, awaitable_type>(detail::type_list<Ps...>{}, options_, static_cast<O&&>(object), static_cast<Ps&&>(args)...);
   }
 
+  /// As above, with an `object_ref<T>` (framex/object_ref.hpp) for one or
+  /// more parameters of type `T` or `const T&`. In distributed mode a spilled
+  /// reference travels as its name and the worker reads the object from
+  /// storage (once, then from its cache); in local mode `F` gets the value.
+  template <class... Args>
+    requires(!needs_object && refs_fit<Args...>())
+  awaitable_type remote(Args&&... args) const {
+    if constexpr (detail::distributable<F>) {
+      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      if (detail::is_distributed(rt)) return detail::call_distributed<F, value_type>(rt, options_, object_, static_cast<Args&&>(args)...);
+    }
+    return with_values(*this, detail::no_object{}, detail::hold_for<Ps>(static_cast<Args&&>(args))...);
+  }
+  template <class O, class... Args>
+    requires(needs_object && refs_fit<O, Args...>())
+  awaitable_type remote(O&& object, Args&&... args) const {
+    if constexpr (detail::distributable<F>) {
+      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      if (detail::is_distributed(rt)) return detail::call_distributed<F, value_type>(rt, options_, static_cast<O&&>(object), static_cast<Args&&>(args)...);
+    }
+    using store = detail::object_store<object_type, O>;
+    return with_values(*this, store::make(static_cast<O&&>(object)), detail::hold_for<Ps>(static_cast<Args&&>(args))...);
+  }
+
+  /// As `remote(args...)`, with the result as a reference (`co_await`
+  /// yields `object_ref<T>`): in distributed mode a result packed to
+  /// `storage.inline_threshold` bytes or more is written to storage by the
+  /// worker, and only its name comes back, so the next call can pass it on
+  /// without the data crossing this process. In local mode the reference holds
+  /// the result. Not for actor methods.
+  template <class... Args>
+    requires(!std::is_void_v<value_type> && (fits<Args...> || refs_fit<Args...>()))
+  boost::asio::awaitable<object_ref<value_type>> remote_ref(Args&&... args) const {
+    if constexpr (detail::distributable<F>) {
+      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      if (detail::is_distributed(rt)) {
+        if constexpr (needs_object) {
+          return [&]<class O, class... Rest>(O&& object, Rest&&... rest) {
+            return detail::call_distributed<F, object_ref<value_type>>(rt, options_, static_cast<O&&>(object), static_cast<Rest&&>(rest)...);
+          }(static_cast<Args&&>(args)...);
+        } else {
+          return detail::call_distributed<F, object_ref<value_type>>(rt, options_, object_, static_cast<Args&&>(args)...);
+        }
+      }
+    }
+    return held_as_ref(remote(static_cast<Args&&>(args)...));
+  }
+
   /// Catches calls whose arguments do not fit, to say which argument and why.
   template <class... Args>
-    requires(!fits<Args...>)
+    requires(!fits<Args...> && !refs_fit<Args...>())
   void remote(Args&&...) const {
     reject<Args...>();
   }
@@ -215,7 +321,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
     return std::invoke(F, static_cast<O&&>(object), static_cast<Ps&&>(args)...);
   }
   template <class... Args>
-    requires(!fits<Args...>)
+    requires(!fits<Args...> && !refs_fit<Args...>())
   void operator()(Args&&...) const {
     reject<Args...>();
   }
@@ -251,6 +357,26 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
       }
     }();
     co_return co_await std::move(call);
+  }
+
+  // A local call with references: holds each referred value while `F` runs.
+  template <class Held, class... H>
+  static awaitable_type with_values(basic_remote self, Held object, H... held) {
+    auto call = [&] {
+      if constexpr (std::is_same_v<Held, detail::no_object>) {
+        return self.remote(detail::give<Ps>(held)...);
+      } else {
+        return self.remote(std::move(object), detail::give<Ps>(held)...);
+      }
+    }();
+    co_return co_await std::move(call);
+  }
+
+  // A local call's result, as a reference holding it.
+  static boost::asio::awaitable<object_ref<value_type>> held_as_ref(awaitable_type call) {
+    value_type value = co_await std::move(call);
+    auto held = std::make_shared<const value_type>(std::move(value));
+    co_return detail::ref_access<value_type>::make(std::move(held), nullptr);
   }
 
   [[no_unique_address]] held_bound object_{};

@@ -24,6 +24,7 @@
 
 #include "framex/codec.hpp"
 #include "framex/msgpack_value.hpp"
+#include "framex/detail/object_store.hpp"
 #include "framex/detail/signature.hpp"
 #include "framex/detail/wire.hpp"
 
@@ -202,22 +203,25 @@ bool decode_arguments(invocation& inv, Holder& args, const std::string& name, bo
                    (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
       return false;
     }
-    std::apply([&](auto&... a) { ((codec<std::remove_cvref_t<decltype(a)>>::unpack(params.via.array.ptr[position], a), ++position), ...); },
-               args);
+    std::apply([&](auto&... a) { ((unpack_argument(params.via.array.ptr[position], a), ++position), ...); }, args);
     return true;
   } catch (...) {
     std::string why;
+    errc code = errc::bad_arguments;
     try {
       throw;
     } catch (const decode_error& e) {
       why = e.what();
+    } catch (const std::system_error& e) {
+      if (e.code() == errc::object_unavailable) code = errc::object_unavailable;  // a referenced object missing or corrupt
+      why = code == errc::object_unavailable ? std::string(e.what()) : current_exception_type() + ": " + e.what();
     } catch (const std::exception& e) {
       why = current_exception_type() + ": " + e.what();
     } catch (...) {
       why = current_exception_type();
     }
     const std::string which = is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (is_member ? 1 : 0) + 1);
-    inv.fail(errc::bad_arguments, "framex.bad_arguments", name + ": " + which + ": " + why);
+    inv.fail(code, code == errc::bad_arguments ? "framex.bad_arguments" : "framex.object_unavailable", name + ": " + which + ": " + why);
     return false;
   }
 }
@@ -352,7 +356,8 @@ decltype(auto) object_value(O&& o) {
 template <class T, class Start>
 boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, message_buffer params,
                                        std::chrono::steady_clock::duration timeout, unsigned retries,
-                                       resource_needs needs) {  // by value: the call options are gone when it runs
+                                       resource_needs needs,  // by value: the call options are gone when it runs
+                                       std::vector<std::shared_ptr<const spilled_object>> keep = {}) {  // the objects its arguments refer to
   static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
   std::error_code ec;
   reply r;
@@ -367,6 +372,7 @@ boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, me
     if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
     break;
   }
+  keep.clear();
   if (ec) throw_failure(ec, r, fn.name);
   if constexpr (!std::is_void_v<T>) {
     T value{};
@@ -379,23 +385,46 @@ boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, me
   }
 }
 
-/// Packs a call of `F` and ships it to a worker of `rt`.
+// Packs an argument for a parameter of type `P`: an object reference as a
+// reference (its name when spilled, kept in `keep` until the call ends),
+// anything else as `P`'s value.
+template <class P, class A>
+void pack_argument(msgpack::packer<message_buffer>& p, const A& arg, std::vector<std::shared_ptr<const spilled_object>>& keep) {
+  if constexpr (is_object_ref<A>) {
+    codec<A>::pack(p, arg);
+    if (arg.spilled()) keep.push_back(ref_access<typename A::value_type>::spilled(arg));
+  } else {
+    codec<decoded_t<P>>::pack(p, arg);
+  }
+}
+
+/// Packs a call of `F` and ships it to a worker of `rt`. `T`, the result:
+/// `object_ref<V>` for a call of a function returning `V` asks the worker
+/// for its result as a reference (`remote_ref`).
 template <auto F, class T, class Options, class Object, class... Args>
 boost::asio::awaitable<T> call_distributed(runtime& rt, const Options& options, Object&& object, Args&&... args) {
   using traits = fn_traits<decltype(F)>;
+  constexpr bool as_ref = is_object_ref<T> && !is_object_ref<typename awaited<typename traits::result>::type>;
   const function_entry& fn = registration<F>::entry;
   message_buffer params(request_headroom(fn));
   msgpack::packer<message_buffer> p(params);
-  p.pack_array(static_cast<std::uint32_t>(served<F, traits>::arity));
+  p.pack_array(static_cast<std::uint32_t>(served<F, traits>::arity + (as_ref ? 1 : 0)));
+  if constexpr (as_ref) {
+    char owner[8];
+    put_u64(owner, caller_id());
+    p.pack_ext(sizeof owner, as_ref_ext_type);
+    p.pack_ext_body(owner, sizeof owner);
+  }
   if constexpr (traits::is_member) {
     codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
   }
-  (codec<decoded_t<Args>>::pack(p, args), ...);
+  std::vector<std::shared_ptr<const spilled_object>> keep;
+  [&]<class... Ps>(type_list<Ps...>) { (pack_argument<Ps>(p, args, keep), ...); }(typename traits::params{});
   const auto start = [&rt](const function_entry& f, message_buffer b, std::chrono::steady_clock::duration t, const resource_needs& n,
                            const boost::asio::any_io_executor& caller, reply_handler h) {
     start_remote(rt, f, std::move(b), t, n, caller, std::move(h));
   };
-  return await_remote<T>(start, fn, std::move(params), options.timeout, options.retries, options.resources);
+  return await_remote<T>(start, fn, std::move(params), options.timeout, options.retries, options.resources, std::move(keep));
 }
 
 }  // namespace detail

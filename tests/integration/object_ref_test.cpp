@@ -1,0 +1,277 @@
+// Object references (framex/object_ref.hpp): inline or spilled by size,
+// resolved by worker processes from a storage directory the test makes (each
+// object read once per worker), results as references, cleanup, and clear
+// errors for missing or corrupt objects and for workers that do not share the
+// directory.
+#include "framex/object_ref.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "framex/fan_out.hpp"
+#include "framex/framex.hpp"
+#include "support.hpp"
+#include "worker_process.hpp"
+
+namespace object_ref_test {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using bytes = std::vector<std::uint8_t>;
+using framex::test::run;
+using framex::test::worker_process;
+
+bytes pattern(std::size_t n, std::uint8_t seed) {
+  bytes b(n);
+  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(i * 31 + seed);
+  return b;
+}
+
+std::uint64_t checksum(const bytes& b, int salt) { return std::accumulate(b.begin(), b.end(), std::uint64_t{0}) + static_cast<std::uint64_t>(salt); }
+asio::awaitable<std::uint64_t> checksum_async(const bytes& b, int salt) { co_return checksum(b, salt); }
+bytes make_bytes(std::uint64_t n, int seed) { return pattern(n, static_cast<std::uint8_t>(seed)); }
+bytes reversed(bytes b) {
+  std::reverse(b.begin(), b.end());
+  return b;
+}
+int worker_pid() { return static_cast<int>(::getpid()); }
+std::uint64_t objects_read_here() { return framex::storage_counters().objects_read; }
+
+constexpr auto score = framex::remote<&checksum>;
+constexpr auto score_async = framex::remote<&checksum_async>;
+constexpr auto make = framex::remote<&make_bytes>;
+constexpr auto reverse = framex::remote<&reversed>;
+constexpr auto pid_of = framex::remote<&worker_pid>;
+constexpr auto reads = framex::remote<&objects_read_here>;
+
+constexpr std::size_t threshold = 4096;
+
+// A storage directory for the test and the workers.
+struct storage {
+  framex::test::temp_dir dir;
+  [[nodiscard]] std::string path() const { return dir.path().string(); }
+  [[nodiscard]] std::string env() const { return "FRAMEX_STORAGE__PATH=" + path(); }
+  [[nodiscard]] fs::path file_of(const std::string& name) const {
+    for (const auto& owner : fs::directory_iterator(dir.path())) {
+      if (fs::exists(owner.path() / name)) return owner.path() / name;
+    }
+    return {};
+  }
+};
+
+framex::config to(const std::vector<std::string>& workers, const storage& s) {
+  auto cfg = framex::test::distributed(workers);
+  cfg.storage.path = s.path();
+  cfg.storage.inline_threshold = threshold;
+  return cfg;
+}
+
+std::vector<std::string> env_for(const storage& s) {
+  return {s.env(), "FRAMEX_STORAGE__INLINE_THRESHOLD=" + std::to_string(threshold)};
+}
+
+// How many objects the worker at `address` has read from storage.
+std::uint64_t reads_of(const std::string& address, const storage& s) {
+  framex::runtime rt(to({address}, s));
+  const framex::runtime_scope scope(rt);
+  return run([&]() -> asio::awaitable<std::uint64_t> { co_return co_await reads.with({.runtime = &rt}).remote(); });
+}
+
+TEST(ObjectRef, LocalModeHoldsTheValueAndWritesNothing) {
+  framex::runtime rt;
+  const framex::runtime_scope scope(rt);
+  const auto written = framex::storage_counters().objects_written;
+  run([&]() -> asio::awaitable<void> {
+    const bytes big = pattern(1 << 21, 7);
+    auto ref = co_await framex::put(big);
+    EXPECT_FALSE(ref.spilled());
+    EXPECT_EQ(co_await score.remote(ref, 3), checksum(big, 3));
+    EXPECT_EQ(co_await score_async.remote(ref, 4), checksum(big, 4));
+    EXPECT_EQ(co_await framex::get(ref), big);
+    auto result = co_await make.remote_ref(100, 1);
+    EXPECT_FALSE(result.spilled());
+    EXPECT_EQ(co_await framex::get(result), pattern(100, 1));
+    EXPECT_EQ(co_await reverse.remote(result), reversed(pattern(100, 1)));
+  });
+  EXPECT_EQ(framex::storage_counters().objects_written, written);
+}
+
+TEST(ObjectRef, SmallValuesTravelInlineAndLargeOnesAreWrittenOnce) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  run([&]() -> asio::awaitable<void> {
+    const auto written = framex::storage_counters().objects_written;
+    auto small = co_await framex::put(pattern(100, 1));
+    EXPECT_FALSE(small.spilled());
+    EXPECT_EQ(framex::storage_counters().objects_written, written);
+    EXPECT_EQ(co_await score.remote(small, 1), checksum(pattern(100, 1), 1));
+
+    const bytes value = pattern(threshold * 4, 2);
+    auto big = co_await framex::put(value);
+    EXPECT_TRUE(big.spilled());
+    EXPECT_EQ(framex::storage_counters().objects_written, written + 1);
+    EXPECT_TRUE(fs::exists(s.file_of(big.name()))) << big.name();
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(co_await score.remote(big, i), checksum(value, i));
+    EXPECT_EQ(co_await score_async.remote(big, 9), checksum(value, 9));
+    EXPECT_EQ(co_await framex::get(big), value);
+  });
+  EXPECT_EQ(reads_of(w.address(), s), 1u) << "the worker read the object more than once";
+}
+
+// The case: a 64 MiB array used by 20 calls over 2 workers is read
+// from storage at most once by each.
+TEST(ObjectRef, ALargeObjectIsReadOncePerWorker) {
+  storage s;
+  worker_process a(0, env_for(s)), b(0, env_for(s));
+  framex::runtime rt(to({a.address(), b.address()}, s));
+  const framex::runtime_scope scope(rt);
+  const bytes value = pattern(std::size_t{64} << 20, 3);
+  run([&]() -> asio::awaitable<void> {
+    auto ref = co_await framex::put(value);
+    EXPECT_TRUE(ref.spilled());
+    std::vector<framex::started<std::uint64_t>> calls;
+    for (int i = 0; i < 20; ++i) calls.push_back(co_await framex::start(score.remote(ref, i)));
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(co_await calls[static_cast<std::size_t>(i)].get(), checksum(value, i));
+  });
+  const auto read_a = reads_of(a.address(), s), read_b = reads_of(b.address(), s);
+  EXPECT_LE(read_a, 1u);
+  EXPECT_LE(read_b, 1u);
+  EXPECT_GE(read_a + read_b, 1u);
+}
+
+TEST(ObjectRef, AResultAsAReferenceGoesFromWorkerToWorkerThroughStorage) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  run([&]() -> asio::awaitable<void> {
+    const auto read_here = framex::storage_counters().objects_read;
+    auto made = co_await make.remote_ref(threshold * 8, 5);
+    EXPECT_TRUE(made.spilled());
+    EXPECT_TRUE(fs::exists(s.file_of(made.name())));
+    auto turned = co_await reverse.remote_ref(made);
+    EXPECT_TRUE(turned.spilled());
+    EXPECT_EQ(co_await score.remote(turned, 0), checksum(pattern(threshold * 8, 5), 0));
+    EXPECT_EQ(framex::storage_counters().objects_read, read_here) << "the data came through the caller";
+    EXPECT_EQ(co_await framex::get(turned), reversed(pattern(threshold * 8, 5)));
+    EXPECT_EQ(framex::storage_counters().objects_read, read_here + 1);
+    auto small = co_await make.remote_ref(10, 5);
+    EXPECT_FALSE(small.spilled());
+    EXPECT_EQ(co_await framex::get(small), pattern(10, 5));
+  });
+}
+
+TEST(ObjectRef, AnObjectIsDeletedWithItsLastReference) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  run([&]() -> asio::awaitable<void> {
+    fs::path put_file, result_file;
+    {
+      auto ref = co_await framex::put(pattern(threshold * 2, 6));
+      auto copy = ref;
+      put_file = s.file_of(ref.name());
+      EXPECT_TRUE(fs::exists(put_file));
+      ref = {};
+      EXPECT_TRUE(fs::exists(put_file)) << "a copy still refers to it";
+      auto result = co_await make.remote_ref(threshold * 2, 7);
+      result_file = s.file_of(result.name());
+      EXPECT_TRUE(fs::exists(result_file));
+    }
+    EXPECT_FALSE(fs::exists(put_file));
+    EXPECT_FALSE(fs::exists(result_file));
+  });
+}
+
+TEST(ObjectRef, TheObjectsOfADeadProcessAreDeletedAfterTheOrphanTtl) {
+  storage s;
+  const fs::path dead = s.dir.path() / "00000000deadbeef";
+  fs::create_directories(dead);
+  std::ofstream(dead / "0123") << "an object";
+  std::ofstream(dead / ".alive") << "";
+  fs::last_write_time(dead / ".alive", fs::file_time_type::clock::now() - 1h);
+  const fs::path alive = s.dir.path() / "00000000cafef00d";  // a live process's: refreshed
+  fs::create_directories(alive);
+  std::ofstream(alive / ".alive") << "";
+  auto cfg = to({"127.0.0.1:1"}, s);
+  cfg.storage.orphan_ttl = 1000ms;
+  framex::runtime rt(cfg);
+  EXPECT_TRUE(framex::test::eventually([&] { return !fs::exists(dead); }, 30s));
+  EXPECT_TRUE(fs::exists(alive));
+  cfg.storage.orphan_ttl = std::chrono::milliseconds(600000);
+  framex::runtime restore(cfg);  // the process's sweeper goes back to the default
+}
+
+template <class Awaitable>
+asio::awaitable<std::string> failure_of(Awaitable call) {
+  try {
+    co_await std::move(call);
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), framex::errc::object_unavailable) << e.what();
+    co_return e.what();
+  }
+  ADD_FAILURE() << "the call succeeded";
+  co_return std::string();
+}
+
+TEST(ObjectRef, MissingAndCorruptObjectsAreClearErrorsNamingThem) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  run([&]() -> asio::awaitable<void> {
+    auto corrupt = co_await framex::put(pattern(threshold * 2, 8));
+    {
+      std::fstream f(s.file_of(corrupt.name()), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(100);
+      f.put('X');
+    }
+    std::string why = co_await failure_of(score.remote(corrupt, 1));
+    EXPECT_NE(why.find(corrupt.name()), std::string::npos) << why;
+    EXPECT_NE(why.find("corrupt"), std::string::npos) << why;
+
+    auto missing = co_await framex::put(pattern(threshold * 2, 9));
+    fs::remove(s.file_of(missing.name()));
+    why = co_await failure_of(score.remote(missing, 1));
+    EXPECT_NE(why.find(missing.name()), std::string::npos) << why;
+
+    auto result = co_await make.remote_ref(threshold * 2, 10);
+    fs::remove(s.file_of(result.name()));
+    why = co_await failure_of(framex::get(result));
+    EXPECT_NE(why.find(result.name()), std::string::npos) << why;
+    EXPECT_EQ(co_await pid_of.remote(), w.pid()) << "the worker stays up";
+  });
+}
+
+TEST(ObjectRef, AWorkerWithAnotherStorageDirectoryFailsClearly) {
+  storage s, elsewhere;
+  worker_process w(0, env_for(elsewhere));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  run([&]() -> asio::awaitable<void> {
+    auto ref = co_await framex::put(pattern(threshold * 2, 11));
+    const std::string why = co_await failure_of(score.remote(ref, 1));
+    EXPECT_NE(why.find(ref.name()), std::string::npos) << why;
+    EXPECT_NE(why.find("storage.path"), std::string::npos) << why;
+    EXPECT_EQ(co_await score.remote(pattern(10, 1), 1), checksum(pattern(10, 1), 1)) << "values still travel";
+  });
+}
+
+}  // namespace object_ref_test
