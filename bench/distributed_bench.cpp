@@ -32,7 +32,7 @@
 // binary in another role, in its own process, stopped by PID at the end.
 // gRPC is only a yardstick: it is compiled in when found (FRAMEX_BENCH_GRPC).
 //
-//   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|rpc_client|fanout|mib|compare|tls|discovery]
+//   distributed_bench [--quick] [--only cost|pingpong|pipelined|connections|rpc_client|actor|refs|fanout|mib|compare|tls|discovery]
 #include <framex/actor.hpp>
 #include <framex/fan_out.hpp>
 #include <framex/framex.hpp>
@@ -67,6 +67,7 @@
 #include <optional>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <future>
 #include <string>
 #include <thread>
@@ -126,6 +127,13 @@ struct bench_actor {
     co_return x;
   }
 };
+
+// Reads all of a large argument, as a scoring function would.
+std::uint64_t sum_of(const std::vector<std::byte>& data, int salt) {
+  std::uint64_t sum = static_cast<std::uint64_t>(salt);
+  for (const std::byte b : data) sum += static_cast<std::uint64_t>(b);
+  return sum;
+}
 
 constexpr auto tiny_fn = framex::remote<&tiny>;
 constexpr auto tiny_blocking_fn = framex::remote<&tiny_blocking>;
@@ -785,6 +793,64 @@ int run_driver() {
         fmt("%.3fx", median(actor_async_pp) / median(async_pp)));
     row("128 in flight: blocking call vs actor method", fmt("%.0f calls/s", median(stateless_tp)),
         fmt("%.0f calls/s", median(actor_tp)), fmt("%.3fx", median(actor_tp) / median(stateless_tp)));
+  }
+
+  // 2c''. A 64 MiB argument used by 20 calls (4 at a time) over 2 workers:
+  // by value, then as an object reference (written once to storage by `put`,
+  // read once by each worker); wall time and bytes sent on the caller's
+  // connections, in alternating rounds.
+  if (section("refs")) {
+    char dir[] = "/tmp/framex-bench-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
+    const std::vector<std::string> args = {"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2", "--storage.path", dir,
+                                           "--distributed.max_message_size", "100000000"};
+    child wa = spawn(args), wb = spawn(args);
+    auto cfg = distributed({wa.address(), wb.address()});
+    cfg.distributed.max_message_size = 100000000;
+    cfg.storage.path = dir;
+    {
+      framex::runtime rt(cfg);
+      std::vector<std::byte> data(std::size_t{64} << 20);
+      for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>(i * 131);
+      const auto sent = [&] {
+        std::uint64_t n = 0;
+        for (const auto& w : framex::stats(rt).workers) n += w.bytes_sent;
+        return n;
+      };
+      const auto calls_with = [&](const auto& arg) {
+        run_on_io(nullptr, [&]() -> asio::awaitable<int> {
+          for (int round = 0; round < 5; ++round) {
+            std::vector<framex::started<std::uint64_t>> calls;
+            for (int i = 0; i < 4; ++i) calls.push_back(co_await framex::start(framex::remote<&sum_of>.with({.runtime = &rt}).remote(arg, i)));
+            for (auto& c : calls) (void)co_await c.get();
+          }
+          co_return 0;
+        });
+      };
+      std::vector<double> value_s, ref_s, value_bytes, ref_bytes;
+      for (int r = 0; r < (quick ? 1 : 3); ++r) {
+        auto before = sent();
+        auto start = clock_type::now();
+        calls_with(data);
+        value_s.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+        value_bytes.push_back(static_cast<double>(sent() - before));
+        data[static_cast<std::size_t>(r)] = std::byte{1};  // new content: a new object, read anew
+        before = sent();
+        start = clock_type::now();
+        const auto ref = run_on_io(nullptr, [&] { return framex::put(data, &rt); });
+        calls_with(ref);
+        ref_s.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+        ref_bytes.push_back(static_cast<double>(sent() - before));
+      }
+      row("64 MiB x 20 calls, 2 workers: by value vs object_ref, wall", fmt("%.2f s", median(value_s)), fmt("%.2f s", median(ref_s)),
+          fmt("%.3fx", median(ref_s) / median(value_s)));
+      row("  bytes sent on the caller's connections", fmt("%.0f", median(value_bytes)), fmt("%.0f", median(ref_bytes)),
+          fmt("%.0fx fewer", median(value_bytes) / std::max(1.0, median(ref_bytes))));
+    }
+    stop(wa);
+    stop(wb);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
   }
 
   // 2d. framex::map against a hand-written bounded fan-out of the same calls

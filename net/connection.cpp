@@ -292,6 +292,7 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
 // The direct sender, done: hands what is left to the strand, or the close that
 // was asked for meanwhile.
 void connection::finish_direct(message_buffer rest, std::size_t sent, bool failed) {
+  bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
   if (sent == rest.size()) touch();
   std::unique_lock lock(mutex_);
   if (!failed && sent < rest.size()) {
@@ -348,6 +349,7 @@ void connection::flush() {
   auto written = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
     if (ec) return self->do_close(ec);
     self->touch();
+    self->bytes_sent_.fetch_add(n, std::memory_order_relaxed);
     bool drained = false, resume = false, more = false, close_now = false;
     {
       std::lock_guard lock(self->mutex_);

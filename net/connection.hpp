@@ -135,6 +135,8 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] clock::time_point last_activity() const noexcept;
   /// When bytes last arrived from the peer (or the connection began): how long
   /// it has been silent, whatever was written to it.
+  /// Bytes written to the socket since the connection opened.
+  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
   [[nodiscard]] clock::time_point last_heard() const noexcept {
     return clock::time_point(clock::duration(last_heard_.load(std::memory_order_relaxed)));
   }
@@ -202,6 +204,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t counted_partial_ = 0;       // strand only: what this adds to limits_.partial_bytes
   std::atomic<clock::rep> last_activity_;
   std::atomic<clock::rep> last_heard_;
+  std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<bool> greeted_{false};
   bool handshaking_ = false;  // strand only
   bool peeked_ = false;       // strand only: a server saw the first byte of a TLS handshake

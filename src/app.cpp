@@ -43,7 +43,8 @@ boost::json::object to_json(const stats_snapshot& s) {
                        {"completed", w.completed},
                        {"errors", w.errors},
                        {"p50_ms", w.p50_ms},
-                       {"p99_ms", w.p99_ms}});
+                       {"p99_ms", w.p99_ms},
+                       {"bytes_sent", w.bytes_sent}});
   }
   out["workers"] = std::move(workers);
   boost::json::array functions;

@@ -1290,6 +1290,7 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
                                                        : "down";
       if (live) w.last_heard_ms = std::chrono::duration<double, std::milli>(clock::now() - s->conn->last_heard()).count();
       w.in_flight = s->conn ? s->conn->outstanding() : 0;
+      w.bytes_sent = s->conn ? s->conn->bytes_sent() : 0;
       w.completed = s->completed.load();
       w.errors = s->errors.load();
       w.p50_ms = s->latency.quantile_ms(0.5);

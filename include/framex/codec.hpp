@@ -131,6 +131,15 @@ inline std::string kind_name(const msgpack::object& o) {
   return "?";
 }
 
+// `open + inner + close`, built by appending: GCC 12 at -O3 warns falsely
+// (-Wrestrict, its bug 105329) about `"[" + std::string`.
+inline std::string enclose(const char* open, const std::string& inner, const char* close) {
+  std::string s(open);
+  s += inner;
+  s += close;
+  return s;
+}
+
 [[noreturn]] inline void mismatch(const std::string& expected, const msgpack::object& got) {
   throw decode_error(expected, std::string(kind_name(got)));
 }
@@ -406,7 +415,7 @@ struct codec<T> {
       v.insert(v.end(), std::move(e));
     }
   }
-  static std::string schema() { return "[" + codec<element>::schema() + "]"; }
+  static std::string schema() { return detail::codec_impl::enclose("[", codec<element>::schema(), "]"); }
 };
 
 template <class T, std::size_t N>
@@ -421,7 +430,7 @@ struct codec<std::array<T, N>> {
     if (o.type != msgpack::type::ARRAY || o.via.array.size != N) detail::codec_impl::mismatch(schema(), o);
     for (std::size_t i = 0; i < N; ++i) detail::codec_impl::unpack_at(o.via.array.ptr[i], v[i], i);
   }
-  static std::string schema() { return "[" + codec<T>::schema() + ";" + std::to_string(N) + "]"; }
+  static std::string schema() { return detail::codec_impl::enclose("[", codec<T>::schema() + ";" + std::to_string(N), "]"); }
 };
 
 template <detail::codec_impl::mapping T>
@@ -448,7 +457,7 @@ struct codec<T> {
       v.emplace(std::move(k), std::move(m));
     }
   }
-  static std::string schema() { return "{" + codec<key>::schema() + ":" + codec<mapped>::schema() + "}"; }
+  static std::string schema() { return detail::codec_impl::enclose("{", codec<key>::schema() + ":" + codec<mapped>::schema(), "}"); }
 };
 
 template <class... T>
@@ -462,7 +471,7 @@ struct codec<std::tuple<T...>> {
   static void unpack(const msgpack::object& o, std::tuple<T...>& v) {
     detail::codec_impl::unpack_tuple(o, v, std::index_sequence_for<T...>{});
   }
-  static std::string schema() { return "(" + detail::codec_impl::join_schemas<T...>(",") + ")"; }
+  static std::string schema() { return detail::codec_impl::enclose("(", detail::codec_impl::join_schemas<T...>(","), ")"); }
 };
 
 template <class A, class B>
@@ -479,7 +488,7 @@ struct codec<std::pair<A, B>> {
     detail::codec_impl::unpack_at(o.via.array.ptr[0], v.first, 0);
     detail::codec_impl::unpack_at(o.via.array.ptr[1], v.second, 1);
   }
-  static std::string schema() { return "(" + detail::codec_impl::join_schemas<A, B>(",") + ")"; }
+  static std::string schema() { return detail::codec_impl::enclose("(", detail::codec_impl::join_schemas<A, B>(","), ")"); }
 };
 
 namespace detail::codec_impl {
@@ -539,7 +548,7 @@ struct codec<std::variant<T...>> {
     emplace(o.via.array.ptr[1], v, static_cast<std::size_t>(o.via.array.ptr[0].via.u64),
             std::index_sequence_for<T...>{});
   }
-  static std::string schema() { return "<" + detail::codec_impl::join_schemas<T...>("|") + ">"; }
+  static std::string schema() { return detail::codec_impl::enclose("<", detail::codec_impl::join_schemas<T...>("|"), ">"); }
 
  private:
   template <std::size_t... I>

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "framex/actor.hpp"
+#include "framex/as_error_code.hpp"
 #include "framex/app.hpp"
 #include "framex/codec.hpp"
 #include "framex/config.hpp"

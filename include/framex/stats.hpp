@@ -36,6 +36,8 @@ struct worker_stats {
   std::uint64_t errors = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  /// Bytes sent to it on its connection since that opened.
+  std::uint64_t bytes_sent = 0;
 };
 
 struct error_record {

@@ -7,6 +7,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -114,6 +115,51 @@ TEST(CompletionTokens, OnAWorkerAnActorAndAnRpcClient) {
   EXPECT_EQ(doubled.get(), 22);
   client.close();
   runner.join();
+}
+
+// framex::as_error_code: the same completions as (error code, value), so
+// Asio's error-code tokens work: a callback, redirect_error, as_tuple and a
+// future (which throws the code); locally, on a worker and on an actor.
+TEST(CompletionTokens, AsErrorCodeGivesAsioTheSignatureItsTokensKnow) {
+  worker_process w;
+  framex::runtime local({.threads = 2});
+  framex::runtime remote(framex::test::distributed({w.address()}));
+  for (framex::runtime* rt : {&local, &remote}) {
+    const auto fn = twice_fn.with({.runtime = rt});
+    std::promise<std::pair<boost::system::error_code, int>> called;
+    fn.async_remote(-1, framex::as_error_code([&](boost::system::error_code ec, int v) { called.set_value({ec, v}); }));
+    const auto [ec, v] = called.get_future().get();
+    EXPECT_EQ(ec, framex::errc::exception) << ec.message();
+    EXPECT_EQ(v, 0);
+    EXPECT_EQ(fn.async_remote(4, framex::as_error_code(asio::use_future)).get(), 8);
+    auto failed = fn.async_remote(-4, framex::as_error_code(asio::use_future));
+    try {
+      failed.get();
+      ADD_FAILURE() << "no error";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), framex::errc::exception);
+    }
+    framex::test::run([&]() -> asio::awaitable<void> {
+      boost::system::error_code code;
+      const int got = co_await fn.async_remote(-2, framex::as_error_code(asio::redirect_error(asio::use_awaitable, code)));
+      EXPECT_EQ(code, framex::errc::exception);
+      EXPECT_EQ(got, 0);
+      auto [late, value] = co_await twice_fn.with({.timeout = 1ms, .runtime = rt})
+                               .async_remote(3, framex::as_error_code(asio::as_tuple(asio::use_awaitable)));
+      EXPECT_TRUE(!late || late == framex::errc::timeout) << late.message();  // a 1 ms deadline may or may not pass first
+      if (!late) {
+        EXPECT_EQ(value, 6);
+      }
+      auto tally = co_await framex::spawn<Tally>({.runtime = rt});
+      auto [added_ec, added] = co_await tally_add.with({.runtime = rt}).async_remote(tally, 7, framex::as_error_code(asio::as_tuple(asio::use_awaitable)));
+      EXPECT_FALSE(added_ec);
+      EXPECT_EQ(added, 7);
+    });
+  }
+  // A void function: void(error_code).
+  std::promise<boost::system::error_code> touched_done;
+  touch_fn.with({.runtime = &remote}).async_remote(1, framex::as_error_code([&](boost::system::error_code ec) { touched_done.set_value(ec); }));
+  EXPECT_FALSE(touched_done.get_future().get());
 }
 
 }  // namespace completion_token_test

@@ -23,6 +23,7 @@
 
 #include "framex/fan_out.hpp"
 #include "framex/framex.hpp"
+#include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -155,6 +156,31 @@ TEST(ObjectRef, ALargeObjectIsReadOncePerWorker) {
   EXPECT_GE(read_a + read_b, 1u);
 }
 
+// What the caller's connection carries: the value each time by value, 48
+// bytes of name (and the call around them) by reference.
+TEST(ObjectRef, AReferenceSendsItsNameNotItsValue) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::runtime rt(to({w.address()}, s));
+  const framex::runtime_scope scope(rt);
+  const auto sent = [&] {
+    const auto workers = framex::stats(rt).workers;
+    return workers.empty() ? std::uint64_t{0} : workers.front().bytes_sent;
+  };
+  run([&]() -> asio::awaitable<void> {
+    const bytes value = pattern(std::size_t{1} << 20, 13);
+    EXPECT_EQ(co_await score.remote(value, 0), checksum(value, 0));  // connected
+    auto before = sent();
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(co_await score.remote(value, i), checksum(value, i));
+    EXPECT_GE(sent() - before, 4 * value.size());
+    auto ref = co_await framex::put(value);
+    before = sent();
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(co_await score.remote(ref, i), checksum(value, i));
+    EXPECT_GT(sent() - before, 4 * 48u);
+    EXPECT_LT(sent() - before, 4 * 200u);
+  });
+}
+
 TEST(ObjectRef, AResultAsAReferenceGoesFromWorkerToWorkerThroughStorage) {
   storage s;
   worker_process w(0, env_for(s));
@@ -271,6 +297,60 @@ TEST(ObjectRef, AWorkerWithAnotherStorageDirectoryFailsClearly) {
     EXPECT_NE(why.find(ref.name()), std::string::npos) << why;
     EXPECT_NE(why.find("storage.path"), std::string::npos) << why;
     EXPECT_EQ(co_await score.remote(pattern(10, 1), 1), checksum(pattern(10, 1), 1)) << "values still travel";
+  });
+}
+
+// What a peer may send that no framex caller would: each gets a clear error,
+// nothing is allocated for a size the peer claims, and the worker serves on.
+TEST(HostileObjectRefs, MalformedReferencesAndMarkersGetClearErrors) {
+  storage s;
+  worker_process w(0, env_for(s));
+  framex::test::raw_peer peer(w.port());
+  const auto code_of_next = [&] {
+    auto r = peer.receive();
+    return r ? static_cast<int>(framex::test::error_code_of(*r)) : -1;
+  };
+  const auto code = [](framex::errc e) { return static_cast<int>(e); };
+  const auto ext = [](std::int8_t type, std::string payload) { return std::pair<std::int8_t, std::string>(type, std::move(payload)); };
+  const auto send = [&](std::uint32_t msgid, const std::pair<std::int8_t, std::string>& first, int second) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(msgid);
+    p.pack(std::string("object_ref_test::checksum"));
+    p.pack_array(2);
+    p.pack_ext(static_cast<std::uint32_t>(first.second.size()), first.first);
+    p.pack_ext_body(first.second.data(), static_cast<std::uint32_t>(first.second.size()));
+    p.pack(second);
+    peer.send(std::string(b.data(), b.size()));
+  };
+  std::string id(48, '\x11');
+  send(1, ext(framex::detail::object_ext_type, "short"), 1);
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  std::string no_owner = id;
+  std::fill(no_owner.begin() + 40, no_owner.end(), '\0');
+  send(2, ext(framex::detail::object_ext_type, no_owner), 1);
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  std::string huge = id;
+  std::fill(huge.begin() + 32, huge.begin() + 40, '\x7f');  // claims 9 EB: nothing is allocated for it
+  send(3, ext(framex::detail::object_ext_type, huge), 1);
+  EXPECT_EQ(code_of_next(), code(framex::errc::object_unavailable));
+  send(4, ext(framex::detail::object_ext_type, id), 1);  // names nothing
+  EXPECT_EQ(code_of_next(), code(framex::errc::object_unavailable));
+  send(5, ext(framex::detail::as_ref_ext_type, "bad"), 1);  // a result-as-reference marker of 3 bytes
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  send(6, ext(framex::detail::as_ref_ext_type, std::string(8, '\x01')), 1);  // a marker, then one argument of two
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  send(7, ext(42, "an ext of another type"), 1);
+  EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  std::size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(s.dir.path())) files += e.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(files, 0u) << "the worker wrote something for a hostile peer";
+  framex::runtime rt(to({w.address()}, s));
+  run([&]() -> asio::awaitable<void> {
+    auto ref = co_await framex::put(pattern(threshold * 2, 12), &rt);
+    EXPECT_EQ(co_await score.with({.runtime = &rt}).remote(ref, 1), checksum(pattern(threshold * 2, 12), 1));
   });
 }
 
