@@ -62,7 +62,7 @@ std::string describe(const object_id& id) {
 
 struct cache_entry {
   std::mutex loading;  // held while the object is read: one reader per object
-  std::shared_ptr<const void> value;
+  std::shared_ptr<const void> value;  // written under both `loading` and the cache's mutex
   std::uint64_t size = 0;
   std::uint64_t used = 0;
 };
@@ -150,16 +150,18 @@ class store {
     } catch (const msgpack::unpack_error& e) {
       unavailable(describe(id) + " is not a msgpack value: " + e.what());
     }
+    std::shared_ptr<const void> value;
     try {
-      entry->value = decode(handle.get());
+      value = decode(handle.get());
     } catch (const decode_error& e) {
       throw decode_error(e.expected(), "the " + describe(id) + ", which does not decode (" + e.what() + ")");
     }
+    std::lock_guard lock(cache_mutex_);  // eviction reads every entry's value under it
+    entry->value = value;
     entry->size = id.size;
-    std::lock_guard lock(cache_mutex_);
     cached_bytes_ += id.size;
     evict(entry.get());
-    return entry->value;
+    return value;
   }
 
   storage_stats counters() const noexcept {
