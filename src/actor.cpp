@@ -2,6 +2,7 @@
 // local actors kept by their runtime, and the requests that spawn, find,
 // release and kill actors on workers (served by src/actors.hpp).
 #include "framex/detail/actor.hpp"
+#include "framex/detail/object_store.hpp"
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -192,7 +193,16 @@ std::uint64_t caller_id() noexcept {
   return id;
 }
 
+std::uint64_t new_snapshot_key() noexcept {
+  std::uint64_t v = 0;
+  while (v == 0) {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v) != 1) v = caller_id() ^ static_cast<std::uint64_t>(std::random_device()());
+  }
+  return v;
+}
+
 actor_state::~actor_state() {
+  if (snapshot_key != 0) remove_snapshot(snapshot_key);  // the state of an actor nobody here holds any more
   if (!remote || id == 0 || killed || lost || rt->stopping()) return;
   try {
     message_buffer params(64);

@@ -17,7 +17,8 @@ void actor_table::seen(session_key session, std::uint64_t caller) {
   ++c.epoch;
 }
 
-std::uint64_t actor_table::add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller) {
+std::uint64_t actor_table::add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller,
+                               snapshot_plan plan) {
   std::lock_guard lock(mutex_);
   if (!name.empty() && by_name_.contains(name)) return 0;
   // Random: an id from before a restart finds nothing, and a caller cannot
@@ -26,7 +27,7 @@ std::uint64_t actor_table::add(std::shared_ptr<void> object, std::string class_n
   while (id == 0 || by_id_.contains(id)) {
     if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof id) != 1) id = ++fallback_id_;
   }
-  auto actor = std::make_shared<hosted_actor>(id, std::move(class_name), std::move(name), std::move(object), io_);
+  auto actor = std::make_shared<hosted_actor>(id, std::move(class_name), std::move(name), std::move(object), io_, plan);
   actor->holders[caller] = 1;
   if (!actor->name.empty()) by_name_.emplace(actor->name, id);
   by_id_.emplace(id, std::move(actor));

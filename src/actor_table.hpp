@@ -31,9 +31,16 @@
 
 namespace framex::detail {
 
+// Where and how often an actor's state is saved (`actor_options::snapshot_every`).
+struct snapshot_plan {
+  std::uint32_t every = 0;  // 0: never
+  std::uint64_t key = 0, owner = 0;
+  std::string (*save)(const void* object) = nullptr;
+};
+
 struct hosted_actor {
-  hosted_actor(std::uint64_t i, std::string cls, std::string n, std::shared_ptr<void> o, boost::asio::io_context& io)
-      : id(i), class_name(std::move(cls)), name(std::move(n)), object(std::move(o)), strand(boost::asio::make_strand(io)) {}
+  hosted_actor(std::uint64_t i, std::string cls, std::string n, std::shared_ptr<void> o, boost::asio::io_context& io, snapshot_plan plan)
+      : id(i), class_name(std::move(cls)), name(std::move(n)), object(std::move(o)), strand(boost::asio::make_strand(io)), snapshot(plan) {}
   const std::uint64_t id;
   const std::string class_name;
   const std::string name;
@@ -43,6 +50,8 @@ struct hosted_actor {
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   std::atomic<bool> gone{false};
   std::map<std::uint64_t, std::uint64_t> holders;  // caller -> handles; under the table's mutex
+  const snapshot_plan snapshot;
+  std::uint64_t calls = 0;  // calls that held the turn: touched only by the one holding it
 };
 
 class actor_table {
@@ -54,7 +63,7 @@ class actor_table {
   /// `caller` spoke on `session`.
   void seen(session_key session, std::uint64_t caller);
   /// Hosts `object`, held by `caller`; 0 when `name` is taken.
-  std::uint64_t add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller);
+  std::uint64_t add(std::shared_ptr<void> object, std::string class_name, std::string name, std::uint64_t caller, snapshot_plan plan = {});
   /// The live actor `id`, or null.
   std::shared_ptr<hosted_actor> find(std::uint64_t id);
   /// The live actor of `class_name` called `name`: its id, or 0.

@@ -93,7 +93,7 @@ class store {
       if (auto live = registry_[id.name()].lock()) return live;
     }
     std::error_code ec;
-    if (fs::file_size(file, ec) != packed.size()) write(dir, file, packed, id);
+    if (fs::file_size(file, ec) != packed.size()) write(dir, file, packed, describe(id));
     auto handle = std::make_shared<const spilled_object>(id, own);
     if (own) registry_[id.name()] = handle;
     start_sweeping();
@@ -164,6 +164,38 @@ class store {
     return value;
   }
 
+  void write_snapshot(std::uint64_t owner, std::uint64_t key, std::string_view bytes) {
+    const fs::path dir = root() / owner_name(owner);
+    write(dir, dir / ("actor-" + owner_name(key)), bytes, "the snapshot of actor " + owner_name(key));
+  }
+
+  std::optional<std::string> read_snapshot(std::uint64_t owner, std::uint64_t key) {
+    const fs::path file = root() / owner_name(owner) / ("actor-" + owner_name(key));
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return std::nullopt;
+      unavailable("cannot read the snapshot " + file.string() + ": " + std::strerror(errno));
+    }
+    std::string bytes;
+    char chunk[65536];
+    for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) != 0;) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const std::string why = std::strerror(errno);
+        ::close(fd);
+        unavailable("cannot read the snapshot " + file.string() + ": " + why);
+      }
+      bytes.append(chunk, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return bytes;
+  }
+
+  void remove_snapshot(std::uint64_t key) noexcept {
+    std::error_code ec;
+    fs::remove(root() / owner_name(caller_id()) / ("actor-" + owner_name(key)), ec);
+  }
+
   storage_stats counters() const noexcept {
     storage_stats s;
     s.objects_written = counters_.objects_written.load(std::memory_order_relaxed);
@@ -182,18 +214,19 @@ class store {
     return root_;
   }
 
-  // Writes the file whole, then renames it into place: a reader sees all or nothing.
-  void write(const fs::path& dir, const fs::path& file, std::string_view bytes, const object_id& id) {
+  // Writes the file whole, then renames it into place: a reader sees all or
+  // nothing. `what` names it in errors.
+  void write(const fs::path& dir, const fs::path& file, std::string_view bytes, const std::string& what) {
     std::error_code ec;
     const bool fresh = !fs::exists(dir, ec);
     fs::create_directories(dir, ec);
-    if (ec) unavailable("cannot write " + describe(id) + ": cannot make " + dir.string() + ": " + ec.message());
+    if (ec) unavailable("cannot write " + what + ": cannot make " + dir.string() + ": " + ec.message());
     if (fresh) touch(dir / ".alive");
     std::uint64_t nonce = 0;
     RAND_bytes(reinterpret_cast<unsigned char*>(&nonce), sizeof nonce);
-    const fs::path temp = dir / (id.name() + ".part-" + owner_name(nonce));
+    const fs::path temp = dir / (file.filename().string() + ".part-" + owner_name(nonce));
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) unavailable("cannot write " + describe(id) + " to " + temp.string() + ": " + std::strerror(errno));
+    if (fd < 0) unavailable("cannot write " + what + " to " + temp.string() + ": " + std::strerror(errno));
     std::size_t done = 0;
     while (done < bytes.size()) {
       const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -202,14 +235,14 @@ class store {
         const std::string why = std::strerror(errno);
         ::close(fd);
         fs::remove(temp, ec);
-        unavailable("cannot write " + describe(id) + " to " + temp.string() + ": " + why);
+        unavailable("cannot write " + what + " to " + temp.string() + ": " + why);
       }
       done += static_cast<std::size_t>(n);
     }
     if (::close(fd) != 0 || ::rename(temp.c_str(), file.c_str()) != 0) {
       const std::string why = std::strerror(errno);
       fs::remove(temp, ec);
-      unavailable("cannot write " + describe(id) + " to " + file.string() + ": " + why);
+      unavailable("cannot write " + what + " to " + file.string() + ": " + why);
     }
     counters_.objects_written.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_written.fetch_add(bytes.size(), std::memory_order_relaxed);
@@ -365,6 +398,9 @@ std::shared_ptr<const spilled_object> adopt(const object_id& id) { return the_st
 std::shared_ptr<const void> load_object(const object_id& id, const std::string& type, object_decoder decode) {
   return the_store().load(id, type, decode);
 }
+void write_snapshot(std::uint64_t owner, std::uint64_t key, std::string_view bytes) { the_store().write_snapshot(owner, key, bytes); }
+std::optional<std::string> read_snapshot(std::uint64_t owner, std::uint64_t key) { return the_store().read_snapshot(owner, key); }
+void remove_snapshot(std::uint64_t key) noexcept { the_store().remove_snapshot(key); }
 
 }  // namespace framex::detail
 

@@ -248,6 +248,27 @@ class worker::impl final : public net::dispatcher {
  private:
   using lane = detail::thread_pool::lane;
 
+  // A spawn's `[snapshot_every, key]`: both positive, `every` a 32-bit count.
+  static bool snapshot_plan_ok(const msgpack::object& o) noexcept {
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 2) return false;
+    const auto& every = o.via.array.ptr[0];
+    const auto& key = o.via.array.ptr[1];
+    return every.type == msgpack::type::POSITIVE_INTEGER && every.via.u64 != 0 && every.via.u64 <= 0xffffffffu &&
+           key.type == msgpack::type::POSITIVE_INTEGER && key.via.u64 != 0;
+  }
+
+  // After a call that held the actor's turn: its state goes to storage every
+  // `every` calls. A snapshot that cannot be written is logged; calls go on.
+  static void snapshot_if_due(detail::hosted_actor& a) noexcept {
+    const auto& plan = a.snapshot;
+    if (plan.every == 0 || a.gone.load(std::memory_order_acquire) || ++a.calls % plan.every != 0) return;
+    try {
+      detail::write_snapshot(plan.owner, plan.key, plan.save(a.object.get()));
+    } catch (const std::exception& e) {
+      spdlog::warn("framex worker: {} actor {}: no snapshot: {}", a.class_name, a.id, e.what());
+    }
+  }
+
   // One call being served. See the top of the file for who owns it.
   class served_call final : public detail::pool_task, public detail::invocation, public detail::pooled {
    public:
@@ -258,7 +279,10 @@ class worker::impl final : public net::dispatcher {
     }
 
     ~served_call() override {
-      if (holds_turn) actor->turn.leave();
+      if (holds_turn) {
+        snapshot_if_due(*actor);
+        actor->turn.leave();
+      }
       owner_.finished(*this);
     }
 
@@ -273,9 +297,11 @@ class worker::impl final : public net::dispatcher {
     // An actor's call: the actor, and whether this call holds its turn.
     std::shared_ptr<detail::hosted_actor> actor;
     bool holds_turn = false;
-    // A spawn's: who asks, and the name it gives.
+    // A spawn's: who asks, the name it gives, and how often to save the state.
     std::uint64_t caller = 0;
     std::string actor_name;
+    std::uint32_t snapshot_every = 0;
+    std::uint64_t snapshot_key = 0;
     // A call whose result is wanted as a reference: the process to hold it.
     std::uint64_t ref_owner = 0;
 
@@ -345,11 +371,23 @@ class worker::impl final : public net::dispatcher {
     void construct() noexcept {
       std::shared_ptr<void> object = fn_.construct(*this);
       if (object == nullptr || cancelled_.load(std::memory_order_acquire)) return;
+      detail::snapshot_plan plan;
+      if (snapshot_key != 0 && fn_.save != nullptr) {
+        plan = {snapshot_every, snapshot_key, caller, fn_.save};
+        try {  // re-created after a loss: begins from the last snapshot
+          if (const auto saved = detail::read_snapshot(caller, snapshot_key)) {
+            const auto state = msgpack::unpack(saved->data(), saved->size());
+            fn_.load(object.get(), state.get());
+          }
+        } catch (const std::exception& e) {
+          return fail(errc::object_unavailable, "framex.object_unavailable", fn_.actor_class + ": its snapshot does not load: " + e.what());
+        }
+      }
       if (owner_.actors_.size() >= owner_.cfg_.max_actors) {
         return fail(errc::overloaded, "framex.overloaded", "the worker hosts " + std::to_string(owner_.cfg_.max_actors) + " actors already");
       }
       try {
-        const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller);
+        const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller, plan);
         if (id == 0) return fail(errc::bad_arguments, "framex.bad_arguments", "an actor named \"" + actor_name + "\" exists already");
         message_buffer body(detail::invocation::response_headroom);
         msgpack::packer<message_buffer>(body).pack(id);
@@ -419,10 +457,11 @@ class worker::impl final : public net::dispatcher {
       };
       const bool spawn = fn->construct != nullptr;
       if (params.type != msgpack::type::ARRAY || params.via.array.size < 2 || u64(0) == 0 || (!spawn && u64(1) == 0) ||
-          (spawn && (params.via.array.size != 3 || params.via.array.ptr[1].type != msgpack::type::STR ||
-                     params.via.array.ptr[2].type != msgpack::type::ARRAY))) {
+          (spawn && ((params.via.array.size != 3 && !(params.via.array.size == 4 && snapshot_plan_ok(params.via.array.ptr[3]))) ||
+                     params.via.array.ptr[1].type != msgpack::type::STR || params.via.array.ptr[2].type != msgpack::type::ARRAY))) {
         return refuse(errc::bad_arguments, "framex.bad_arguments",
-                      std::string(request.method) + (spawn ? ": expected [caller, name, [arguments...]]" : ": expected [actor, caller, arguments...]"));
+                      std::string(request.method) + (spawn ? ": expected [caller, name, [arguments...], ([snapshot_every, key])]"
+                                                           : ": expected [actor, caller, arguments...]"));
       }
       caller = u64(spawn ? 0 : 1);
       actors_.seen(from.get(), caller);
@@ -479,6 +518,10 @@ class worker::impl final : public net::dispatcher {
       call->ref_owner = as_ref_owner;
     } else if (fn->construct != nullptr) {
       call->caller = caller;
+      if (params.via.array.size == 4) {
+        call->snapshot_every = static_cast<std::uint32_t>(params.via.array.ptr[3].via.array.ptr[0].via.u64);
+        call->snapshot_key = params.via.array.ptr[3].via.array.ptr[1].via.u64;
+      }
       call->actor_name.assign(params.via.array.ptr[1].via.str.ptr, params.via.array.ptr[1].via.str.size);
       call->set_arguments(params.via.array.ptr[2]);
     } else if (actor != nullptr) {

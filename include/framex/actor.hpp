@@ -34,7 +34,11 @@
 //   fail with `errc::actor_lost`. With `max_restarts`, the next call after the
 //   loss re-creates the actor from its constructor's arguments on another
 //   worker (counted in `stats_snapshot::actor_restarts`); the state it had is
-//   not recovered.
+//   not recovered, unless the class saves it: with `State save() const` and
+//   `void load(State)` (any serializable `State`) and
+//   `actor_options::snapshot_every = N`, the worker stores `save()` in
+//   storage (`storage.path`) after every N-th call, and a re-created actor is
+//   `load`ed from the last one. The snapshot goes with the caller's handles.
 // - Errors. A method's exception reaches the caller as for any call; the
 //   actor lives on.
 //
@@ -75,6 +79,10 @@ struct actor_options {
   resource_needs resources{};
   /// Deadline for the construction; zero: the runtime's default.
   std::chrono::steady_clock::duration timeout{};
+  /// Distributed mode, a class with `save`/`load` (see the top of this
+  /// file): store its state after every this many calls, for a restart to
+  /// begin from; 0: never.
+  unsigned snapshot_every = 0;
   /// Runtime to use; null: `runtime::current()`.
   framex::runtime* runtime = nullptr;
 };
@@ -142,6 +150,14 @@ class actor {
   std::shared_ptr<detail::actor_state> state_;
 };
 
+/// True for an actor class whose state framex can snapshot: `save() const`
+/// gives a serializable value, and `load` takes it back.
+template <class C>
+concept saves_state = requires(const C& c, C& m) {
+  c.save();
+  m.load(c.save());
+} && detail::wire_value<decltype(std::declval<const C&>().save())>;
+
 namespace detail {
 
 // ---- worker side ----
@@ -157,6 +173,19 @@ struct actor_constructor {
       return s + ")";
     }();
     return n;
+  }
+
+  static std::string save(const void* object) {
+    msgpack::sbuffer packed;
+    msgpack::packer<msgpack::sbuffer> p(packed);
+    const auto state = static_cast<const T*>(object)->save();
+    codec<std::remove_cvref_t<decltype(state)>>::pack(p, state);
+    return std::string(packed.data(), packed.size());
+  }
+  static void load(void* object, const msgpack::object& packed) {
+    std::remove_cvref_t<decltype(std::declval<const T&>().save())> state{};
+    codec<decltype(state)>::unpack(packed, state);
+    static_cast<T*>(object)->load(std::move(state));
   }
 
   static std::shared_ptr<void> construct(invocation& inv) noexcept {
@@ -177,6 +206,10 @@ struct actor_constructor {
       f.signature = name() + "->actor";
       f.actor_class = class_name_of<T>();
       f.construct = &construct;
+      if constexpr (saves_state<T>) {
+        f.save = &save;
+        f.load = &load;
+      }
       return register_function(std::move(f));
     }();
     return e;
@@ -371,16 +404,23 @@ boost::asio::awaitable<actor<T>> spawn_actor(actor_options options, std::string 
       const function_entry& ctor = actor_constructor<T, A...>::entry;
       message_buffer packed(request_headroom(ctor));
       msgpack::packer<message_buffer> p(packed);
-      p.pack_array(3);
+      const std::uint64_t snapshot_key = saves_state<T> && options.snapshot_every > 0 ? new_snapshot_key() : 0;
+      p.pack_array(snapshot_key != 0 ? 4 : 3);
       p.pack(caller_id());
       p.pack(name);
       p.pack_array(static_cast<std::uint32_t>(sizeof...(A)));
       (codec<A>::pack(p, args), ...);
+      if (snapshot_key != 0) {
+        p.pack_array(2);
+        p.pack(options.snapshot_every);
+        p.pack(snapshot_key);
+      }
       resource_map needs;
       for (const auto& item : options.resources) needs[std::string(item.name)] = item.amount;
       auto spawning = spawn_remote_actor(rt, ctor, std::move(packed), class_name_of<T>(), std::move(name), options.max_restarts,
                                          std::move(needs), options.timeout);  // made, then awaited (see local_actor_call)
       std::shared_ptr<actor_state> state = co_await std::move(spawning);
+      state->snapshot_key = snapshot_key;
       co_return actor<T>(std::move(state));
     }
   }

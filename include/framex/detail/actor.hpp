@@ -74,13 +74,17 @@ struct actor_state {
   unsigned max_restarts = 0;
   unsigned restarts = 0;
   const function_entry* constructor = nullptr;
-  message_buffer constructor_args{0};  // [caller, name, [args...]], packed
+  message_buffer constructor_args{0};  // [caller, name, [args...](, [snapshot_every, key])], packed
+  std::uint64_t snapshot_key = 0;      // its snapshots' name in storage; 0: none
   resource_map needs;
   std::chrono::steady_clock::duration timeout{};
 };
 
 /// This process's id as an actor holder: random, the same for all its runtimes.
 std::uint64_t caller_id() noexcept;
+
+/// A random name for an actor's snapshots (never 0).
+std::uint64_t new_snapshot_key() noexcept;
 
 /// Makes a local actor of `object`; a named one is kept by `rt` until killed.
 /// Throws `std::system_error` (`bad_arguments`) when the name is taken.

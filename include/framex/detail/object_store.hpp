@@ -110,6 +110,15 @@ using object_decoder = std::shared_ptr<const void> (*)(const msgpack::object&);
 /// is missing or corrupt, and what `decode` throws.
 std::shared_ptr<const void> load_object(const object_id& id, const std::string& type, object_decoder decode);
 
+/// An actor's snapshots (framex/actor.hpp), kept as
+/// `storage.path/<owner>/actor-<key>` (both in hex), replaced whole:
+/// `write_snapshot` throws `std::system_error` (`object_unavailable`) when it
+/// cannot write; `read_snapshot` gives nothing when there is none;
+/// `remove_snapshot` deletes one of this process's.
+void write_snapshot(std::uint64_t owner, std::uint64_t key, std::string_view bytes);
+std::optional<std::string> read_snapshot(std::uint64_t owner, std::uint64_t key);
+void remove_snapshot(std::uint64_t key) noexcept;
+
 /// The object `id` as a `T`.
 template <class T>
 std::shared_ptr<const T> load_as(const object_id& id) {

@@ -77,6 +77,11 @@ struct function_entry {
   /// An actor's constructor: decodes the arguments and makes the object; null
   /// once it has reported a failure to `inv`.
   std::shared_ptr<void> (*construct)(invocation& inv) = nullptr;
+  /// An actor's constructor, for a class with `save`/`load`: packs the
+  /// object's `save()`, and `load`s a packed state into an object (throwing
+  /// what decoding throws).
+  std::string (*save)(const void* object) = nullptr;
+  void (*load)(void* object, const msgpack::object& state) = nullptr;
   /// An actor's blocking method: decodes, runs on `object` and answers.
   void (*run_on)(invocation& inv, void* object) = nullptr;
   /// An actor's async method; `object` outlives the invocation.
