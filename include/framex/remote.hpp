@@ -260,6 +260,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class... Args>
     requires(!std::is_void_v<value_type> && (fits<Args...> || refs_fit<Args...>()))
   boost::asio::awaitable<object_ref<value_type>> remote_ref(Args&&... args) const {
+    static_assert(!(detail::actor_handle<std::remove_cvref_t<Args>>::value || ...), "framex: remote_ref is not for actor methods");
     if constexpr (detail::distributable<F>) {
       runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
       if (detail::is_distributed(rt)) {
