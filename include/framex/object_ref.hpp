@@ -1,4 +1,5 @@
 // framex/object_ref.hpp — data that travels once: object references.
+// (Included by framex/remote.hpp, at its end.)
 //
 // `co_await framex::put(value)` gives an `object_ref<T>`, which a call takes
 // wherever a parameter of type `T` or `const T&` is expected:
@@ -40,6 +41,7 @@
 #include "framex/codec.hpp"
 #include "framex/detail/object_store.hpp"
 #include "framex/detail/wire.hpp"
+#include "framex/remote.hpp"
 #include "framex/runtime.hpp"
 
 namespace framex {
@@ -146,44 +148,54 @@ boost::asio::awaitable<T> ready(std::exception_ptr error, T value) {
 }
 }  // namespace detail
 
-/// Makes a reference to `value`. In distributed mode a value packed to
-/// `storage.inline_threshold` bytes or more is written to storage, when
-/// `put` is called, on the calling thread (its digest computed and its file
-/// written). The reference keeps the value too, so `get` here reads nothing.
+namespace detail {
+// `put`'s work in distributed mode, on the runtime's pool: packs the value
+// and, when it is large, hashes it and writes it to storage.
+template <class V>
+struct put_work {
+  static constexpr bool pinned = false;
+  std::shared_ptr<const V> value;
+  object_ref<V> operator()() const {
+    msgpack::sbuffer packed;
+    msgpack::packer<msgpack::sbuffer> p(packed);
+    codec<V>::pack(p, *value);
+    std::shared_ptr<const spilled_object> spilled;
+    if (packed.size() >= inline_threshold()) spilled = spill(std::string_view(packed.data(), packed.size()));
+    return ref_access<V>::make(value, std::move(spilled));
+  }
+};
+// `get`'s for a value this process does not hold: reads it from storage.
+template <class V>
+struct get_work {
+  static constexpr bool pinned = false;
+  object_ref<V> ref;
+  V operator()() const { return *ref.share(); }
+};
+}  // namespace detail
+
+/// Makes a reference to `value`. In distributed mode the value is packed on
+/// the runtime's pool and, at `storage.inline_threshold` bytes or more,
+/// hashed and written to storage there, while the caller's executor stays
+/// free. The reference keeps the value too, so `get` here reads nothing.
 /// Failures (`object_unavailable`: storage not writable) are thrown when awaited.
 template <class T>
 boost::asio::awaitable<object_ref<std::remove_cvref_t<T>>> put(T&& value, runtime* rt = nullptr) {
   using V = std::remove_cvref_t<T>;
-  object_ref<V> ref;
-  std::exception_ptr error;
-  try {
-    auto held = std::make_shared<const V>(std::forward<T>(value));
-    std::shared_ptr<const detail::spilled_object> spilled;
-    if (detail::is_distributed(rt != nullptr ? *rt : runtime::current())) {
-      msgpack::sbuffer packed;
-      msgpack::packer<msgpack::sbuffer> p(packed);
-      codec<V>::pack(p, *held);
-      if (packed.size() >= detail::inline_threshold()) spilled = detail::spill(std::string_view(packed.data(), packed.size()));
-    }
-    ref = detail::ref_access<V>::make(std::move(held), std::move(spilled));
-  } catch (...) {
-    error = std::current_exception();
-  }
-  return detail::ready(error, std::move(ref));
+  runtime& on = rt != nullptr ? *rt : runtime::current();
+  auto held = std::make_shared<const V>(std::forward<T>(value));
+  if (!detail::is_distributed(on)) return detail::ready(nullptr, detail::ref_access<V>::make(std::move(held), nullptr));
+  static detail::stats_cell& stats = detail::stats_for("framex::put", false);
+  return detail::run_blocking<object_ref<V>>(on, {}, stats, detail::put_work<V>{std::move(held)});
 }
 
-/// The value `ref` refers to, as a copy (read from storage, on the calling
-/// thread, when this process does not hold it).
+/// The value `ref` refers to, as a copy: from this process when it holds it,
+/// else read from storage on the pool of `rt` (default: the current runtime).
 template <class T>
-boost::asio::awaitable<T> get(const object_ref<T>& ref) {
-  T value{};
-  std::exception_ptr error;
-  try {
-    value = *ref.share();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  return detail::ready(error, std::move(value));
+boost::asio::awaitable<T> get(const object_ref<T>& ref, runtime* rt = nullptr) {
+  if (const auto& held = detail::ref_access<T>::value(ref)) return detail::ready(nullptr, T(*held));
+  if (!ref) return detail::ready(std::make_exception_ptr(std::logic_error("framex::get: an empty reference")), T{});
+  static detail::stats_cell& stats = detail::stats_for("framex::get", false);
+  return detail::run_blocking<T>(rt != nullptr ? *rt : runtime::current(), {}, stats, detail::get_work<T>{ref});
 }
 
 }  // namespace framex

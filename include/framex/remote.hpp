@@ -29,8 +29,8 @@
 #include <utility>
 
 #include "framex/detail/distributed_call.hpp"
+#include "framex/detail/object_store.hpp"
 #include "framex/detail/signature.hpp"
-#include "framex/object_ref.hpp"
 #include "framex/resources.hpp"
 #include "framex/runtime.hpp"
 
@@ -413,3 +413,4 @@ void expose() {
 }  // namespace framex
 
 #include "framex/impl/remote.hpp"
+#include "framex/object_ref.hpp"  // object_ref<T>, which remote_ref returns and remote takes

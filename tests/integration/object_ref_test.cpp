@@ -8,9 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/co_spawn.hpp>
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -154,6 +159,31 @@ TEST(ObjectRef, ALargeObjectIsReadOncePerWorker) {
   EXPECT_LE(read_a, 1u);
   EXPECT_LE(read_b, 1u);
   EXPECT_GE(read_a + read_b, 1u);
+}
+
+// `put` hashes and writes on the runtime's pool: the caller's executor (one
+// thread here) goes on serving a ticker meanwhile.
+TEST(ObjectRef, PutLeavesTheCallersExecutorFree) {
+  storage s;
+  auto cfg = to({"127.0.0.1:1"}, s);  // distributed; no call is made
+  framex::runtime rt(cfg);
+  asio::io_context io;
+  std::atomic<bool> done{false};
+  int ticks_during_put = 0;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    for (asio::steady_timer t(io); !done; ++ticks_during_put) {
+      t.expires_after(1ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+  }, asio::detached);
+  auto put = asio::co_spawn(io, [&]() -> asio::awaitable<bool> {
+    auto ref = co_await framex::put(pattern(std::size_t{32} << 20, 14), &rt);
+    done = true;
+    co_return ref.spilled();
+  }, asio::use_future);
+  io.run();
+  EXPECT_TRUE(put.get());
+  EXPECT_GT(ticks_during_put, 1) << "the caller's thread was blocked while the object was written";
 }
 
 // What the caller's connection carries: the value each time by value, 48
