@@ -28,4 +28,6 @@ if(NOT EXISTS ${WORK}/prefix/include/framex/framex.hpp OR NOT EXISTS ${WORK}/pre
   message(FATAL_ERROR "the install tree lacks the headers or the package config")
 endif()
 check_consumer(find_package -DCMAKE_PREFIX_PATH=${WORK}/prefix)
-check_consumer(add_subdirectory -DFRAMEX_SOURCE_DIR=${FRAMEX_SOURCE})
+# framex's sources built with this build's flags: the compiler cache serves
+# the objects it already made, instead of compiling the library again.
+check_consumer(add_subdirectory -DFRAMEX_SOURCE_DIR=${FRAMEX_SOURCE} -DFRAMEX_WARNINGS_AS_ERRORS=${WARNINGS_AS_ERRORS})
