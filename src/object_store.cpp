@@ -303,10 +303,16 @@ class store {
   // A thread for the life of the process: refreshes this process's `.alive`
   // and deletes the directories of processes that stopped refreshing theirs.
   void start_sweeping() {
-    std::call_once(sweeper_started_, [this] { std::thread([this] { sweep_forever(); }).detach(); });
+    std::call_once(sweeper_started_, [this] {
+      // The id is made here, not on the thread: its first use initialises
+      // OpenSSL's random generator, which the process's exit tears down on
+      // this thread.
+      const std::uint64_t me = caller_id();
+      std::thread([this, me] { sweep_forever(me); }).detach();
+    });
   }
 
-  [[noreturn]] void sweep_forever() {
+  [[noreturn]] void sweep_forever(std::uint64_t me) {
     for (;;) {
       fs::path root;
       std::chrono::milliseconds ttl;
@@ -315,15 +321,15 @@ class store {
         root = root_;
         ttl = ttl_;
       }
-      sweep(root, ttl);
+      sweep(root, ttl, me);
       std::unique_lock lock(mutex_);
       settings_changed_.wait_for(lock, std::clamp(ttl / 3, std::chrono::milliseconds(200), std::chrono::milliseconds(60000)));
     }
   }
 
-  void sweep(const fs::path& root, std::chrono::milliseconds ttl) {
+  void sweep(const fs::path& root, std::chrono::milliseconds ttl, std::uint64_t me) {
     std::error_code ec;
-    const fs::path mine = root / owner_name(caller_id());
+    const fs::path mine = root / owner_name(me);
     if (fs::exists(mine, ec)) touch(mine / ".alive");
     for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
