@@ -28,7 +28,12 @@ extern char** environ;
 #endif
 
 namespace {
-std::atomic<std::uint64_t> allocated{0};
+std::atomic<std::uint64_t> allocated{0}, allocated_size{0};
+
+void count(std::size_t bytes) noexcept {
+  allocated.fetch_add(1, std::memory_order_relaxed);
+  allocated_size.fetch_add(bytes, std::memory_order_relaxed);
+}
 }  // namespace
 
 #ifndef FRAMEX_BENCH_SANITIZED
@@ -41,21 +46,21 @@ void* __libc_realloc(void*, std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
 
 void* malloc(std::size_t n) {
-  allocated.fetch_add(1, std::memory_order_relaxed);
+  count(n);
   return __libc_malloc(n);
 }
 void* calloc(std::size_t n, std::size_t size) {
-  allocated.fetch_add(1, std::memory_order_relaxed);
+  count(n * size);
   return __libc_calloc(n, size);
 }
 void* realloc(void* p, std::size_t n) {
-  if (p == nullptr) allocated.fetch_add(1, std::memory_order_relaxed);
+  if (p == nullptr) count(n);
   void* q = __libc_realloc(p, n);
-  if (p != nullptr && q != p) allocated.fetch_add(1, std::memory_order_relaxed);  // moved: a new block
+  if (p != nullptr && q != p) count(n);  // moved: a new block
   return q;
 }
 void* memalign(std::size_t alignment, std::size_t n) {
-  allocated.fetch_add(1, std::memory_order_relaxed);
+  count(n);
   return __libc_memalign(alignment, n);
 }
 void* aligned_alloc(std::size_t alignment, std::size_t n) { return memalign(alignment, n); }
@@ -71,6 +76,7 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
 namespace framex::bench {
 
 std::uint64_t allocations() noexcept { return allocated.load(std::memory_order_relaxed); }
+std::uint64_t allocated_bytes() noexcept { return allocated_size.load(std::memory_order_relaxed); }
 
 bool allocations_counted() noexcept {
 #ifdef FRAMEX_BENCH_SANITIZED

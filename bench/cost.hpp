@@ -19,6 +19,8 @@ namespace framex::bench {
 /// Allocations (malloc, calloc, realloc to a new block, aligned forms) made by
 /// this process so far.
 std::uint64_t allocations() noexcept;
+/// Bytes those allocations asked for.
+std::uint64_t allocated_bytes() noexcept;
 /// False when the allocator could not be counted (a sanitizer build).
 bool allocations_counted() noexcept;
 

@@ -102,6 +102,7 @@ inline constexpr bool framex::inline_ok<&tiny_inline> = true;
 void noop() {}
 // What the process has allocated so far: called remotely, it reads the worker's counter.
 std::uint64_t worker_allocations() { return framex::bench::allocations(); }
+std::uint64_t worker_allocated_bytes() { return framex::bench::allocated_bytes(); }
 int cpu_1ms() {
   const auto end = clock_type::now() + 1ms;
   int spins = 0;
@@ -711,17 +712,27 @@ int run_driver() {
     one_cfg.distributed.io_threads = 2;
     auto four_cfg = one_cfg;
     four_cfg.distributed.connections_per_worker = 4;
-    // One connection with 128 in flight against four with 128 each, alternating.
+    // One connection with 128 in flight against four with 128 each,
+    // alternating; and how many cores caller and worker kept busy meanwhile
+    // (CPU seconds per second), which bounds what more connections can add.
     const auto one_against_four = [&](const char* what, framex::runtime& one_rt, framex::runtime& four_rt) {
       (void)framex_throughput<&tiny>(one_rt, 128, 2000, 1);  // connect and warm up
       (void)framex_throughput<&tiny>(four_rt, 512, 8000, 1);
-      std::vector<double> one_rates, four_rates;
+      std::vector<double> one_rates, four_rates, one_busy, four_busy;
+      const auto busy = [&](std::vector<double>& rates, std::vector<double>& cores, auto run) {
+        const double cpu0 = cpu_seconds(wc.pid);
+        const auto t0 = clock_type::now();
+        rates.push_back(run());
+        cores.push_back((cpu_seconds(wc.pid) - cpu0) / std::chrono::duration<double>(clock_type::now() - t0).count());
+      };
       for (int r = 0; r < alternations; ++r) {
-        one_rates.push_back(framex_throughput<&tiny>(one_rt, 128, total / alternations, 1));
-        four_rates.push_back(framex_throughput<&tiny>(four_rt, 512, total / alternations, 1));
+        busy(one_rates, one_busy, [&] { return framex_throughput<&tiny>(one_rt, 128, total / alternations, 1); });
+        busy(four_rates, four_busy, [&] { return framex_throughput<&tiny>(four_rt, 512, total / alternations, 1); });
       }
       row(what, fmt("%.0f calls/s", median(one_rates)), fmt("%.0f calls/s", median(four_rates)),
           fmt("%.2fx", median(four_rates) / median(one_rates)));
+      row("  cores busy (caller + worker), 1 vs 4 connections", fmt("%.2f", median(one_busy)), fmt("%.2f", median(four_busy)),
+          "-");
     };
     framex::runtime one_conn(one_cfg), four_conn(four_cfg);
     one_against_four("128 in flight: 1 connection vs 4 connections x 128", one_conn, four_conn);
@@ -907,6 +918,29 @@ int run_driver() {
                    [&] { return framex_throughput<&echo_async>(one, 1, mib_rounds / alternations, mib); }, grpc_mib);
     compare_rounds("1 MiB echo, 1 in flight: gRPC vs framex blocking fn",
                    [&] { return framex_throughput<&echo>(one, 1, mib_rounds / alternations, mib); }, grpc_mib);
+    // The two kinds of function against each other, and what the worker
+    // allocates per echo (the decoded argument is 1 MiB of it).
+    const auto worker_bytes = [&] {
+      return run_on_io(served(one), [&] { return framex::remote<&worker_allocated_bytes>.with({.runtime = &one}).remote(); });
+    };
+    std::vector<double> async_rate, blocking_rate;
+    std::uint64_t async_bytes = 0, blocking_bytes = 0;
+    for (int r = 0; r < alternations; ++r) {
+      std::uint64_t b0 = worker_bytes();
+      async_rate.push_back(framex_throughput<&echo_async>(one, 1, mib_rounds / alternations, mib));
+      std::uint64_t b1 = worker_bytes();
+      async_bytes += b1 - b0;
+      blocking_rate.push_back(framex_throughput<&echo>(one, 1, mib_rounds / alternations, mib));
+      blocking_bytes += worker_bytes() - b1;
+    }
+    row("1 MiB echo, 1 in flight: async fn vs blocking fn", fmt("%.0f calls/s", median(async_rate)),
+        fmt("%.0f calls/s", median(blocking_rate)), fmt("%.2fx", median(blocking_rate) / median(async_rate)));
+    if (framex::bench::allocations_counted()) {
+      const double per = static_cast<double>(alternations * (mib_rounds / alternations));
+      row("1 MiB echo: worker MiB allocated per call, async vs blocking",
+          fmt("%.2f MiB", static_cast<double>(async_bytes) / per / (1 << 20)),
+          fmt("%.2f MiB", static_cast<double>(blocking_bytes) / per / (1 << 20)), "-");
+    }
   }
 
   // 4. Local vs distributed, 64 in flight.

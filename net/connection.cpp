@@ -28,6 +28,14 @@ namespace {
 // when nothing is pending), so small messages never make it allocate.
 constexpr std::size_t read_chunk = 16 * 1024;
 
+// Drops the first `n` bytes of `buffers`, which hold more than that.
+void drop_front(std::vector<asio::const_buffer>& buffers, std::size_t n) {
+  auto first = buffers.begin();
+  while (n >= first->size()) n -= (first++)->size();
+  buffers.erase(buffers.begin(), first);
+  buffers.front() += n;
+}
+
 bool is_tcp(const connection::socket_type& s) {
   boost::system::error_code ec;
   const int family = s.local_endpoint(ec).protocol().family();
@@ -198,7 +206,7 @@ bool connection::nothing_queued() const { return queue_.empty() && (!tls_ || tls
 // Under mutex_: `plain` as TLS records.
 message_buffer connection::seal(const message_buffer& plain) {
   message_buffer sealed(0);
-  tls_->engine.encrypt(plain.data(), plain.size(), sealed);
+  plain.for_each_segment([&](const char* p, std::size_t n) { tls_->engine.encrypt(p, n, sealed); });
   return sealed;
 }
 
@@ -229,7 +237,7 @@ bool connection::send(message_buffer message) {
       // records when the strand writes it.
       const std::size_t size = message.size();
       if (tls_->ready) {
-        tls_->batch.write(message.data(), size);
+        message.for_each_segment([&](const char* p, std::size_t n) { tls_->batch.write(p, n); });
       } else {
         tls_->held.push_back(std::move(message));
       }
@@ -271,11 +279,25 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
   const int fd = socket_.native_handle();
   lock.unlock();
 
-  // Nothing is being written: try the socket now, without a hop.
+  // Nothing is being written: try the socket now, without a hop, in one
+  // gathered write when the message refers to large parts of a value.
   std::size_t sent = 0;
   bool failed = false;
-  while (sent < message.size()) {
-    const ssize_t n = ::send(fd, message.data() + sent, message.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+  const std::size_t total = message.size();
+  while (sent < total) {
+    std::array<iovec, 20> iov{};
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    std::size_t skip = sent;
+    message.for_each_segment([&](const char* p, std::size_t n) {
+      if (skip >= n) {
+        skip -= n;
+      } else if (msg.msg_iovlen < iov.size()) {
+        iov[msg.msg_iovlen++] = iovec{const_cast<char*>(p + skip), n - skip};
+        skip = 0;
+      }
+    });
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<std::size_t>(n);
     } else if (n < 0 && errno == EINTR) {
@@ -342,8 +364,8 @@ void connection::flush() {
     for (auto& m : queue_) in_flight_.push_back(std::move(m));
     queue_.clear();
     buffers.reserve(in_flight_.size());
-    for (auto& m : in_flight_) buffers.emplace_back(m.data(), m.size());
-    buffers.front() += sent_of_front_;
+    for (auto& m : in_flight_) m.for_each_segment([&](const char* p, std::size_t n) { buffers.emplace_back(p, n); });
+    drop_front(buffers, sent_of_front_);
     sent_of_front_ = 0;
   }
   auto written = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
@@ -394,11 +416,7 @@ void connection::flush() {
   }
   const std::size_t sent = n < 0 ? 0 : static_cast<std::size_t>(n);
   if (sent == total) return written({}, sent);
-  std::size_t skip = sent;
-  auto first = buffers.begin();
-  while (skip >= first->size()) skip -= (first++)->size();
-  buffers.erase(buffers.begin(), first);
-  buffers.front() += skip;
+  drop_front(buffers, sent);
   asio::async_write(socket_, buffers, [written = std::move(written), sent](const boost::system::error_code& ec, std::size_t rest) {
     written(ec, sent + rest);
   });

@@ -318,6 +318,7 @@ class worker::impl final : public net::dispatcher {
         // Asked for a reference (`remote_ref`): a large result goes to storage
         // and the caller gets its name.
         try {
+          body.flatten();
           const auto object = detail::spill(std::string_view(body.data(), body.size()), ref_owner);
           message_buffer named(response_headroom);
           msgpack::packer<message_buffer> p(named);

@@ -23,6 +23,9 @@ int tiny_inline(int x) { return x; }
 template <>
 inline constexpr bool framex::inline_ok<&tiny_inline> = true;
 std::uint64_t process_allocations() { return framex::bench::allocations(); }
+std::uint64_t process_allocated_bytes() { return framex::bench::allocated_bytes(); }
+std::string echo(std::string s) { return s; }
+boost::asio::awaitable<std::string> echo_async(std::string s) { co_return s; }
 
 namespace {
 
@@ -84,6 +87,33 @@ TEST(CallAllocations, ACallThroughTheCallersIoContextAllocatesAlmostNothingOnEit
   rt.shutdown();
   io.restart();
   io.run();
+}
+
+// A large result is written from the value itself, not copied into the
+// message first: echoing 1 MiB, the worker allocates the argument it decodes
+// (1 MiB) and small change, not a second MiB for the packed result.
+TEST(CallAllocations, ALargeResultIsWrittenFromTheValueNotFromACopy) {
+  if (!framex::bench::allocations_counted()) GTEST_SKIP() << "a sanitizer's allocator is not counted";
+  framex::test::worker_process w;
+  framex::runtime rt(framex::test::distributed({w.address()}));
+  const std::string mib(std::size_t{1} << 20, 'm');
+  const auto per_call = [&]<auto F>() {
+    return framex::test::run([&]() -> asio::awaitable<double> {
+      const auto fn = framex::remote<F>.with({.runtime = &rt});
+      const auto bytes = framex::remote<&process_allocated_bytes>.with({.runtime = &rt});
+      constexpr int calls = 20;
+      for (int i = 0; i < calls; ++i) EXPECT_EQ(co_await fn.remote(mib), mib);
+      const std::uint64_t w0 = co_await bytes.remote();
+      for (int i = 0; i < calls; ++i) EXPECT_EQ(co_await fn.remote(mib), mib);
+      const std::uint64_t w1 = co_await bytes.remote();
+      co_return static_cast<double>(w1 - w0) / calls;
+    });
+  };
+  for (const auto& [what, bytes] : {std::pair{"blocking", per_call.operator()<&echo>()},
+                                    std::pair{"async", per_call.operator()<&echo_async>()}}) {
+    EXPECT_GE(bytes, 1.0 * (1 << 20)) << what;  // the argument is decoded into a string of its own
+    EXPECT_LT(bytes, 1.5 * (1 << 20)) << what;
+  }
 }
 
 }  // namespace

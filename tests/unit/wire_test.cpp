@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../net/message.hpp"
+#include "framex/detail/message_buffer.hpp"
 #include "framex/detail/pool.hpp"
 
 namespace {
@@ -161,6 +162,53 @@ TEST(MessageBuffer, GrowsMovesAndPrependsIntoItsRoom) {
   const auto copy = moved.clone();
   EXPECT_EQ(std::string(copy.data(), copy.size()), std::string(moved.data(), moved.size()));
   EXPECT_THROW(moved.prepend("more than the room", 18), std::length_error);
+}
+
+// A buffer that keeps a value refers to its large strings instead of copying
+// them; its segments, flattened or cloned, are the bytes a copying buffer
+// packs, and the header prepended later still goes first.
+TEST(MessageBuffer, AKeepingBufferRefersToLargeStringsOfTheValueItHolds) {
+  using framex::detail::message_buffer;
+  using value = std::vector<std::string>;
+  const auto make = [] {
+    value v;
+    for (int i = 0; i < 10; ++i) v.push_back(std::string(i % 2 == 0 ? message_buffer::refer_min + i : 10, char('a' + i)));
+    return v;
+  };
+  message_buffer copied(8);
+  msgpack::packer<message_buffer>(copied).pack(make());
+  copied.prepend("head", 4);
+  ASSERT_TRUE(copied.contiguous());
+  const std::string expected(copied.data(), copied.size());
+
+  message_buffer probe(8);
+  probe.leave_out_large();
+  msgpack::packer<message_buffer>(probe).pack(make());
+  EXPECT_TRUE(probe.left_out());
+  EXPECT_LT(probe.size(), message_buffer::refer_min);  // the large strings were not copied
+
+  message_buffer kept(8);
+  const value& v = kept.keep(make());
+  msgpack::packer<message_buffer>(kept).pack(v);
+  kept.prepend("head", 4);
+  ASSERT_FALSE(kept.contiguous());
+  EXPECT_EQ(kept.size(), expected.size());
+  std::string gathered;
+  std::size_t referred = 0;
+  kept.for_each_segment([&](const char* p, std::size_t n) {
+    for (const auto& s : v) referred += p == s.data() ? 1 : 0;
+    gathered.append(p, n);
+  });
+  EXPECT_EQ(gathered, expected);
+  EXPECT_EQ(referred, 5u);  // each large string, sent from where it is
+
+  message_buffer moved = std::move(kept);
+  const auto copy = moved.clone();
+  ASSERT_TRUE(copy.contiguous());
+  EXPECT_EQ(std::string(copy.data(), copy.size()), expected);
+  moved.flatten();
+  ASSERT_TRUE(moved.contiguous());
+  EXPECT_EQ(std::string(moved.data(), moved.size()), expected);
 }
 
 }  // namespace

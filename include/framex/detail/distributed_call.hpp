@@ -158,11 +158,30 @@ inline constexpr bool distributable = wire_shape<fn_traits<decltype(F)>>::ok;
 
 // ---- worker side: decode, run, answer ----
 
+// Packs a result and sends it. A result the call gave up (a prvalue) with a
+// large string or binary in it is kept by the message, which is then written
+// from the value itself: the first packing leaves the large parts out and
+// finds out whether there are any; only then is the value packed again, into
+// a buffer that keeps it.
 template <class T>
-void pack_result(invocation& inv, const T& value) {
+void pack_result(invocation& inv, T&& value) {
+  using value_type = std::remove_cvref_t<T>;
+  constexpr bool may_keep = !std::is_reference_v<T> && !std::is_arithmetic_v<value_type> && !std::is_enum_v<value_type>;
   message_buffer body(invocation::response_headroom);
-  msgpack::packer<message_buffer> p(body);
-  codec<T>::pack(p, value);
+  if constexpr (may_keep) body.leave_out_large();
+  {
+    msgpack::packer<message_buffer> p(body);
+    codec<value_type>::pack(p, value);
+  }
+  if constexpr (may_keep) {
+    if (body.left_out()) {
+      message_buffer kept(invocation::response_headroom);
+      const value_type& v = kept.keep(std::move(value));
+      msgpack::packer<message_buffer> p(kept);
+      codec<value_type>::pack(p, v);
+      body = std::move(kept);
+    }
+  }
   inv.succeed(std::move(body));
 }
 
