@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 
@@ -101,12 +102,18 @@ TEST(CallAllocations, ALargeResultIsWrittenFromTheValueNotFromACopy) {
     return framex::test::run([&]() -> asio::awaitable<double> {
       const auto fn = framex::remote<F>.with({.runtime = &rt});
       const auto bytes = framex::remote<&process_allocated_bytes>.with({.runtime = &rt});
-      constexpr int calls = 20;
+      constexpr int calls = 10;
       for (int i = 0; i < calls; ++i) EXPECT_EQ(co_await fn.remote(mib), mib);
-      const std::uint64_t w0 = co_await bytes.remote();
-      for (int i = 0; i < calls; ++i) EXPECT_EQ(co_await fn.remote(mib), mib);
-      const std::uint64_t w1 = co_await bytes.remote();
-      co_return static_cast<double>(w1 - w0) / calls;
+      // The least of a few stretches: on a loaded machine a request may come
+      // in pieces, and the reader then allocates for the rest of it too.
+      double least = 1e12;
+      for (int stretch = 0; stretch < 5; ++stretch) {
+        const std::uint64_t w0 = co_await bytes.remote();
+        for (int i = 0; i < calls; ++i) EXPECT_EQ(co_await fn.remote(mib), mib);
+        const std::uint64_t w1 = co_await bytes.remote();
+        least = std::min(least, static_cast<double>(w1 - w0) / calls);
+      }
+      co_return least;
     });
   };
   for (const auto& [what, bytes] : {std::pair{"blocking", per_call.operator()<&echo>()},
