@@ -109,14 +109,14 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
 
 connection::~connection() = default;
 
-void connection::reply(std::uint32_t msgid, message_buffer body) {
+void connection::reply(std::uint32_t msgid, message_buffer body, bool batch) {
   if (body.size() + 16 > max_message()) {
     return reply_error(msgid, static_cast<int>(errc::too_large), "framex.too_large",
                        "the result is " + std::to_string(body.size()) + " bytes; the limit is " +
                            std::to_string(max_message()));
   }
   prepend_response_header(body, msgid);
-  send(std::move(body));
+  send(std::move(body), batch);
 }
 
 void connection::reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message) {
@@ -228,7 +228,7 @@ void connection::touch() noexcept {
   last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
 }
 
-bool connection::send(message_buffer message) {
+bool connection::send(message_buffer message, bool batch) {
   std::unique_lock lock(mutex_);
   if (tls_ && state_ != write_state::closing && state_ != write_state::closed) {
     if (!tls_->ready || state_ != write_state::idle) {
@@ -246,7 +246,7 @@ bool connection::send(message_buffer message) {
     }
     message = seal(message);  // under the lock: records leave in the order they are made
   }
-  return transmit(std::move(message), lock);
+  return transmit(std::move(message), lock, batch);
 }
 
 // Under `lock` (of mutex_, which it may release): `n` more bytes wait to be
@@ -261,8 +261,10 @@ void connection::count_queued(std::size_t n, std::unique_lock<std::mutex>& lock)
 }
 
 // Under `lock` (of mutex_): writes `message` (ciphertext, over TLS) at once
-// from this thread when nothing is being written, else queues it.
-bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& lock) {
+// from this thread when nothing is being written, else queues it. A `batch`
+// message is queued for the strand even then: what other threads send before
+// the strand gets to it goes out in the same write.
+bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& lock, bool batch) {
   switch (state_) {
     case write_state::closing:
     case write_state::closed: return false;
@@ -274,6 +276,15 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
       return true;
     }
     case write_state::idle: break;
+  }
+  if (batch) {
+    state_ = write_state::writing;
+    const std::size_t size = message.size();
+    queue_.push_back(std::move(message));
+    count_queued(size, lock);
+    if (lock.owns_lock()) lock.unlock();
+    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+    return true;
   }
   state_ = write_state::direct;
   const int fd = socket_.native_handle();

@@ -108,13 +108,15 @@ class connection : public std::enable_shared_from_this<connection> {
   void start();
 
   /// Queues `message` for writing; false when the connection is closed (the
-  /// message is dropped). Thread safety: any thread.
-  bool send(message_buffer message);
+  /// message is dropped). `batch`: more messages are likely to follow from
+  /// other threads soon, so rather than write it from this thread at once,
+  /// the strand writes it together with them. Thread safety: any thread.
+  bool send(message_buffer message, bool batch = false);
 
   /// Sends `[1, msgid, nil, result]`; `body` holds the packed result after
   /// 16 bytes of room. A result over the size limit is answered with
-  /// `too_large` instead. Thread safety: any thread.
-  void reply(std::uint32_t msgid, message_buffer body);
+  /// `too_large` instead. `batch` as for `send`. Thread safety: any thread.
+  void reply(std::uint32_t msgid, message_buffer body, bool batch = false);
   /// Sends `[1, msgid, {code, type, message}, nil]`. Thread safety: any thread.
   void reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message);
 
@@ -177,7 +179,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void handshake_done();
   message_buffer seal(const message_buffer& plain);
   [[nodiscard]] bool nothing_queued() const;
-  bool transmit(message_buffer message, std::unique_lock<std::mutex>& lock);
+  bool transmit(message_buffer message, std::unique_lock<std::mutex>& lock, bool batch = false);
   void count_queued(std::size_t n, std::unique_lock<std::mutex>& lock);
   void read();
   void decrypted(std::size_t n);

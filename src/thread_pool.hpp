@@ -52,6 +52,8 @@ class thread_pool {
   void submit(pool_task& task, lane& l) noexcept;
   void shutdown() noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  /// Tasks waiting for a thread, at about this moment.
+  [[nodiscard]] std::size_t queued() const noexcept { return queued_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool stopping() const noexcept;
 
  private:

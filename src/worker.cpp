@@ -328,8 +328,13 @@ class worker::impl final : public net::dispatcher {
           return fail(errc::object_unavailable, "framex.object_unavailable", fn_.name + ": the result: " + e.what());
         }
       }
-      session_->reply(request_.msgid, std::move(body));
+      session_->reply(request_.msgid, std::move(body), batch_reply());
     }
+
+    // A blocking call's reply while more calls wait for the pool: written by
+    // the I/O thread together with the replies that follow it, rather than by
+    // a system call of its own (a call alone is answered at once).
+    bool batch_reply() const noexcept { return !fn_.is_async && !fn_.run_inline && owner_.pool_.queued() != 0; }
 
     void fail(errc code, std::string type, std::string message) noexcept override {
       if (code == errc::exception && !owner_.cfg_.expose_errors) {
