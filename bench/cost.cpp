@@ -29,14 +29,16 @@ extern char** environ;
 
 namespace {
 std::atomic<std::uint64_t> allocated{0}, allocated_size{0};
+}  // namespace
 
+#ifndef FRAMEX_BENCH_SANITIZED
+namespace {
 void count(std::size_t bytes) noexcept {
   allocated.fetch_add(1, std::memory_order_relaxed);
   allocated_size.fetch_add(bytes, std::memory_order_relaxed);
 }
 }  // namespace
 
-#ifndef FRAMEX_BENCH_SANITIZED
 // glibc's allocator under its other names; the definitions below take the
 // public ones for the whole process (operator new calls malloc).
 extern "C" {
