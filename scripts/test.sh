@@ -5,8 +5,8 @@
 # warnings cover everything but the benchmarks) — then the libFuzzer harnesses
 # for a bounded time (`fuzz`, Clang again). All build with -Werror. Each stage
 # prints its duration. `clang` (Clang 14, no sanitizer) is a preset for local
-# use; the TSan build already compiles the same code with the same warnings. Idempotent; fast the second time (ccache, Ninja, persistent build/
-# folders).
+# use; the TSan build already compiles the same code with the same warnings.
+# Idempotent; fast the second time (ccache, Ninja, persistent build/ folders).
 #
 #   bash scripts/test.sh              every configuration, then the fuzzers
 #   bash scripts/test.sh release asan only the named ones (`fuzz` for the fuzzers)
