@@ -3,13 +3,16 @@
 // http_server on the app's own io_context.
 #include "framex/app.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -18,7 +21,9 @@
 
 #include "auth.hpp"
 #include "dashboard_page.hpp"
+#include "docs_page.hpp"
 #include "http_server.hpp"
+#include "plugin_host.hpp"
 
 namespace framex {
 
@@ -129,6 +134,7 @@ class app::impl {
  public:
   explicit impl(const config& c) : cfg(c), guard(c.auth.rules, c.auth.dashboard_key), rt(c), scope(rt) {
     set_log_level(c.log.level);
+    plugins.emplace(c, false);
   }
 
   // 401 unless the request carries one of `keys` (null: the path is public).
@@ -144,18 +150,34 @@ class app::impl {
   struct route {
     std::vector<http_method> methods;
     detail::http_handler handler;
+    detail::route_doc doc;
   };
+
+  static bool allows(const std::vector<http_method>& methods, const std::string& method) {
+    return std::any_of(methods.begin(), methods.end(), [&](http_method m) { return method == method_name(m); });
+  }
 
   asio::awaitable<http_reply> dispatch(const std::string& method, const std::string& path, http_call& call) {
     if (auto refused = refuse_unless_admitted(guard.rule_for(path), call, "Bearer")) co_return std::move(*refused);
     if (path == "/health" || path == "/ping") co_return http_reply{200, R"({"status":"ok"})"};
     if (path == "/version") co_return http_reply{200, R"({"name":"framex","version":"0.1.0"})"};
-    const auto it = routes.find(path);
-    if (it == routes.end()) co_return detail::error_reply(404, "no route for " + path);
-    bool allowed = false;
-    for (auto m : it->second.methods) allowed = allowed || method == method_name(m);
-    if (!allowed) co_return detail::error_reply(405, method + " is not allowed on " + path);
-    co_return co_await it->second.handler(call);
+    if (path == "/api/v1/openapi.json" && method == "GET") co_return http_reply{200, openapi()};
+    if (path == "/docs" && method == "GET") co_return http_reply{200, std::string(detail::docs_page), "text/html; charset=utf-8"};
+    if (const auto it = routes.find(path); it != routes.end()) {
+      if (!allows(it->second.methods, method)) co_return detail::error_reply(405, method + " is not allowed on " + path);
+      co_return co_await it->second.handler(call);
+    }
+    if (const auto* api = plugins->find_path(path)) {
+      if (!allows(api->spec->methods, method)) co_return detail::error_reply(405, method + " is not allowed on " + path);
+      co_return co_await plugins->serve(*api, call);
+    }
+    co_return detail::error_reply(404, "no route for " + path);
+  }
+
+  std::string openapi() const {
+    std::vector<detail::plugin_host::route_info> own;
+    for (const auto& [path, r] : routes) own.push_back({path, r.methods, r.doc});
+    return plugins->openapi(own);
   }
 
   asio::awaitable<http_reply> dashboard(const std::string& method, const std::string& path, http_call& call) {
@@ -179,6 +201,18 @@ class app::impl {
 
   void start() {
     if (ingress) return;
+    plugins->check([this](const std::string& path) { return routes.contains(path); });
+    for (std::size_t i = 0; i < cfg.server.threads; ++i) threads.emplace_back([this] { io.run(); });
+    try {
+      asio::co_spawn(io, plugins->start(), asio::use_future).get();
+    } catch (...) {
+      work.reset();
+      io.stop();
+      for (auto& t : threads) t.join();
+      threads.clear();
+      throw;
+    }
+    plugins->log_summary();
     detail::http_server::options o{cfg.server.host,           cfg.server.port,
                                    cfg.server.body_limit,     cfg.server.read_timeout,
                                    cfg.server.header_timeout, cfg.server.max_connections,
@@ -187,7 +221,6 @@ class app::impl {
     o.host = cfg.server.dashboard_host;
     o.port = cfg.server.dashboard_port;
     board.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dashboard(m, p, c); });
-    for (std::size_t i = 0; i < cfg.server.threads; ++i) threads.emplace_back([this] { io.run(); });
     const char* scheme = o.tls ? "https" : "http";
     spdlog::info("framex app: serving on {}://{}:{}, dashboard on {}://{}:{}/, {} mode", scheme, cfg.server.host, ingress->port(),
                  scheme, cfg.server.dashboard_host, board->port(), rt.current_mode() == mode::local ? "local" : "distributed");
@@ -205,6 +238,7 @@ class app::impl {
     for (int i = 0; i < 1000 && ingress->in_flight() + board->in_flight() > 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    plugins->stop();
     rt.shutdown();
     work.reset();
     io.stop();
@@ -219,6 +253,7 @@ class app::impl {
   framex::runtime rt;
   runtime_scope scope;
   std::map<std::string, route> routes;
+  std::optional<detail::plugin_host> plugins;
   asio::executor_work_guard<asio::io_context::executor_type> work{asio::make_work_guard(io)};
   std::optional<detail::http_server> ingress;
   std::optional<detail::http_server> board;
@@ -229,8 +264,9 @@ class app::impl {
 app::app(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}
 app::~app() { stop(); }
 
-void app::add_route(std::string path, std::vector<http_method> methods, detail::http_handler handler) {
-  impl_->routes[std::move(path)] = {std::move(methods), std::move(handler)};
+void app::add_route(std::string path, std::vector<http_method> methods, detail::http_handler handler,
+                    detail::route_doc doc) {
+  impl_->routes[std::move(path)] = {std::move(methods), std::move(handler), std::move(doc)};
 }
 
 void app::start() { impl_->start(); }

@@ -366,6 +366,22 @@ const key_info keys[] = {
      }},
     {"auth.dashboard_key", kind::text, [](config& c, std::string_view v) { c.auth.dashboard_key = std::string(v); },
      [](const config& c) { return key_source(c.auth.dashboard_key); }},
+    {"load_plugins", kind::list, [](config& c, std::string_view v) { c.plugins.load = to_list(v); },
+     [](const config& c) { return join(c.plugins.load); }},
+    {"load_builtin_plugins", kind::list,
+     [](config& c, std::string_view v) {
+       auto list = to_list(v);
+       for (const auto& name : list) {
+         if (name != "echo" && name != "proxy") throw std::invalid_argument("no built-in plugin \"" + name + "\" (there are echo and proxy)");
+       }
+       c.plugins.load_builtin = std::move(list);
+     },
+     [](const config& c) { return join(c.plugins.load_builtin); }},
+    {"plugins_strict", kind::boolean, [](config& c, std::string_view v) { c.plugins.strict = to_bool(v); },
+     [](const config& c) -> std::string { return c.plugins.strict ? "true" : "false"; }},
+    {"plugins.max_ongoing_requests", kind::integer,
+     [](config& c, std::string_view v) { c.plugins.max_ongoing_requests = to_size(v); },
+     [](const config& c) { return std::to_string(c.plugins.max_ongoing_requests); }},
     {"log.level", kind::text,
      [](config& c, std::string_view v) {
        for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
@@ -378,6 +394,64 @@ const key_info keys[] = {
      },
      [](const config& c) { return c.log.level; }},
 };
+
+std::string quoted_json(std::string_view text) {
+  std::string out(1, '"');
+  for (const char ch : text) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(ch));
+      out.append(escaped);
+      continue;
+    }
+    out += ch;
+  }
+  out += '"';
+  return out;
+}
+
+// TOML as JSON text, for a plugin's own keys.
+std::string json_text(const toml::node& node) {
+  if (const auto* table = node.as_table()) {
+    std::string out(1, '{');
+    for (const auto& [k, v] : *table) {
+      if (out.size() > 1) out += ',';
+      out.append(quoted_json(k.str())).append(1, ':').append(json_text(v));
+    }
+    out += '}';
+    return out;
+  }
+  if (const auto* array = node.as_array()) {
+    std::string out(1, '[');
+    for (const auto& v : *array) {
+      if (out.size() > 1) out += ',';
+      out.append(json_text(v));
+    }
+    out += ']';
+    return out;
+  }
+  if (node.is_string()) return quoted_json(*node.value<std::string>());
+  if (node.is_boolean()) return *node.value<bool>() ? "true" : "false";
+  if (node.is_integer()) return std::to_string(*node.value<std::int64_t>());
+  std::ostringstream o;  // floating point, and dates and times as text
+  o.precision(17);
+  node.visit([&o](const auto& n) { o << n; });
+  return node.is_floating_point() ? o.str() : quoted_json(o.str());
+}
+
+// Whether `text` is one JSON value (a plugin key given as text is taken as
+// JSON when it is one, else as a string): a cheap check of its shape, the
+// plugin's own conversion being the judge of the rest.
+bool looks_like_json(std::string_view text) {
+  if (text.empty()) return false;
+  if (text == "true" || text == "false" || text == "null") return true;
+  const char f = text.front(), b = text.back();
+  if ((f == '{' && b == '}') || (f == '[' && b == ']') || (f == '"' && b == '"' && text.size() > 1)) return true;
+  double ignored = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ignored);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
 
 bool is_section(std::string_view s) {
   for (const auto& k : keys) {
@@ -459,6 +533,33 @@ std::string toml_text(const toml::node& node, kind type, const std::string& wher
   return {};
 }
 
+// "plugins.NAME.KEY": a plugin's setting (framex's own `deploy` and
+// `max_ongoing_requests`, else the plugin's key, as JSON text).
+void apply_plugin_key(config& c, std::string_view name, std::string_view key, std::string json, const std::string& origin) {
+  const std::string where = origin + ": plugins." + std::string(name) + "." + std::string(key);
+  if (name.empty() || key.empty()) throw config_error(where + ": expected plugins.NAME.KEY");
+  auto& settings = c.plugins.each[std::string(name)];
+  const bool is_text = json.size() >= 2 && json.front() == '"';
+  if (key == "deploy") {
+    if (json == "\"workers\"") {
+      settings.on_workers = true;
+    } else if (json == "\"local\"") {
+      settings.on_workers = false;
+    } else {
+      throw config_error(where + " = " + json + ": expected \"workers\" or \"local\"");
+    }
+  } else if (key == "max_ongoing_requests") {
+    try {
+      settings.max_ongoing_requests = to_size(is_text ? std::string_view(json).substr(1, json.size() - 2) : json);
+    } catch (const std::invalid_argument& e) {
+      throw config_error(where + " = " + json + ": " + e.what());
+    }
+  } else {
+    settings.keys[std::string(key)] = std::move(json);
+  }
+  c.sources["plugins." + std::string(name) + "." + std::string(key)] = origin;
+}
+
 }  // namespace
 
 std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text) {
@@ -476,6 +577,13 @@ std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text) {
 }
 
 void config::apply(std::string_view key, std::string_view value, const std::string& origin) {
+  if (key.starts_with("plugins.") && key.find('.', 8) != std::string_view::npos) {
+    const std::string_view rest = key.substr(8);
+    const std::size_t dot = rest.find('.');
+    apply_plugin_key(*this, rest.substr(0, dot), rest.substr(dot + 1),
+                     looks_like_json(value) ? std::string(value) : quoted_json(value), origin);
+    return;
+  }
   const key_info* k = find_key(key);
   if (k == nullptr) throw config_error(origin + ": unknown key \"" + std::string(key) + "\"");
   try {
@@ -497,9 +605,21 @@ void config::apply_toml(std::string_view text, const std::string& origin) {
   }
   for (const auto& [section, node] : table) {
     const auto* inner = node.as_table();
-    if (inner == nullptr) throw config_error(origin + ": unknown key \"" + std::string(section.str()) + "\"");
+    if (inner == nullptr) {  // a top-level key (load_plugins, ...)
+      const std::string key(section.str());
+      const key_info* k = find_key(key);
+      if (k == nullptr || key.find('.') != std::string::npos) throw config_error(origin + ": unknown key \"" + key + "\"");
+      apply(key, toml_text(node, k->type, origin + ": " + key), origin);
+      continue;
+    }
     for (const auto& [name, value] : *inner) {
       const std::string key = std::string(section.str()) + "." + std::string(name.str());
+      if (section.str() == "plugins" && value.is_table()) {  // [plugins.NAME]
+        for (const auto& [plugin_key, plugin_value] : *value.as_table()) {
+          apply_plugin_key(*this, name.str(), plugin_key.str(), json_text(plugin_value), origin);
+        }
+        continue;
+      }
       const key_info* k = find_key(key);
       if (k == nullptr) throw config_error(origin + ": unknown key \"" + key + "\"");
       apply(key, toml_text(value, k->type, origin + ": " + key), origin);
@@ -514,11 +634,18 @@ void config::apply_environment() {
     const std::size_t eq = entry.find('=');
     const std::string_view name = entry.substr(0, eq);
     if (name == "FRAMEX_CONFIG") continue;
-    const std::size_t split = name.find("__");
-    if (split == std::string_view::npos) continue;  // not FRAMEX_SECTION__KEY: not ours
+    // FRAMEX_SECTION__KEY, FRAMEX_PLUGINS__NAME__KEY, or a top-level key.
+    std::string key;
+    for (std::size_t i = 7; i < name.size(); ++i) {
+      if (name.substr(i, 2) == "__") {
+        key += '.';
+        ++i;
+      } else {
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+    }
+    if (key.find('.') == std::string::npos && find_key(key) == nullptr) continue;  // not ours
     const std::string origin = "environment " + std::string(name);
-    std::string key = std::string(name.substr(7, split - 7)) + "." + std::string(name.substr(split + 2));
-    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     apply(key, eq == std::string_view::npos ? std::string_view{} : entry.substr(eq + 1), origin);
   }
 }
@@ -563,7 +690,8 @@ config config::load(int argc, const char* const* argv) {
     }
     // Ours: --config and --section.key, where section is one of framex's.
     const std::size_t dot = name.find('.');
-    if (name != "config" && (dot == std::string_view::npos || !is_section(name.substr(0, dot)))) continue;
+    const bool top_level = dot == std::string_view::npos && find_key(name) != nullptr;
+    if (name != "config" && !top_level && (dot == std::string_view::npos || !is_section(name.substr(0, dot)))) continue;
     if (!inline_value) {
       if (i + 1 == argc) throw config_error("command line: --" + std::string(name) + " needs a value");
       value = argv[++i];
@@ -586,6 +714,16 @@ std::string config::describe() const {
     const auto source = sources.find(k.name);
     out += std::string(k.name) + " = " + k.get(*this) + "  # " +
            (source == sources.end() ? std::string("default") : source->second) + "\n";
+  }
+  for (const auto& [name, settings] : plugins.each) {
+    const auto line = [&](const std::string& key, const std::string& value) {
+      const auto source = sources.find("plugins." + name + "." + key);
+      out += "plugins." + name + "." + key + " = " + value + "  # " +
+             (source == sources.end() ? std::string("default") : source->second) + "\n";
+    };
+    line("deploy", settings.on_workers ? "workers" : "local");
+    if (settings.max_ongoing_requests) line("max_ongoing_requests", std::to_string(*settings.max_ongoing_requests));
+    for (const auto& [key, json] : settings.keys) line(key, json);
   }
   return out;
 }

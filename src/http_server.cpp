@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -147,6 +148,10 @@ struct http_server::state : std::enable_shared_from_this<state> {
       spdlog::debug("{} {} {} {:.3f} ms", std::string(request.method_string()), std::string(request.target()),
                     reply.status,
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+      if (reply.streamed) {
+        if (!co_await write_streamed(stream, request.version(), keep, reply) || !keep) break;
+        continue;
+      }
       if (!co_await write(stream, request.version(), keep, reply) || !keep) break;
     }
     boost::system::error_code ignored;
@@ -189,6 +194,57 @@ struct http_server::state : std::enable_shared_from_this<state> {
     o["message"] = std::string(message) + "; the server logged it as error " + std::to_string(id);
     o["error_id"] = id;
     return {status, boost::json::serialize(o), "application/json"};
+  }
+
+  // A streamed reply: chunked transfer, each piece one chunk (Server-Sent
+  // Events: each piece one event). A piece that fails ends the connection
+  // without the last chunk, so the client sees the body cut short.
+  template <class Stream>
+  asio::awaitable<bool> write_streamed(Stream& stream, unsigned version, bool keep, const http_reply& reply) {
+    const framex::stream& pieces = *reply.streamed;
+    const bool events = pieces.kind() == framex::stream::format::events;
+    http::response<http::empty_body> res{static_cast<http::status>(reply.status), version};
+    res.set(http::field::server, "framex");
+    res.set(http::field::content_type, pieces.content_type());
+    if (events) res.set(http::field::cache_control, "no-cache");
+    for (const auto& [name, value] : reply.headers) res.set(name, value);
+    res.keep_alive(keep);
+    res.chunked(true);
+    beast::get_lowest_layer(stream).expires_never();  // a stream may last
+    http::response_serializer<http::empty_body> serializer{res};
+    boost::system::error_code ec;
+    co_await http::async_write_header(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    for (;;) {
+      std::optional<std::string> piece;
+      try {
+        piece = co_await pieces.next();
+      } catch (const std::exception& e) {
+        spdlog::error("http: a stream failed mid-way: {}", e.what());
+        co_return false;
+      }
+      if (!piece) break;
+      std::string data = events ? as_event(*piece) : std::move(*piece);
+      if (data.empty()) continue;  // an empty chunk would end the body
+      co_await asio::async_write(stream, http::make_chunk(asio::buffer(data)), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || stopping) co_return false;
+    }
+    co_await asio::async_write(stream, http::make_chunk_last(), asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // "data: LINE\n" per line, then a blank line.
+  static std::string as_event(std::string_view piece) {
+    std::string out;
+    for (;;) {
+      const std::size_t nl = piece.find('\n');
+      out += "data: ";
+      out += piece.substr(0, nl);
+      out += '\n';
+      if (nl == std::string_view::npos) break;
+      piece.remove_prefix(nl + 1);
+    }
+    return out + '\n';
   }
 
   template <class Stream>

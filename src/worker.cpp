@@ -42,6 +42,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include <boost/asio/strand.hpp>
 
@@ -70,6 +71,7 @@
 #include "auth.hpp"
 #include "etcd.hpp"
 #include "framex/detail/pool.hpp"
+#include "plugin_host.hpp"
 #include "registry.hpp"
 #include "thread_pool.hpp"
 
@@ -812,6 +814,16 @@ int serve_worker(const config& cfg) {
   // goes to standard error.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("framex", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::from_str(cfg.log.level));
+  // The plugins deployed to the workers (`[plugins.NAME] deploy = "workers"`),
+  // started before the first call can come.
+  detail::plugin_host plugins(cfg, true);
+  {
+    asio::io_context start_io;
+    auto started = asio::co_spawn(start_io, plugins.start(), asio::use_future);
+    start_io.run();
+    started.get();
+  }
+  plugins.log_summary();
   worker w(cfg);
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);

@@ -54,6 +54,8 @@ struct route_options {
   std::vector<std::string> params{};
   /// Methods served; others get 405.
   std::vector<http_method> methods{http_method::get, http_method::post};
+  /// One line for the /docs page and openapi.json.
+  std::string summary{};
 };
 
 /// An HTTP ingress and dashboard around a runtime. Not copyable.
@@ -92,7 +94,7 @@ class app {
   class impl;
 
  private:
-  void add_route(std::string path, std::vector<http_method> methods, detail::http_handler handler);
+  void add_route(std::string path, std::vector<http_method> methods, detail::http_handler handler, detail::route_doc doc);
   std::unique_ptr<impl> impl_;
 };
 

@@ -262,6 +262,34 @@ struct config {
     std::string level = "info";
   } log;
 
+  /// Plugins (framex/plugin.hpp): which to load, and each one's settings.
+  struct plugins_section {
+    /// Plugins linked into the program, by name, and shared libraries, by
+    /// path (one with a `/` or ending in `.so`): `load_plugins` at the top of
+    /// the TOML file, `FRAMEX_LOAD_PLUGINS`, `--load_plugins`.
+    std::vector<std::string> load;
+    /// framex's own plugins ("echo", "proxy"): `load_builtin_plugins`.
+    std::vector<std::string> load_builtin;
+    /// `plugins_strict`: a plugin that cannot be loaded, started or given
+    /// the APIs it requires stops the start-up; otherwise it is reported and
+    /// left out.
+    bool strict = false;
+    /// Requests each plugin serves at once, unless its own section says
+    /// otherwise; more get 503 (HTTP) or `overloaded`. 0: no bound.
+    std::size_t max_ongoing_requests = 0;
+    /// One plugin's `[plugins.NAME]`.
+    struct settings {
+      /// `deploy = "workers"`: in distributed mode the plugin runs on the
+      /// workers, and the ingress sends its calls there.
+      bool on_workers = false;
+      /// Overrides `plugins.max_ongoing_requests`.
+      std::optional<std::size_t> max_ongoing_requests;
+      /// The plugin's own keys, each as JSON text.
+      std::map<std::string, std::string> keys;
+    };
+    std::map<std::string, settings> each;
+  } plugins;
+
   /// Set by `load(argc, argv)` when `--print-config` was given: the program
   /// should print `describe()` and exit (`app::run` does).
   bool print_only = false;

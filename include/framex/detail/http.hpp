@@ -2,13 +2,17 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "framex/stream.hpp"
 
 namespace framex::detail {
 
@@ -26,6 +30,18 @@ struct http_reply {
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers{};  // more response headers
+  /// Sent piece by piece instead of `body` (chunked, or as events).
+  std::optional<framex::stream> streamed{};
+};
+
+/// What /docs and openapi.json say of a route: its parameters' names and the
+/// JSON Schemas of the parameters (or of the whole body) and of the result.
+struct route_doc {
+  std::vector<std::string> params;
+  std::vector<boost::json::value> param_schemas;
+  boost::json::value body_schema;  // null unless one described struct is the body
+  boost::json::value result_schema;
+  std::string summary;
 };
 
 /// Thrown by binding code: becomes `{status, message}` with this status.

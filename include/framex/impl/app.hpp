@@ -10,6 +10,8 @@
 #include <boost/json/value_to.hpp>
 
 #include <cstddef>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -24,6 +26,52 @@ boost::json::value parse_body(const http_call& call);
 /// The query string as a JSON object: values that parse as JSON are typed
 /// (`n=5` is 5), the rest are strings.
 boost::json::object query_object(const http_call& call);
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+/// The JSON Schema (OpenAPI 3.0's dialect) of what `T` becomes in JSON.
+template <class T>
+boost::json::value json_schema() {
+  using U = std::remove_cvref_t<T>;
+  if constexpr (std::is_void_v<U>) {
+    return {{"nullable", true}};
+  } else if constexpr (std::is_same_v<U, bool>) {
+    return {{"type", "boolean"}};
+  } else if constexpr (std::is_integral_v<U>) {
+    return {{"type", "integer"}};
+  } else if constexpr (std::is_floating_point_v<U>) {
+    return {{"type", "number"}};
+  } else if constexpr (std::is_convertible_v<U, std::string_view>) {
+    return {{"type", "string"}};
+  } else if constexpr (is_optional<U>::value) {
+    boost::json::value s = json_schema<typename U::value_type>();
+    s.as_object()["nullable"] = true;
+    return s;
+  } else if constexpr (std::is_same_v<U, framex::stream>) {
+    return {{"type", "string"}, {"description", "a stream of pieces"}};
+  } else if constexpr (boost::describe::has_describe_members<U>::value) {
+    boost::json::object properties;
+    boost::json::array required;
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, boost::describe::mod_public>>([&](auto d) {
+      properties[d.name] = json_schema<decltype(std::declval<U&>().*d.pointer)>();
+      required.push_back(boost::json::string(d.name));
+    });
+    return {{"type", "object"}, {"properties", std::move(properties)}, {"required", std::move(required)}};
+  } else if constexpr (requires { typename U::mapped_type; typename U::key_type; } &&
+                       std::is_convertible_v<typename U::key_type, std::string_view>) {
+    return {{"type", "object"}, {"additionalProperties", json_schema<typename U::mapped_type>()}};
+  } else if constexpr (requires(const U& u) {
+                         typename U::value_type;
+                         u.begin();
+                       }) {
+    return {{"type", "array"}, {"items", json_schema<typename U::value_type>()}};
+  } else {
+    return boost::json::object{};  // any JSON value
+  }
+}
 
 template <class T>
 T value_as(const boost::json::value& v, const std::string& what) {
@@ -81,6 +129,12 @@ struct route_binder<Fn, type_list<Ps...>> {
           std::apply(fn, std::move(args));
         }
         reply.body = "null";
+      } else if constexpr (std::is_same_v<value, framex::stream>) {
+        if constexpr (awaited<result>::is_awaitable) {
+          reply.streamed.emplace(co_await std::apply(fn, std::move(args)));
+        } else {
+          reply.streamed.emplace(std::apply(fn, std::move(args)));
+        }
       } else if constexpr (awaited<result>::is_awaitable) {
         reply.body = boost::json::serialize(boost::json::value_from(co_await std::apply(fn, std::move(args))));
       } else {
@@ -88,6 +142,18 @@ struct route_binder<Fn, type_list<Ps...>> {
       }
       co_return reply;
     };
+  }
+
+  static route_doc doc(const route_options& o) {
+    route_doc d;
+    d.params = o.params;
+    d.summary = o.summary;
+    if constexpr (sizeof...(Ps) == 1) {
+      if (o.params.empty()) d.body_schema = json_schema<Ps...>();
+    }
+    if (!o.params.empty()) d.param_schemas = {json_schema<Ps>()...};
+    d.result_schema = json_schema<value>();
+    return d;
   }
 
   static boost::json::object as_object(boost::json::value v) {
@@ -114,8 +180,9 @@ template <class Fn>
 app& app::on_request(std::string path, Fn fn, route_options options) {
   static_assert(std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>,
                 "framex::app::on_request: pass a function pointer, e.g. &run_job");
-  add_route(std::move(path), std::move(options.methods),
-            detail::route_binder<Fn>::make(fn, std::move(options.params)));
+  detail::route_doc doc = detail::route_binder<Fn>::doc(options);
+  add_route(std::move(path), std::move(options.methods), detail::route_binder<Fn>::make(fn, std::move(options.params)),
+            std::move(doc));
   return *this;
 }
 
