@@ -26,7 +26,8 @@ class plugin_host {
  public:
   /// In the ingress (`on_workers_side` false) every plugin named is loaded;
   /// those deployed to the workers (in distributed mode) are described but
-  /// not made. On a worker, only those are made. Throws `config_error` for
+  /// not made. A worker makes every one (a deployed plugin may call the
+  /// others' APIs there). Throws `config_error` for
   /// a plugin that cannot be loaded when `plugins_strict`; otherwise logs it
   /// and leaves it out.
   plugin_host(const config& cfg, bool on_workers_side);

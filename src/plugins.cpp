@@ -106,25 +106,24 @@ plugin_host::plugin_host(const config& cfg, bool on_workers_side) : cfg_(cfg), o
   for (const auto& item : cfg.plugins.load) {
     const bool is_path = item.find('/') != std::string::npos || item.ends_with(".so");
     if (!is_path) {
+      // A linked-in plugin whose description throws cannot be named: it is
+      // reported when the plugin asked for is not found.
       const plugin_descriptor* found = nullptr;
+      std::string names, invalid;
       for (auto* describe : linked_plugins()) {
         try {
-          if (describe().metadata.name == item) found = &describe();
+          const plugin_descriptor& d = describe();
+          if (d.metadata.name == item) found = &d;
+          if (!names.empty()) names += ", ";
+          names += d.metadata.name;
         } catch (const std::exception& e) {
-          fail(item, std::string("its description is invalid: ") + e.what());
+          invalid += "; a linked-in plugin's description is invalid: ";
+          invalid += e.what();
         }
       }
       if (found == nullptr) {
-        std::string names;
-        for (auto* describe : linked_plugins()) {
-          try {
-            if (!names.empty()) names += ", ";
-            names += describe().metadata.name;
-          } catch (const std::exception&) {  // reported above when named
-          }
-        }
         fail(item, "no plugin of that name is linked into this program (linked in: " + (names.empty() ? "none" : names) +
-                       "; a shared library is named by its path)");
+                       "; a shared library is named by its path)" + invalid);
         continue;
       }
       load(item, found, "linked in");
@@ -218,7 +217,6 @@ void plugin_host::load(const std::string& item, const plugin_descriptor* d, cons
   }
   const bool on_workers = settings != cfg_.plugins.each.end() && settings->second.on_workers &&
                           (on_workers_side_ || cfg_.runtime.mode == mode::distributed);
-  if (on_workers_side_ && !on_workers) return;  // a worker makes only the deployed ones
   p->elsewhere = on_workers && !on_workers_side_;
   if (!p->elsewhere) {
     try {
@@ -306,7 +304,7 @@ void plugin_host::stop() noexcept {
 
 std::shared_ptr<void> plugin_host::take_slot(plugin& p) {
   const std::size_t now = p.ongoing.fetch_add(1) + 1;
-  std::shared_ptr<void> slot(nullptr, [&p](void*) { p.ongoing.fetch_sub(1); });
+  std::shared_ptr<void> slot(&p, [](void* held) { static_cast<plugin*>(held)->ongoing.fetch_sub(1); });
   if (p.max_ongoing != 0 && now > p.max_ongoing) return nullptr;  // releases at once
   return slot;
 }

@@ -64,11 +64,11 @@ namespace framex {
 /// `-`); `required_apis` lists APIs (paths such as "/api/v1/other" or function
 /// APIs such as "other.lookup") that must be present when the app starts.
 struct plugin_metadata {
-  std::string name;
-  std::string version;
-  std::string description;
-  std::string author;
-  std::string url;
+  std::string name{};
+  std::string version{};
+  std::string description{};
+  std::string author{};
+  std::string url{};
   std::vector<std::string> required_apis{};
 };
 

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "framex/framex.hpp"
+#include "http_client.hpp"
 #include "tls_certs.hpp"
 #include "worker_process.hpp"
 
@@ -75,44 +76,11 @@ asio::awaitable<int> too_slow(int ms) { co_return co_await framex::remote<&http_
 
 namespace {
 
-struct response {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-};
-
-struct response_headers {
-  std::string www_authenticate;
-};
-
-response request(std::uint16_t port, http::verb verb, const std::string& target, const std::string& body = {},
-                 const std::string& type = "application/json", const std::string& authorization = {},
-                 response_headers* headers = nullptr) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  http::request<http::string_body> req{verb, target, 11};
-  req.set(http::field::host, "127.0.0.1");
-  if (!authorization.empty()) req.set(http::field::authorization, authorization);
-  if (!body.empty()) {
-    req.set(http::field::content_type, type);
-    req.body() = body;
-  }
-  req.prepare_payload();
-  http::write(stream, req);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 << 20);
-  http::read(stream, buffer, parser);
-  auto res = parser.release();
-  if (headers != nullptr) headers->www_authenticate = std::string(res[http::field::www_authenticate]);
-  return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
-}
-
-response get(std::uint16_t port, const std::string& target) { return request(port, http::verb::get, target); }
-response post(std::uint16_t port, const std::string& target, const std::string& body) {
-  return request(port, http::verb::post, target, body);
-}
+using http_client::get;
+using http_client::post;
+using http_client::request;
+using http_client::response;
+using http_client::response_headers;
 
 framex::config app_config() {
   framex::config cfg;
@@ -360,7 +328,7 @@ response https_get(std::uint16_t port, const std::string& target, const std::str
   beast::flat_buffer buffer;
   http::response<http::string_body> res;
   http::read(stream, buffer, res);
-  return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
+  return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type]), {}};
 }
 
 TEST(AppHttps, TheIngressAndTheDashboardSpeakHttpsWithKeysAndTurnAwayPlainHttp) {

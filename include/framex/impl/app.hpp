@@ -32,6 +32,12 @@ struct is_optional : std::false_type {};
 template <class T>
 struct is_optional<std::optional<T>> : std::true_type {};
 
+template <class T>
+concept string_keyed = requires {
+  typename T::mapped_type;
+  typename T::key_type;
+} && std::is_convertible_v<typename T::key_type, std::string_view>;
+
 /// The JSON Schema (OpenAPI 3.0's dialect) of what `T` becomes in JSON.
 template <class T>
 boost::json::value json_schema() {
@@ -60,8 +66,7 @@ boost::json::value json_schema() {
       required.push_back(boost::json::string(d.name));
     });
     return {{"type", "object"}, {"properties", std::move(properties)}, {"required", std::move(required)}};
-  } else if constexpr (requires { typename U::mapped_type; typename U::key_type; } &&
-                       std::is_convertible_v<typename U::key_type, std::string_view>) {
+  } else if constexpr (string_keyed<U>) {
     return {{"type", "object"}, {"additionalProperties", json_schema<typename U::mapped_type>()}};
   } else if constexpr (requires(const U& u) {
                          typename U::value_type;

@@ -1,0 +1,1 @@
+extern "C" int framex_tests_not_a_plugin() { return 42; }
