@@ -33,7 +33,6 @@ using detail::http_reply;
 
 namespace {
 
-const char* method_name(http_method m) { return m == http_method::get ? "GET" : "POST"; }
 
 boost::json::object to_json(const stats_snapshot& s) {
   boost::json::object out;
@@ -154,7 +153,7 @@ class app::impl {
   };
 
   static bool allows(const std::vector<http_method>& methods, const std::string& method) {
-    return std::any_of(methods.begin(), methods.end(), [&](http_method m) { return method == method_name(m); });
+    return std::any_of(methods.begin(), methods.end(), [&](http_method m) { return method == to_string(m); });
   }
 
   asio::awaitable<http_reply> dispatch(const std::string& method, const std::string& path, http_call& call) {

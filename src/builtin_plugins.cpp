@@ -55,7 +55,10 @@ class echo_plugin {
 
 }  // namespace
 
+const plugin_descriptor& proxy_descriptor();  // proxy_plugin.cpp
+
 const plugin_descriptor* builtin_plugin(std::string_view name) {
+  if (name == "proxy") return &proxy_descriptor();
   if (name == "echo") {
     static const plugin_descriptor echo = describe_plugin<echo_plugin>(
         plugin_metadata{.name = "echo",

@@ -165,6 +165,9 @@ struct http_server::state : std::enable_shared_from_this<state> {
     if (q != std::string_view::npos) call.query = parse_query(target.substr(q + 1));
     call.body = request.body();
     call.authorization = request[http::field::authorization];
+    call.method = request.method_string();
+    call.target = target;
+    call.content_type = request[http::field::content_type];
     // A body is JSON when it says so; one that says nothing or says it is a
     // form (as `curl -d` does) is read as JSON when it parses as JSON.
     const auto type = request[http::field::content_type];

@@ -41,7 +41,6 @@ std::mutex hosts_mutex;
 std::vector<plugin_host*> hosts;  // live hosts, oldest first
 std::vector<plugin_host*> worker_hosts;
 
-const char* method_name(http_method m) { return m == http_method::get ? "GET" : "POST"; }
 
 bool valid_name(std::string_view name) {
   return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -217,6 +216,11 @@ void plugin_host::load(const std::string& item, const plugin_descriptor* d, cons
   }
   const bool on_workers = settings != cfg_.plugins.each.end() && settings->second.on_workers &&
                           (on_workers_side_ || cfg_.runtime.mode == mode::distributed);
+  if (on_workers) {
+    for (const auto& spec : d->apis) {
+      if (spec.raw) return fail(m.name, "it cannot be deployed to the workers: " + spec.path + " takes whole HTTP requests");
+    }
+  }
   p->elsewhere = on_workers && !on_workers_side_;
   if (!p->elsewhere) {
     try {
@@ -249,8 +253,15 @@ const plugin_host::api* plugin_host::find(std::string_view name) const {
 }
 
 const plugin_host::api* plugin_host::find_path(const std::string& path) const {
-  const auto it = by_path_.find(path);
-  return it == by_path_.end() ? nullptr : &it->second;
+  if (const auto it = by_path_.find(path); it != by_path_.end()) return &it->second;
+  // "/a/b/*" serves what is under /a/b/ and has no route; the longest wins.
+  for (std::string_view prefix = path; !prefix.empty();) {
+    const std::size_t slash = prefix.rfind('/');
+    if (slash == std::string_view::npos) break;
+    prefix = prefix.substr(0, slash);
+    if (const auto it = by_path_.find(std::string(prefix) + "/*"); it != by_path_.end()) return &it->second;
+  }
+  return nullptr;
 }
 
 void plugin_host::check(const std::function<bool(const std::string&)>& app_has_route) {
@@ -313,15 +324,19 @@ namespace {
 
 http_reply reply_of(api_result r, std::shared_ptr<void> slot) {
   http_reply reply;
-  if (r.streamed) {
-    // The plugin's bound holds until the last piece is sent.
-    stream s = std::move(*r.streamed);
+  if (r.raw) {
+    reply = std::move(*r.raw);
+  } else if (r.streamed) {
+    reply.streamed = std::move(r.streamed);
+  } else {
+    reply.body = json::serialize(r.value);
+  }
+  if (reply.streamed) {  // the plugin's bound holds until the last piece is sent
+    stream s = std::move(*reply.streamed);
     auto next = [s, slot = std::move(slot)]() { return s.next(); };
     reply.streamed.emplace(s.kind() == stream::format::events ? stream::events(std::move(next))
                                                               : stream::chunked(std::move(next), s.content_type()));
-    return reply;
   }
-  reply.body = json::serialize(r.value);
   return reply;
 }
 
@@ -334,6 +349,10 @@ boost::asio::awaitable<http_reply> plugin_host::serve(const api& a, http_call& c
                                         std::to_string(a.owner->max_ongoing) + "); try again shortly");
     r.headers.emplace_back("Retry-After", "1");
     co_return r;
+  }
+  if (a.spec->raw) {
+    const json::object none;
+    co_return reply_of(co_await a.spec->invoke(a.owner->object->get(), *a.spec, api_input{none, &call}), std::move(slot));
   }
   const json::object inputs = call.json_body ? body_object(call) : query_object(call);
   if (a.owner->object) {
@@ -449,7 +468,7 @@ void plugin_host::log_summary() const {
       std::string methods;
       for (auto meth : spec.methods) {
         if (!methods.empty()) methods += ',';
-        methods += method_name(meth);
+        methods += to_string(meth);
       }
       if (!spec.path.empty()) spdlog::info("  route {} {}{}", methods, spec.path, spec.streams ? " (streams)" : "");
       if (!spec.function.empty()) spdlog::info("  function API {}.{}", m.name, spec.function);
@@ -464,7 +483,7 @@ json::object operation(http_method method, const route_doc& doc, bool streams, c
   json::object op;
   if (!doc.summary.empty()) op["summary"] = doc.summary;
   if (!tag.empty()) op["tags"] = json::array{json::string(tag)};
-  if (method == http_method::get) {
+  if (method == http_method::get || method == http_method::del) {
     json::array parameters;
     if (!doc.body_schema.is_null()) {
       for (const auto& [name, schema] : doc.body_schema.at("properties").as_object()) {
@@ -510,7 +529,11 @@ json::object operation(http_method method, const route_doc& doc, bool streams, c
 void add_path(json::object& paths, const std::string& path, const std::vector<http_method>& methods, const route_doc& doc,
               bool streams, const std::string& tag) {
   json::object& item = paths[path].emplace_object();
-  for (auto m : methods) item[m == http_method::get ? "get" : "post"] = operation(m, doc, streams, tag);
+  for (auto m : methods) {
+    std::string name = to_string(m);
+    std::transform(name.begin(), name.end(), name.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+    item[name] = operation(m, doc, streams, tag);
+  }
 }
 
 }  // namespace
@@ -526,7 +549,7 @@ std::string plugin_host::openapi(const std::vector<route_info>& extra) const {
     for (const auto& spec : p->d->apis) {
       route_doc doc{spec.params, spec.param_schemas, spec.body_schema, spec.result_schema, spec.summary};
       if (!spec.path.empty()) {
-        add_path(paths, spec.path, spec.methods, doc, spec.streams, m.name);
+        if (!spec.path.ends_with("/*")) add_path(paths, spec.path, spec.methods, doc, spec.streams, m.name);
         routes.push_back(json::string(spec.path));
       }
       if (!spec.function.empty()) {

@@ -45,7 +45,26 @@
 
 namespace framex {
 
-enum class http_method { get, post };
+enum class http_method { get, post, put, patch, del };
+
+/// "GET", "POST", "PUT", "PATCH", "DELETE".
+constexpr const char* to_string(http_method m) noexcept {
+  switch (m) {
+    case http_method::get: return "GET";
+    case http_method::post: return "POST";
+    case http_method::put: return "PUT";
+    case http_method::patch: return "PATCH";
+    case http_method::del: return "DELETE";
+  }
+  return "GET";
+}
+
+/// A request as it came, for a handler that takes it whole (a plugin method
+/// whose one parameter is `const framex::http_request&`): its method, target
+/// (path and query), headers of note and body. Such a handler returns a
+/// `framex::http_response` (or an awaitable of one), sent as it is.
+using http_request = detail::http_call;
+using http_response = detail::http_reply;
 
 /// How a route binds and which methods it takes.
 struct route_options {

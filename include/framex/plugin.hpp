@@ -99,6 +99,7 @@ namespace detail {
 struct api_result {
   boost::json::value value;
   std::optional<framex::stream> streamed;
+  std::optional<http_reply> raw;  // from a handler of whole requests
 };
 
 /// One call's inputs: the arguments by name, and the HTTP request when there
@@ -129,6 +130,8 @@ struct plugin_api_spec {
   boost::json::value body_schema;  // null unless one described struct is the body
   boost::json::value result_schema;
   bool streams = false;
+  /// Takes the whole request and answers it (`framex::http_request`).
+  bool raw = false;
   /// The member function's name ("EchoPlugin::confess"), for `plugin_api<&C::m>`.
   std::string member;
   boost::asio::awaitable<api_result> (*invoke)(void* object, const plugin_api_spec& spec, api_input in) = nullptr;
@@ -171,6 +174,8 @@ api_target find_plugin_api(std::string_view member);
 
 /// An HTTP route of a plugin; `path` is under /api/v1 unless it begins with
 /// "/api/". `M` is a member function of the plugin class (or a static one).
+/// A path ending in "/*" serves every path under it that no other route
+/// has (the longest such prefix wins).
 template <auto M>
 detail::plugin_api_spec on_request(std::string path, api_options options = {});
 /// A function API of a plugin, named "PLUGIN." plus `options.name` or the

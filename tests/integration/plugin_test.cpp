@@ -368,3 +368,107 @@ TEST(Plugins, OpenApiDescribesEveryRouteAndDocsIsServed) {
 }
 
 }  // namespace
+
+namespace {
+
+// The proxy in front of two real framex apps: round-robin past a dead
+// upstream, allow and deny rules, the upstream's key, streams passed through
+// piece by piece.
+TEST(Plugins, TheProxyForwardsToRealUpstreams) {
+  framex::config up = plugin_config();
+  up.apply("auth.rules", "/api/v1/billing/*=s3cret", "test");
+  framex::app first{up};
+  up.apply("plugins.billing.currency", "EUR", "test");  // tells the two apart
+  framex::app second{up};
+  first.start();
+  second.start();
+  std::uint16_t dead_port = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    dead_port = a.local_endpoint().port();
+  }  // closed: connecting there is refused
+
+  const auto front_config = [&](const std::string& key) {
+    framex::config cfg;
+    cfg.server.port = 0;
+    cfg.server.dashboard_port = 0;
+    cfg.log.level = "off";
+    cfg.apply_toml(R"(
+load_builtin_plugins = ["proxy", "echo"]
+plugins_strict = true
+[plugins.proxy]
+upstreams = ["http://127.0.0.1:)" + std::to_string(dead_port) + R"(", "http://127.0.0.1:)" +
+                       std::to_string(first.port()) + R"(", "http://127.0.0.1:)" + std::to_string(second.port()) + R"("]
+allow = ["/api/v1/billing/*"]
+deny = ["/api/v1/billing/hold*"]
+auth_key = ")" + key + R"("
+timeout_ms = 10000
+)",
+                   "test");
+    return cfg;
+  };
+  framex::app front{front_config("s3cret")};
+  front.start();
+  const auto port = front.port();
+  EXPECT_EQ(get(port, "/api/v1/billing/tax?cents=250").body, "25");
+  EXPECT_EQ(post(port, "/api/v1/billing/invoice", R"({"customer": "ada", "cents": [100]})").status, 200);
+  const auto bad = get(port, "/api/v1/billing/tax?cents=x");  // the upstream's 400, as it is
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(message_of(bad).find("parameter 'cents'"), std::string::npos) << bad.body;
+  EXPECT_EQ(get(port, "/api/v1/echo?message=here").body, R"("here")");  // its own routes first
+  EXPECT_EQ(get(port, "/api/v1/billing/hold?value=1").status, 404);       // denied
+  EXPECT_EQ(get(port, "/api/v1/other").status, 404);                      // not allowed
+  // Round-robin past the dead one: both live upstreams answer.
+  std::set<std::string> currencies;
+  for (int i = 0; i < 6; ++i) {
+    const auto r = post(port, "/api/v1/billing/invoice", R"({"customer": "ada", "cents": [100]})");
+    currencies.emplace(json::parse(r.body).at("currency").as_string());
+  }
+  EXPECT_EQ(currencies, (std::set<std::string>{"CHF", "EUR"}));
+
+  // A stream, passed through as it comes.
+  billing::gate_open = false;
+  struct reopen {
+    ~reopen() { billing::gate_open = true; }
+  } reopen_gate;
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(socket, asio::buffer(std::string("GET /api/v1/billing/countdown?from=2 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string received;
+  asio::steady_timer deadline(io, 20s);
+  deadline.async_wait([&](boost::system::error_code ec) {
+    if (!ec) socket.close();
+  });
+  asio::async_read_until(socket, asio::dynamic_buffer(received), "2\n", [&](boost::system::error_code ec, std::size_t) {
+    deadline.cancel();
+    EXPECT_FALSE(ec) << ec.message();
+  });
+  io.run();
+  EXPECT_EQ(received.find("1\n"), std::string::npos) << received;
+  billing::gate_open = true;
+  io.restart();
+  asio::async_read_until(socket, asio::dynamic_buffer(received), "\r\n0\r\n\r\n",
+                         [&](boost::system::error_code ec, std::size_t) { EXPECT_FALSE(ec) << ec.message(); });
+  io.run();
+  EXPECT_NE(received.find("1\n"), std::string::npos) << received;
+
+  // Without the upstream's key: its 401, as it is.
+  framex::app keyless{front_config("")};
+  keyless.start();
+  EXPECT_EQ(get(keyless.port(), "/api/v1/billing/tax?cents=250").status, 401);
+}
+
+TEST(Plugins, TheProxyRefusesABadConfiguration) {
+  for (const char* upstreams : {R"([])", R"(["ftp://x:1"])", R"(["https://x:1"])", R"(["http://x:99999"])"}) {
+    framex::config cfg;
+    cfg.log.level = "off";
+    cfg.apply_toml(std::string("load_builtin_plugins = [\"proxy\"]\nplugins_strict = true\n[plugins.proxy]\nupstreams = ") +
+                       upstreams,
+                   "test");
+    EXPECT_THROW(framex::app{cfg}, framex::config_error) << upstreams;
+  }
+}
+
+}  // namespace

@@ -22,6 +22,9 @@ struct http_call {
   std::string body;
   bool json_body = false;  // Content-Type: application/json
   std::string authorization;  // the Authorization header, as sent
+  std::string method;        // "GET", ...
+  std::string target;        // the path and query, as sent
+  std::string content_type;  // the Content-Type header, as sent
 };
 
 /// A route handler's answer.

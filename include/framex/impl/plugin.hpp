@@ -128,8 +128,15 @@ struct api_binder<M, type_list<Ps...>> {
   using args = std::tuple<std::remove_cvref_t<Ps>...>;
   static constexpr bool whole_body =
       sizeof...(Ps) == 1 && (boost::describe::has_describe_members<std::remove_cvref_t<Ps>>::value && ...);
+  static constexpr bool raw = sizeof...(Ps) == 1 && (std::is_same_v<std::remove_cvref_t<Ps>, http_call> && ...);
+  static_assert(!raw || std::is_same_v<value, http_reply>,
+                "framex::on_request: a method taking the whole framex::http_request returns a framex::http_response");
 
   static void check(const std::vector<std::string>& names) {
+    if constexpr (raw) {
+      if (!names.empty()) throw std::invalid_argument(derived_name<M>() + " takes the whole request: it names no parameters");
+      return;
+    }
     if (!(whole_body && names.empty()) && names.size() != sizeof...(Ps)) {
       throw std::invalid_argument(derived_name<M>() + ": name each of its " + std::to_string(sizeof...(Ps)) +
                                   " parameters in .params (" + std::to_string(names.size()) + " named)");
@@ -161,7 +168,22 @@ struct api_binder<M, type_list<Ps...>> {
   }
 
   static boost::asio::awaitable<api_result> invoke(void* object, const plugin_api_spec& spec, api_input in) {
-    auto values = bind(spec, in, std::index_sequence_for<Ps...>{});
+    api_result out;
+    if constexpr (raw) {
+      if (in.call == nullptr) throw http_error(400, spec.path + " answers HTTP requests only");
+      args request{*in.call};
+      if constexpr (awaited<result>::is_awaitable) {
+        out.raw.emplace(co_await run(object, request));
+      } else {
+        out.raw.emplace(run(object, request));
+      }
+      co_return out;
+    } else {
+      co_return co_await invoke_bound(object, bind(spec, in, std::index_sequence_for<Ps...>{}));
+    }
+  }
+
+  static boost::asio::awaitable<api_result> invoke_bound(void* object, args values) {
     api_result out;
     if constexpr (std::is_void_v<value>) {
       if constexpr (awaited<result>::is_awaitable) {
@@ -197,6 +219,7 @@ struct api_binder<M, type_list<Ps...>> {
     if (!s.params.empty()) s.param_schemas = {json_schema<Ps>()...};
     s.result_schema = json_schema<value>();
     s.streams = std::is_same_v<value, framex::stream>;
+    s.raw = raw;
     s.member = derived_name<M>();
     s.invoke = &invoke;
     return s;
@@ -286,6 +309,7 @@ struct plugin_api_t {
 
  private:
   static boost::asio::awaitable<value> call(typename detail::api_binder<M>::args args) {
+    static_assert(!detail::api_binder<M>::raw, "framex::plugin_api: this API takes whole HTTP requests");
     static const std::string member = detail::derived_name<M>();
     detail::api_target target = detail::find_plugin_api(member);
     if (target.object != nullptr) {
