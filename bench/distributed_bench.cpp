@@ -36,6 +36,7 @@
 #include <framex/actor.hpp>
 #include <framex/fan_out.hpp>
 #include <framex/framex.hpp>
+#include <framex/plugin.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -48,6 +49,9 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
 
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
@@ -128,6 +132,13 @@ struct bench_actor {
     co_return x;
   }
 };
+
+// A plugin whose function API does what `tiny` does.
+struct bench_plugin {
+  asio::awaitable<int> tiny(int x) { co_return x; }
+};
+FRAMEX_PLUGIN(bench_plugin, framex::plugin_metadata{.name = "benchplug", .version = "1"},
+              framex::on_request<&bench_plugin::tiny>("/benchplug/tiny", {.params = {"x"}, .func_api = true}));
 
 // Reads all of a large argument, as a scoring function would.
 std::uint64_t sum_of(const std::vector<std::byte>& data, int salt) {
@@ -557,6 +568,31 @@ call_cost measure_cost(framex::runtime& rt, pid_t worker, int calls, Run run) {
   return c;
 }
 
+// Round-trip latency of GET `target`, one request at a time on one
+// keep-alive connection.
+latency http_pingpong(std::uint16_t port, const std::string& target, int rounds) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  beast::flat_buffer buffer;
+  std::vector<double> samples;
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  for (int i = -rounds / 10; i < rounds; ++i) {
+    const auto start = clock_type::now();
+    http::write(stream, req);
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    if (res.result_int() != 200) throw std::runtime_error(target + " answered " + std::to_string(res.result_int()));
+    if (i >= 0) samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+  }
+  return summarize(samples);
+}
+
+int app_tiny(int x) { return x; }
+
 // ---- the report ----
 
 void row(const char* what, const std::string& a, const std::string& b, const std::string& ratio) {
@@ -962,6 +998,72 @@ int run_driver() {
   // 5. TLS against plaintext, alternating rounds against twin workers. A
   // handshake's cost is a reconnect's time (TCP connect, handshake, one call)
   // less a plaintext reconnect's.
+  // Plugins: a function API called by name (JSON arguments) and typed, vs
+  // `remote` of the same function; local, then deployed to a worker. And the
+  // ingress: /ping with plugins loaded vs none, a plugin route vs an app route.
+  if (section("plugins")) {
+    const auto by_name = [] {
+      boost::json::object args{{"x", 1}};
+      return framex::call_plugin_api<int>("benchplug.tiny", std::move(args));
+    };
+    const auto typed = [] { return framex::plugin_api<&bench_plugin::tiny>.remote(1); };
+    framex::config plain;
+    plain.server.port = 0;
+    plain.server.dashboard_port = 0;
+    plain.log.level = "warn";
+    {
+      framex::config cfg = plain;
+      cfg.plugins.load = {"benchplug"};
+      cfg.plugins.load_builtin = {"echo"};
+      framex::app with_plugins{cfg};
+      with_plugins.on_request("/api/v1/tiny", &app_tiny, {.params = {"x"}});
+      with_plugins.start();
+      const latency direct = framex_pingpong<&tiny>(local, rounds, 1);
+      const latency named = pingpong_with(nullptr, rounds, by_name);
+      const latency typed_l = pingpong_with(nullptr, rounds, typed);
+      row("local: remote<&tiny> vs call_plugin_api by name", lat(direct), lat(named),
+          fmt("%.2fx p50", named.p50_us / direct.p50_us));
+      row("local: remote<&tiny> vs plugin_api<&m>.remote", lat(direct), lat(typed_l),
+          fmt("%.2fx p50", typed_l.p50_us / direct.p50_us));
+      framex::app without{plain};
+      without.start();
+      const int http_rounds = rounds / 2;
+      const latency ping_plain = http_pingpong(without.port(), "/ping", http_rounds);
+      const latency ping_plugins = http_pingpong(with_plugins.port(), "/ping", http_rounds);
+      row("ingress /ping: no plugins vs plugins loaded", lat(ping_plain), lat(ping_plugins),
+          fmt("%.2fx rate", ping_plain.p50_us / ping_plugins.p50_us));
+      const latency app_route = http_pingpong(with_plugins.port(), "/api/v1/tiny?x=1", http_rounds);
+      const latency plugin_route = http_pingpong(with_plugins.port(), "/api/v1/benchplug/tiny?x=1", http_rounds);
+      row("ingress: app route vs plugin route, same function", lat(app_route), lat(plugin_route),
+          fmt("%.2fx rate", app_route.p50_us / plugin_route.p50_us));
+    }
+    {
+      ::setenv("FRAMEX_LOAD_PLUGINS", "benchplug", 1);
+      ::setenv("FRAMEX_PLUGINS__BENCHPLUG__DEPLOY", "workers", 1);
+      child w3 = spawn({"--framex-worker", "--listen", "127.0.0.1:0", "--threads", "2"});
+      ::unsetenv("FRAMEX_LOAD_PLUGINS");
+      ::unsetenv("FRAMEX_PLUGINS__BENCHPLUG__DEPLOY");
+      framex::config cfg = distributed({w3.address()});
+      cfg.server = plain.server;
+      cfg.log.level = "warn";
+      cfg.plugins.load = {"benchplug"};
+      cfg.apply("plugins.benchplug.deploy", "workers", "bench");
+      framex::app deployed{cfg};
+      deployed.start();
+      framex::runtime direct_rt(distributed({w3.address()}));
+      (void)framex_pingpong<&tiny>(direct_rt, 100, 1);
+      (void)pingpong_with(nullptr, 100, by_name);
+      const latency direct = framex_pingpong<&tiny>(direct_rt, rounds, 1);
+      const latency named = pingpong_with(nullptr, rounds, by_name);
+      const latency typed_l = pingpong_with(nullptr, rounds, typed);
+      row("deployed: remote<&tiny> vs call_plugin_api by name", lat(direct), lat(named),
+          fmt("%.2fx p50", named.p50_us / direct.p50_us));
+      row("deployed: remote<&tiny> vs plugin_api<&m>.remote", lat(direct), lat(typed_l),
+          fmt("%.2fx p50", typed_l.p50_us / direct.p50_us));
+      stop(w3);
+    }
+  }
+
   if (section("tls")) {
     std::printf("\n| %-52s | %-22s | %-22s | %-12s |\n", "TLS 1.3, mutual (certificates)", "plaintext", "TLS", "cost");
     std::printf("|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),

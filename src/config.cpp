@@ -715,15 +715,16 @@ std::string config::describe() const {
     out += std::string(k.name) + " = " + k.get(*this) + "  # " +
            (source == sources.end() ? std::string("default") : source->second) + "\n";
   }
-  for (const auto& [name, settings] : plugins.each) {
-    const auto line = [&](const std::string& key, const std::string& value) {
-      const auto source = sources.find("plugins." + name + "." + key);
-      out += "plugins." + name + "." + key + " = " + value + "  # " +
-             (source == sources.end() ? std::string("default") : source->second) + "\n";
-    };
-    line("deploy", settings.on_workers ? "workers" : "local");
-    if (settings.max_ongoing_requests) line("max_ongoing_requests", std::to_string(*settings.max_ongoing_requests));
-    for (const auto& [key, json] : settings.keys) line(key, json);
+  for (const auto& entry : plugins.each) {
+    const auto& settings = entry.second;
+    std::vector<std::pair<std::string, std::string>> lines{{"deploy", settings.on_workers ? "workers" : "local"}};
+    if (settings.max_ongoing_requests) lines.emplace_back("max_ongoing_requests", std::to_string(*settings.max_ongoing_requests));
+    lines.insert(lines.end(), settings.keys.begin(), settings.keys.end());
+    for (const auto& [key, value] : lines) {
+      const std::string name = "plugins." + entry.first + "." + key;
+      const auto source = sources.find(name);
+      out += name + " = " + value + "  # " + (source == sources.end() ? std::string("default") : source->second) + "\n";
+    }
   }
   return out;
 }

@@ -159,7 +159,8 @@ plugin_host::plugin_host(const config& cfg, bool on_workers_side) : cfg_(cfg), o
     }
     load(item, d, item);
   }
-  for (const auto& [name, settings] : cfg.plugins.each) {
+  for (const auto& entry : cfg.plugins.each) {
+    const std::string& name = entry.first;
     const bool loaded = std::any_of(plugins_.begin(), plugins_.end(), [&](const auto& p) { return p->d->metadata.name == name; });
     if (!loaded) spdlog::warn("framex: [plugins.{}] is configured, but no plugin of that name is loaded", name);
   }

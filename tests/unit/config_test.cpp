@@ -188,3 +188,73 @@ TEST(Config, OnlyFramexSectionKeyVariablesAreRead) {
 }
 
 }  // namespace config_test
+
+namespace config_test {
+
+// Plugins: top-level keys, [plugins] and [plugins.NAME] tables, from TOML, the
+// environment and flags, each with its source.
+TEST(Config, PluginSettingsComeFromTomlTheEnvironmentAndFlags) {
+  const auto path = std::filesystem::temp_directory_path() / "framex_plugins_test.toml";
+  {
+    std::ofstream f(path);
+    f << R"(load_builtin_plugins = ["echo"]
+load_plugins = ["inventory", "/opt/svc/libbilling.so"]
+plugins_strict = true
+[plugins]
+max_ongoing_requests = 50
+[plugins.inventory]
+stock = { apple = 5, "pear tree" = 2 }
+ratio = 0.25
+tags = ["a", "b\"c"]
+max_ongoing_requests = 3
+[plugins.billing]
+deploy = "workers"
+)";
+  }
+  scoped_env prefix("FRAMEX_PLUGINS__ECHO__PREFIX", "> ");
+  scoped_env count("FRAMEX_PLUGINS__INVENTORY__LIMIT", "12");
+  scoped_env strict("FRAMEX_PLUGINS_STRICT", "false");
+  const std::string config_flag = "--config=" + path.string();
+  const char* argv[] = {"app", config_flag.c_str(), "--plugins.billing.currency=CHF", "--load_builtin_plugins", "echo,proxy"};
+  const auto c = framex::config::load(5, argv);
+  EXPECT_EQ(c.plugins.load, (std::vector<std::string>{"inventory", "/opt/svc/libbilling.so"}));
+  EXPECT_EQ(c.plugins.load_builtin, (std::vector<std::string>{"echo", "proxy"}));
+  EXPECT_FALSE(c.plugins.strict);
+  EXPECT_EQ(c.plugins.max_ongoing_requests, 50u);
+  const auto& inventory = c.plugins.each.at("inventory");
+  EXPECT_EQ(inventory.keys.at("stock"), R"({"apple":5,"pear tree":2})");
+  EXPECT_EQ(inventory.keys.at("ratio"), "0.25");
+  EXPECT_EQ(inventory.keys.at("tags"), R"(["a","b\"c"])");
+  EXPECT_EQ(inventory.keys.at("limit"), "12");  // JSON when it is JSON
+  EXPECT_EQ(inventory.max_ongoing_requests, 3u);
+  EXPECT_FALSE(inventory.on_workers);
+  EXPECT_TRUE(c.plugins.each.at("billing").on_workers);
+  EXPECT_EQ(c.plugins.each.at("billing").keys.at("currency"), R"("CHF")");  // else a string
+  EXPECT_EQ(c.plugins.each.at("echo").keys.at("prefix"), R"("> ")");
+  const std::string described = c.describe();
+  EXPECT_NE(described.find("plugins.echo.prefix = \"> \"  # environment FRAMEX_PLUGINS__ECHO__PREFIX"), std::string::npos)
+      << described;
+  EXPECT_NE(described.find("plugins.billing.deploy = workers  # file "), std::string::npos) << described;
+  EXPECT_NE(described.find("plugins.billing.currency = \"CHF\"  # command line --plugins.billing.currency"),
+            std::string::npos)
+      << described;
+  EXPECT_NE(described.find("load_builtin_plugins = echo,proxy  # command line --load_builtin_plugins"), std::string::npos)
+      << described;
+  std::filesystem::remove(path);
+}
+
+TEST(Config, BadPluginSettingsAreErrorsNamingTheKey) {
+  framex::config c;
+  EXPECT_EQ(error_of([&] { c.apply_toml("[plugins.billing]\ndeploy = \"moon\"", "test"); }),
+            "test: plugins.billing.deploy = \"moon\": expected \"workers\" or \"local\"");
+  EXPECT_NE(error_of([&] { c.apply_toml("[plugins.billing]\nmax_ongoing_requests = \"x\"", "test"); })
+                .find("plugins.billing.max_ongoing_requests"),
+            std::string::npos);
+  EXPECT_EQ(error_of([&] { c.apply_toml("load_builtin_plugins = [\"telnet\"]", "test"); }),
+            "test: load_builtin_plugins = \"telnet\": no built-in plugin \"telnet\" (there are echo and proxy)");
+  EXPECT_EQ(error_of([&] { c.apply_toml("load_plugins = \"echo\"", "test"); }),
+            "test: load_plugins: expected an array of strings, got a TOML string");
+  EXPECT_EQ(error_of([&] { c.apply_toml("colour = \"blue\"", "test"); }), "test: unknown key \"colour\"");
+}
+
+}  // namespace config_test
