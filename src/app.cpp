@@ -133,7 +133,7 @@ class app::impl {
  public:
   explicit impl(const config& c) : cfg(c), guard(c.auth.rules, c.auth.dashboard_key), rt(c), scope(rt) {
     set_log_level(c.log.level);
-    plugins.emplace(c, false);
+    plugins.emplace(c, false, &rt);
   }
 
   // 401 unless the request carries one of `keys` (null: the path is public).

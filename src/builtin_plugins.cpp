@@ -40,7 +40,8 @@ class echo_plugin {
     return stream::events([s]() -> asio::awaitable<std::optional<std::string>> {
       if (s->left == 0) co_return std::nullopt;
       if (!s->first && s->interval.count() > 0) {
-        asio::steady_timer timer(co_await asio::this_coro::executor, s->interval);
+        const auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer timer(executor, s->interval);
         co_await timer.async_wait(asio::use_awaitable);
       }
       s->first = false;

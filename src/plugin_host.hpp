@@ -30,7 +30,8 @@ class plugin_host {
   /// others' APIs there). Throws `config_error` for
   /// a plugin that cannot be loaded when `plugins_strict`; otherwise logs it
   /// and leaves it out.
-  plugin_host(const config& cfg, bool on_workers_side);
+  /// Calls to deployed plugins go through `rt` (null: the current runtime).
+  plugin_host(const config& cfg, bool on_workers_side, framex::runtime* rt = nullptr);
   ~plugin_host();
   plugin_host(const plugin_host&) = delete;
   plugin_host& operator=(const plugin_host&) = delete;
@@ -87,6 +88,7 @@ class plugin_host {
 
   config cfg_;
   bool on_workers_side_;
+  framex::runtime* runtime_;
   std::vector<std::unique_ptr<plugin>> plugins_;
   std::map<std::string, api, std::less<>> by_path_;
   std::map<std::string, api, std::less<>> by_function_;

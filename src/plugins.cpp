@@ -100,7 +100,8 @@ struct plugin_host::plugin {
   bool dropped = false;
 };
 
-plugin_host::plugin_host(const config& cfg, bool on_workers_side) : cfg_(cfg), on_workers_side_(on_workers_side) {
+plugin_host::plugin_host(const config& cfg, bool on_workers_side, framex::runtime* rt)
+    : cfg_(cfg), on_workers_side_(on_workers_side), runtime_(rt) {
   for (const auto& name : cfg.plugins.load_builtin) load(name, builtin_plugin(name), "built in");
   for (const auto& item : cfg.plugins.load) {
     const bool is_path = item.find('/') != std::string::npos || item.ends_with(".so");
@@ -353,16 +354,22 @@ boost::asio::awaitable<http_reply> plugin_host::serve(const api& a, http_call& c
   }
   if (a.spec->raw) {
     const json::object none;
-    co_return reply_of(co_await a.spec->invoke(a.owner->object->get(), *a.spec, api_input{none, &call}), std::move(slot));
+    const api_input in{none, &call};
+    api_result r = co_await a.spec->invoke(a.owner->object->get(), *a.spec, in);
+    co_return reply_of(std::move(r), std::move(slot));
   }
   const json::object inputs = call.json_body ? body_object(call) : query_object(call);
   if (a.owner->object) {
-    co_return reply_of(co_await a.spec->invoke(a.owner->object->get(), *a.spec, api_input{inputs, &call}), std::move(slot));
+    const api_input in{inputs, &call};
+    api_result r = co_await a.spec->invoke(a.owner->object->get(), *a.spec, in);
+    co_return reply_of(std::move(r), std::move(slot));
   }
   json::object query;
   for (const auto& [k, v] : call.query) query[k] = v;
   json::object request{{"args", inputs}, {"query", std::move(query)}, {"json_body", call.json_body}};
-  const std::string answer = co_await plugin_call_remote.remote(a.spec->path, json::serialize(request));
+  const auto to_workers = plugin_call_remote.with({.runtime = runtime_});  // (not braced inside co_await: GCC 12)
+  const std::string body = json::serialize(request);
+  const std::string answer = co_await to_workers.remote(a.spec->path, body);
   co_return reply_of(from_answer(answer), std::move(slot));
 }
 
@@ -377,14 +384,17 @@ boost::asio::awaitable<api_result> plugin_host::call(std::string_view name, json
   if (a->owner->object) {
     api_result r;
     try {
-      r = co_await a->spec->invoke(a->owner->object->get(), *a->spec, api_input{args, nullptr});
+      const api_input in{args, nullptr};
+      r = co_await a->spec->invoke(a->owner->object->get(), *a->spec, in);
     } catch (const http_error& e) {  // arguments that do not bind
       throw api_error(errc::bad_arguments, std::string(name) + ": " + e.what());
     }
     co_return r;
   }
   json::object request{{"args", std::move(args)}, {"json_body", true}};
-  const std::string answer = co_await plugin_call_remote.remote(std::string(name), json::serialize(request));
+  const auto to_workers = plugin_call_remote.with({.runtime = runtime_});
+  const std::string api(name), body = json::serialize(request);
+  const std::string answer = co_await to_workers.remote(api, body);
   try {
     co_return from_answer(answer);
   } catch (const http_error& e) {
@@ -421,7 +431,8 @@ boost::asio::awaitable<std::string> plugin_host::serve_remote(const std::string&
     if (const auto* q = r.if_contains("query")) {
       for (const auto& [k, text] : q->as_object()) call.query[std::string(k)] = std::string(text.as_string());
     }
-    api_result out = co_await a->spec->invoke(a->owner->object->get(), *a->spec, api_input{r.at("args").as_object(), &call});
+    const api_input in{r.at("args").as_object(), &call};
+    api_result out = co_await a->spec->invoke(a->owner->object->get(), *a->spec, in);
     if (out.streamed) {  // collected here, replayed by the ingress
       json::array pieces;
       while (auto piece = co_await out.streamed->next()) pieces.emplace_back(*piece);
@@ -447,7 +458,7 @@ boost::asio::awaitable<std::string> plugin_call(std::string name, std::string re
   co_return co_await host->serve_remote(name, request);
 }
 
-boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, json::object args) {
+boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, json::object&& args) {
   plugin_host* host = plugin_host::current();
   if (host == nullptr) throw api_error(errc::unknown_function, "no plugins are loaded in this process (no framex::app runs)");
   return host->call(api, std::move(args));

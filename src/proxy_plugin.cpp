@@ -112,7 +112,8 @@ class proxy_plugin {
     std::string failures;
     for (std::size_t i = 0; i < upstreams_.size(); ++i) {
       const upstream& u = upstreams_[(first + i) % upstreams_.size()];
-      auto x = std::make_shared<exchange>(co_await asio::this_coro::executor);
+      const auto executor = co_await asio::this_coro::executor;
+      auto x = std::make_shared<exchange>(executor);
       boost::system::error_code ec;
       co_await connect(*x, u, ec);
       if (ec) {  // never reached it: the next may answer
@@ -120,7 +121,7 @@ class proxy_plugin {
         failures.append(u.text).append(": ").append(ec.message());
         continue;
       }
-      co_return co_await relay(x, u, request);
+      co_return co_await relay(*x, x, u, request);
     }
     spdlog::warn("framex proxy: no upstream answered {}: {}", path, failures);
     co_return error_reply(502, "no upstream answered");
@@ -135,7 +136,10 @@ class proxy_plugin {
     co_await x.stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   }
 
-  asio::awaitable<http_reply> relay(std::shared_ptr<exchange> x, const upstream& u, const http_request& request) {
+  // `owner` keeps `exchange` for a stream that outlives this call.
+  asio::awaitable<http_reply> relay(exchange& exchange_ref, const std::shared_ptr<exchange>& owner, const upstream& u,
+                                    const http_request& request) {
+    exchange* x = &exchange_ref;
     http::request<http::string_body> out{http::string_to_verb(request.method), u.base + request.target, 11};
     out.set(http::field::host, u.host + ":" + u.port);
     out.set(http::field::user_agent, "framex-proxy");
@@ -167,11 +171,11 @@ class proxy_plugin {
     const bool streams = head.chunked() || reply.content_type.starts_with("text/event-stream");
     if (streams) {
       x->stream.expires_never();  // a stream may last; each piece is read as it comes
-      reply.streamed.emplace(stream::chunked([x]() { return next_piece(x); }, reply.content_type));
+      reply.streamed.emplace(stream::chunked([owner]() { return next_piece(*owner); }, reply.content_type));
       co_return reply;
     }
     while (!x->parser.is_done()) {
-      std::optional<std::string> piece = co_await next_piece(x);
+      std::optional<std::string> piece = co_await next_piece(*x);
       if (!piece) break;
       reply.body += *piece;
     }
@@ -180,17 +184,17 @@ class proxy_plugin {
 
   // The next bytes of the upstream's body; nothing at its end. Throws when
   // the upstream fails mid-body (the client then sees the body cut short).
-  static asio::awaitable<std::optional<std::string>> next_piece(std::shared_ptr<exchange> x) {
-    while (!x->parser.is_done()) {
-      auto& body = x->parser.get().body();
-      body.data = x->piece;
-      body.size = sizeof x->piece;
+  static asio::awaitable<std::optional<std::string>> next_piece(exchange& x) {
+    while (!x.parser.is_done()) {
+      auto& body = x.parser.get().body();
+      body.data = x.piece;
+      body.size = sizeof x.piece;
       boost::system::error_code ec;
-      co_await http::async_read_some(x->stream, x->buffer, x->parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read_some(x.stream, x.buffer, x.parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) throw boost::system::system_error(ec, "the upstream's body");
-      const std::size_t n = sizeof x->piece - body.size;
-      if (n > 0) co_return std::string(x->piece, n);
+      const std::size_t n = sizeof x.piece - body.size;
+      if (n > 0) co_return std::string(x.piece, n);
     }
     co_return std::nullopt;
   }

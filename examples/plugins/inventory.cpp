@@ -30,7 +30,8 @@ framex::stream plugin::watch(int times) {
   return framex::stream::events([this, left, times]() -> asio::awaitable<std::optional<std::string>> {
     if (*left <= 0) co_return std::nullopt;
     if ((*left)-- != times) {
-      asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(200));
+      const auto executor = co_await asio::this_coro::executor;
+      asio::steady_timer timer(executor, std::chrono::milliseconds(200));
       co_await timer.async_wait(asio::use_awaitable);
     }
     std::string line;

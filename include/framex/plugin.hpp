@@ -157,7 +157,8 @@ struct plugin_registrar {
 
 /// Calls an API of a loaded plugin by path or "plugin.function" name; throws
 /// `std::system_error` with `errc::unknown_function` when there is none.
-boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, boost::json::object args);
+/// (`args` is moved into the call before this returns.)
+boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, boost::json::object&& args);
 
 /// A plugin API found by its member function's name ("EchoPlugin::confess"),
 /// holding one of the plugin's `max_ongoing_requests` while it lives.

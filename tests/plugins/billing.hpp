@@ -50,7 +50,8 @@ inline std::atomic<int> starts{0};
 inline std::atomic<int> stops{0};
 
 inline asio::awaitable<void> wait_for_gate() {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor);
   while (!gate_open) {
     timer.expires_after(std::chrono::milliseconds(2));
     co_await timer.async_wait(asio::use_awaitable);

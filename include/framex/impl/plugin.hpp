@@ -173,17 +173,21 @@ struct api_binder<M, type_list<Ps...>> {
       if (in.call == nullptr) throw http_error(400, spec.path + " answers HTTP requests only");
       args request{*in.call};
       if constexpr (awaited<result>::is_awaitable) {
-        out.raw.emplace(co_await run(object, request));
+        http_reply reply = co_await run(object, request);
+        out.raw.emplace(std::move(reply));
       } else {
         out.raw.emplace(run(object, request));
       }
       co_return out;
     } else {
-      co_return co_await invoke_bound(object, bind(spec, in, std::index_sequence_for<Ps...>{}));
+      args values = bind(spec, in, std::index_sequence_for<Ps...>{});
+      co_return co_await invoke_bound(object, values);
     }
   }
 
-  static boost::asio::awaitable<api_result> invoke_bound(void* object, args values) {
+  // (Results are named before use: GCC 12 mishandles temporaries with
+  // destructors in a co_await expression.)
+  static boost::asio::awaitable<api_result> invoke_bound(void* object, args& values) {
     api_result out;
     if constexpr (std::is_void_v<value>) {
       if constexpr (awaited<result>::is_awaitable) {
@@ -193,12 +197,14 @@ struct api_binder<M, type_list<Ps...>> {
       }
     } else if constexpr (std::is_same_v<value, framex::stream>) {
       if constexpr (awaited<result>::is_awaitable) {
-        out.streamed.emplace(co_await run(object, values));
+        framex::stream s = co_await run(object, values);
+        out.streamed.emplace(std::move(s));
       } else {
         out.streamed.emplace(run(object, values));
       }
     } else if constexpr (awaited<result>::is_awaitable) {
-      out.value = result_json(co_await run(object, values));
+      value v = co_await run(object, values);
+      out.value = result_json(std::move(v));
     } else {
       out.value = result_json(run(object, values));
     }
@@ -293,7 +299,8 @@ detail::plugin_api_spec on_request(func_api_t, api_options options) {
 template <class T>
 boost::asio::awaitable<T> call_plugin_api(std::string_view api, boost::json::object args) {
   const std::string name(api);  // the caller's view may not outlive the first suspension
-  co_return detail::api_value_as<T>(co_await detail::call_plugin_api(name, std::move(args)), name);
+  detail::api_result r = co_await detail::call_plugin_api(name, std::move(args));
+  co_return detail::api_value_as<T>(std::move(r), name);
 }
 
 template <auto M>
@@ -331,7 +338,8 @@ struct plugin_api_t {
           }
         },
         args);
-    co_return detail::api_value_as<value>(co_await detail::call_plugin_api(target.name, std::move(named)), target.name);
+    detail::api_result r = co_await detail::call_plugin_api(target.name, std::move(named));
+    co_return detail::api_value_as<value>(std::move(r), target.name);
   }
 };
 
