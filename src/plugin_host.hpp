@@ -84,7 +84,7 @@ class plugin_host {
   void fail(const std::string& plugin, const std::string& why);
   void drop(plugin& p);
   const api* find(std::string_view name) const;
-  std::shared_ptr<void> take_slot(plugin& p);
+  static api_slot take_slot(plugin& p);
 
   config cfg_;
   bool on_workers_side_;

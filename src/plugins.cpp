@@ -40,6 +40,12 @@ std::vector<const plugin_descriptor& (*)()>& linked_plugins() {
 std::mutex hosts_mutex;
 std::vector<plugin_host*> hosts;  // live hosts, oldest first
 std::vector<plugin_host*> worker_hosts;
+std::atomic<plugin_host*> current_host{nullptr};  // the newest ingress host, else the newest worker's
+
+void choose_current() {  // under hosts_mutex
+  current_host.store(!hosts.empty() ? hosts.back() : worker_hosts.empty() ? nullptr : worker_hosts.back(),
+                     std::memory_order_release);
+}
 
 
 bool valid_name(std::string_view name) {
@@ -167,6 +173,7 @@ plugin_host::plugin_host(const config& cfg, bool on_workers_side, framex::runtim
   }
   std::lock_guard lock(hosts_mutex);
   (on_workers_side_ ? worker_hosts : hosts).push_back(this);
+  choose_current();
 }
 
 plugin_host::~plugin_host() {
@@ -174,13 +181,10 @@ plugin_host::~plugin_host() {
   std::lock_guard lock(hosts_mutex);
   auto& list = on_workers_side_ ? worker_hosts : hosts;
   list.erase(std::remove(list.begin(), list.end(), this), list.end());
+  choose_current();
 }
 
-plugin_host* plugin_host::current() noexcept {
-  std::lock_guard lock(hosts_mutex);
-  if (!hosts.empty()) return hosts.back();
-  return worker_hosts.empty() ? nullptr : worker_hosts.back();
-}
+plugin_host* plugin_host::current() noexcept { return current_host.load(std::memory_order_acquire); }
 
 void plugin_host::fail(const std::string& plugin, const std::string& why) {
   if (cfg_.plugins.strict) throw config_error("plugin " + plugin + ": " + why);
@@ -315,16 +319,16 @@ void plugin_host::stop() noexcept {
   started_ = false;
 }
 
-std::shared_ptr<void> plugin_host::take_slot(plugin& p) {
-  const std::size_t now = p.ongoing.fetch_add(1) + 1;
-  std::shared_ptr<void> slot(&p, [](void* held) { static_cast<plugin*>(held)->ongoing.fetch_sub(1); });
-  if (p.max_ongoing != 0 && now > p.max_ongoing) return nullptr;  // releases at once
+api_slot plugin_host::take_slot(plugin& p) {
+  const std::size_t now = p.ongoing.fetch_add(1, std::memory_order_relaxed) + 1;
+  api_slot slot(&p.ongoing);
+  if (p.max_ongoing != 0 && now > p.max_ongoing) return {};  // releases at once
   return slot;
 }
 
 namespace {
 
-http_reply reply_of(api_result r, std::shared_ptr<void> slot) {
+http_reply reply_of(api_result r, api_slot slot) {
   http_reply reply;
   if (r.raw) {
     reply = std::move(*r.raw);
@@ -335,7 +339,10 @@ http_reply reply_of(api_result r, std::shared_ptr<void> slot) {
   }
   if (reply.streamed) {  // the plugin's bound holds until the last piece is sent
     stream s = std::move(*reply.streamed);
-    auto next = [s, slot = std::move(slot)]() { return s.next(); };
+    auto next = [s, held = std::make_shared<api_slot>(std::move(slot))]() {
+      (void)held;
+      return s.next();
+    };
     reply.streamed.emplace(s.kind() == stream::format::events ? stream::events(std::move(next))
                                                               : stream::chunked(std::move(next), s.content_type()));
   }

@@ -49,11 +49,14 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "framex/app.hpp"
@@ -160,13 +163,36 @@ struct plugin_registrar {
 /// (`args` is moved into the call before this returns.)
 boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, boost::json::object&& args);
 
+/// One of a plugin's `max_ongoing_requests`, held while it lives; empty when
+/// the plugin had none free.
+class api_slot {
+ public:
+  api_slot() = default;
+  explicit api_slot(std::atomic<std::size_t>* count) noexcept : count_(count) {}
+  api_slot(api_slot&& other) noexcept : count_(std::exchange(other.count_, nullptr)) {}
+  api_slot& operator=(api_slot&& other) noexcept {
+    release();
+    count_ = std::exchange(other.count_, nullptr);
+    return *this;
+  }
+  ~api_slot() { release(); }
+  explicit operator bool() const noexcept { return count_ != nullptr; }
+
+ private:
+  void release() noexcept {
+    if (count_ != nullptr) count_->fetch_sub(1, std::memory_order_relaxed);
+    count_ = nullptr;
+  }
+  std::atomic<std::size_t>* count_ = nullptr;
+};
+
 /// A plugin API found by its member function's name ("EchoPlugin::confess"),
 /// holding one of the plugin's `max_ongoing_requests` while it lives.
 struct api_target {
   void* object = nullptr;  // null when the plugin runs on the workers
   const plugin_api_spec* spec = nullptr;
   std::string name;        // the path or function name to call it by
-  std::shared_ptr<void> slot;
+  api_slot slot;
 };
 /// Throws as `call_plugin_api`.
 api_target find_plugin_api(std::string_view member);
