@@ -1007,6 +1007,15 @@ int run_driver() {
       return framex::call_plugin_api<int>("benchplug.tiny", std::move(args));
     };
     const auto typed = [] { return framex::plugin_api<&bench_plugin::tiny>.remote(1); };
+    const auto compare_calls = [&](const std::string& where, framex::runtime& rt) {
+      const latency direct = framex_pingpong<&tiny>(rt, rounds, 1);
+      const latency named = pingpong_with(nullptr, rounds, by_name);
+      const latency typed_l = pingpong_with(nullptr, rounds, typed);
+      row((where + ": remote<&tiny> vs call_plugin_api by name").c_str(), lat(direct), lat(named),
+          fmt("%.2fx p50", named.p50_us / direct.p50_us));
+      row((where + ": remote<&tiny> vs plugin_api<&m>.remote").c_str(), lat(direct), lat(typed_l),
+          fmt("%.2fx p50", typed_l.p50_us / direct.p50_us));
+    };
     framex::config plain;
     plain.server.port = 0;
     plain.server.dashboard_port = 0;
@@ -1018,13 +1027,7 @@ int run_driver() {
       framex::app with_plugins{cfg};
       with_plugins.on_request("/api/v1/tiny", &app_tiny, {.params = {"x"}});
       with_plugins.start();
-      const latency direct = framex_pingpong<&tiny>(local, rounds, 1);
-      const latency named = pingpong_with(nullptr, rounds, by_name);
-      const latency typed_l = pingpong_with(nullptr, rounds, typed);
-      row("local: remote<&tiny> vs call_plugin_api by name", lat(direct), lat(named),
-          fmt("%.2fx p50", named.p50_us / direct.p50_us));
-      row("local: remote<&tiny> vs plugin_api<&m>.remote", lat(direct), lat(typed_l),
-          fmt("%.2fx p50", typed_l.p50_us / direct.p50_us));
+      compare_calls("local", local);
       framex::app without{plain};
       without.start();
       const int http_rounds = rounds / 2;
@@ -1053,13 +1056,7 @@ int run_driver() {
       framex::runtime direct_rt(distributed({w3.address()}));
       (void)framex_pingpong<&tiny>(direct_rt, 100, 1);
       (void)pingpong_with(nullptr, 100, by_name);
-      const latency direct = framex_pingpong<&tiny>(direct_rt, rounds, 1);
-      const latency named = pingpong_with(nullptr, rounds, by_name);
-      const latency typed_l = pingpong_with(nullptr, rounds, typed);
-      row("deployed: remote<&tiny> vs call_plugin_api by name", lat(direct), lat(named),
-          fmt("%.2fx p50", named.p50_us / direct.p50_us));
-      row("deployed: remote<&tiny> vs plugin_api<&m>.remote", lat(direct), lat(typed_l),
-          fmt("%.2fx p50", typed_l.p50_us / direct.p50_us));
+      compare_calls("deployed", direct_rt);
       stop(w3);
     }
   }

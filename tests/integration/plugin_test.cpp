@@ -132,6 +132,39 @@ void check_billing(framex::app& app) {
   EXPECT_EQ(wrong_result, framex::errc::bad_arguments);
 }
 
+// GET /api/v1/billing/countdown?from=N read piece by piece over a socket:
+// what came while billing's gate was closed (the head and the first piece: a
+// server that held the body back would send nothing, and the read would end
+// at the deadline), then all of it once the gate opened.
+std::pair<std::string, std::string> read_countdown(std::uint16_t port, int from) {
+  billing::gate_open = false;
+  struct reopen {
+    ~reopen() { billing::gate_open = true; }
+  } reopen_gate;
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(socket, asio::buffer("GET /api/v1/billing/countdown?from=" + std::to_string(from) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string received;
+  const auto read_until = [&](const std::string& end) {
+    asio::steady_timer deadline(io, 20s);
+    deadline.async_wait([&](boost::system::error_code ec) {
+      if (!ec) socket.close();
+    });
+    asio::async_read_until(socket, asio::dynamic_buffer(received), end, [&](boost::system::error_code ec, std::size_t) {
+      deadline.cancel();
+      EXPECT_FALSE(ec) << ec.message();
+    });
+    io.restart();
+    io.run();
+  };
+  read_until(std::to_string(from) + "\n");
+  std::string before_gate = received;
+  billing::gate_open = true;
+  read_until("\r\n0\r\n\r\n");
+  return {before_gate, received};
+}
+
 TEST(Plugins, ALinkedInPluginServesItsHttpAndFunctionApis) {
   const int starts = billing::starts, stops = billing::stops;
   {
@@ -248,38 +281,12 @@ TEST(Plugins, AnAppRouteAndAPluginRouteMayNotShareAPath) {
 TEST(Plugins, AStreamIsSentPieceByPiece) {
   framex::app app{plugin_config()};
   app.start();
-  billing::gate_open = false;
-  struct reopen {
-    ~reopen() { billing::gate_open = true; }
-  } reopen_gate;
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), app.port()});
-  asio::write(socket, asio::buffer(std::string("GET /api/v1/billing/countdown?from=3 HTTP/1.1\r\nHost: x\r\n\r\n")));
-  std::string received;
-  // The head and the first piece come while the others wait for the gate;
-  // a server that held the body back would never send them (the read would
-  // end by the deadline with nothing).
-  std::promise<void> first;
-  asio::steady_timer deadline(io, 20s);
-  deadline.async_wait([&](boost::system::error_code ec) {
-    if (!ec) socket.close();
-  });
-  asio::async_read_until(socket, asio::dynamic_buffer(received), "3\n", [&](boost::system::error_code ec, std::size_t) {
-    deadline.cancel();
-    EXPECT_FALSE(ec) << ec.message();
-  });
-  io.run();
-  EXPECT_NE(received.find("Transfer-Encoding: chunked"), std::string::npos) << received;
-  EXPECT_NE(received.find("\r\n3\n"), std::string::npos) << received;
-  EXPECT_EQ(received.find("2\n"), std::string::npos) << received;
-  billing::gate_open = true;
-  io.restart();
-  asio::async_read_until(socket, asio::dynamic_buffer(received), "\r\n0\r\n\r\n",
-                         [&](boost::system::error_code ec, std::size_t) { EXPECT_FALSE(ec) << ec.message(); });
-  io.run();
-  EXPECT_NE(received.find("2\n"), std::string::npos) << received;
-  EXPECT_NE(received.find("1\n"), std::string::npos) << received;
+  const auto [before_gate, all] = read_countdown(app.port(), 3);
+  EXPECT_NE(before_gate.find("Transfer-Encoding: chunked"), std::string::npos) << before_gate;
+  EXPECT_NE(before_gate.find("\r\n3\n"), std::string::npos) << before_gate;
+  EXPECT_EQ(before_gate.find("2\n"), std::string::npos) << before_gate;
+  EXPECT_NE(all.find("2\n"), std::string::npos) << all;
+  EXPECT_NE(all.find("1\n"), std::string::npos) << all;
 
   // Server-Sent Events from echo.
   const auto r = get(app.port(), "/api/v1/echo/stream?message=hi&times=3&interval_ms=0");
@@ -287,26 +294,41 @@ TEST(Plugins, AStreamIsSentPieceByPiece) {
   EXPECT_EQ(r.body, "data: > hi\n\ndata: > hi\n\ndata: > hi\n\n");
 }
 
-TEST(Plugins, BeyondMaxOngoingRequestsCallsGet503AndOverloaded) {
+// `hold` calls of billing are let in while the gate is closed, the next one
+// gets 503 with Retry-After (and a function call `overloaded`); echo's bound
+// is its own. `bound` is billing's: the base default of all, or billing's own.
+void check_bound(const std::string& toml, int bound) {
   framex::config cfg = plugin_config();
-  cfg.apply("plugins.billing.max_ongoing_requests", "1", "test");
+  cfg.apply_toml(toml, "test");
   framex::app app{cfg};
   app.start();
   billing::gate_open = false;
+  struct reopen {
+    ~reopen() { billing::gate_open = true; }
+  } reopen_gate;
   const int held = billing::holding;
-  auto first = std::async(std::launch::async, [&] { return get(app.port(), "/api/v1/billing/hold?value=5"); });
-  ASSERT_TRUE(framex::test::eventually([&] { return billing::holding == held + 1; }));
+  std::vector<std::future<response>> holds;
+  for (int i = 0; i < bound; ++i) {
+    holds.push_back(std::async(std::launch::async, [&] { return get(app.port(), "/api/v1/billing/hold?value=5"); }));
+  }
+  ASSERT_TRUE(framex::test::eventually([&] { return billing::holding == held + bound; }));
   const auto r = get(app.port(), "/api/v1/billing/tax?cents=10");
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.retry_after, "1");
+  EXPECT_NE(message_of(r).find("max_ongoing_requests (" + std::to_string(bound) + ")"), std::string::npos) << r.body;
   const auto code = framex::test::run([]() {
     return framex::test::error_of(framex::call_plugin_api<int>("billing.tax", {{"cents", 1}}));
   });
   EXPECT_EQ(code, framex::errc::overloaded);
   EXPECT_EQ(get(app.port(), "/api/v1/echo?message=x").status, 200);  // the bound is billing's
   billing::gate_open = true;
-  EXPECT_EQ(first.get().body, "5");
+  for (auto& h : holds) EXPECT_EQ(h.get().body, "5");
   EXPECT_EQ(get(app.port(), "/api/v1/billing/tax?cents=10").status, 200);
+}
+
+TEST(Plugins, BeyondMaxOngoingRequestsCallsGet503AndOverloaded) {
+  check_bound("[plugins]\nmax_ongoing_requests = 1", 1);                                   // the base default
+  check_bound("[plugins]\nmax_ongoing_requests = 1\n[plugins.billing]\nmax_ongoing_requests = 2", 2);  // its own
 }
 
 TEST(Plugins, OpenApiDescribesEveryRouteAndDocsIsServed) {
@@ -428,31 +450,9 @@ timeout_ms = 10000
   EXPECT_EQ(currencies, (std::set<std::string>{"CHF", "EUR"}));
 
   // A stream, passed through as it comes.
-  billing::gate_open = false;
-  struct reopen {
-    ~reopen() { billing::gate_open = true; }
-  } reopen_gate;
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  asio::write(socket, asio::buffer(std::string("GET /api/v1/billing/countdown?from=2 HTTP/1.1\r\nHost: x\r\n\r\n")));
-  std::string received;
-  asio::steady_timer deadline(io, 20s);
-  deadline.async_wait([&](boost::system::error_code ec) {
-    if (!ec) socket.close();
-  });
-  asio::async_read_until(socket, asio::dynamic_buffer(received), "2\n", [&](boost::system::error_code ec, std::size_t) {
-    deadline.cancel();
-    EXPECT_FALSE(ec) << ec.message();
-  });
-  io.run();
-  EXPECT_EQ(received.find("1\n"), std::string::npos) << received;
-  billing::gate_open = true;
-  io.restart();
-  asio::async_read_until(socket, asio::dynamic_buffer(received), "\r\n0\r\n\r\n",
-                         [&](boost::system::error_code ec, std::size_t) { EXPECT_FALSE(ec) << ec.message(); });
-  io.run();
-  EXPECT_NE(received.find("1\n"), std::string::npos) << received;
+  const auto [before_gate, all] = read_countdown(port, 2);
+  EXPECT_EQ(before_gate.find("1\n"), std::string::npos) << before_gate;
+  EXPECT_NE(all.find("1\n"), std::string::npos) << all;
 
   // Without the upstream's key: its 401, as it is.
   framex::app keyless{front_config("")};
