@@ -33,7 +33,6 @@ using detail::http_reply;
 
 namespace {
 
-
 boost::json::object to_json(const stats_snapshot& s) {
   boost::json::object out;
   out["mode"] = s.mode == mode::local ? "local" : "distributed";

@@ -1,9 +1,11 @@
 // libFuzzer harness: an HTTP request as the ingress reads it (Beast's parser
 // under the server's limits) and binds it (query string, JSON body, described
-// struct) to route handlers. Whatever the bytes, binding ends in a value or an
-// `http_error` (a 4xx for the client), never anything else.
+// struct) to route handlers and to the same functions as plugin APIs.
+// Whatever the bytes, binding ends in a value or an `http_error` (a 4xx for
+// the client), never anything else.
 #include "../../src/http_server.hpp"
 #include "framex/app.hpp"
+#include "framex/plugin.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -41,6 +43,42 @@ const std::vector<framex::detail::http_handler>& handlers() {
   return h;
 }
 
+const std::vector<framex::detail::plugin_api_spec>& plugin_apis() {
+  static const std::vector<framex::detail::plugin_api_spec> apis{
+      framex::on_request<&add>("/add", {.params = {"a", "b"}}),
+      framex::on_request<&greet>("/greet", {.params = {"name", "loud"}}),
+      framex::on_request<&store>("/store"),
+  };
+  return apis;
+}
+
+// What the plugin host does with a request: its arguments as a JSON object.
+boost::asio::awaitable<framex::detail::api_result> invoke(const framex::detail::plugin_api_spec& spec,
+                                                          const framex::detail::http_call& call) {
+  boost::json::object args;
+  if (call.json_body) {
+    boost::json::value v = framex::detail::parse_body(call);
+    if (!v.is_object()) throw framex::detail::http_error(400, "the JSON body must be an object");
+    args = std::move(v.as_object());
+  } else {
+    args = framex::detail::query_object(call);
+  }
+  const framex::detail::api_input in{args, &call};
+  co_return co_await spec.invoke(nullptr, spec, in);
+}
+
+template <class Result>
+void must_be_a_value_or_4xx(std::exception_ptr e, Result) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const framex::detail::http_error& bad_request) {
+    if (bad_request.status() < 400 || bad_request.status() > 499) std::abort();
+  } catch (...) {
+    std::abort();  // anything else would be a 500 for a malformed request
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -61,16 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   call.json_body = !call.body.empty();
   boost::asio::io_context io;
   for (const auto& handler : handlers()) {
-    boost::asio::co_spawn(io, handler(call), [](std::exception_ptr e, framex::detail::http_reply) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const framex::detail::http_error& bad_request) {
-        if (bad_request.status() < 400 || bad_request.status() > 499) std::abort();
-      } catch (...) {
-        std::abort();  // anything else would be a 500 for a malformed request
-      }
-    });
+    boost::asio::co_spawn(io, handler(call), must_be_a_value_or_4xx<framex::detail::http_reply>);
+  }
+  for (const auto& spec : plugin_apis()) {
+    boost::asio::co_spawn(io, invoke(spec, call), must_be_a_value_or_4xx<framex::detail::api_result>);
   }
   io.run();
   return 0;

@@ -87,13 +87,14 @@ T value_as(const boost::json::value& v, const std::string& what) {
 
 template <class T>
 T bind_named(const http_call& call, const boost::json::object& inputs, const std::string& name) {
-  const std::string what = "parameter '" + name + "'";
   const auto* v = inputs.if_contains(name);
-  if (v == nullptr) throw http_error(400, what + " is missing");
+  if (v == nullptr) throw http_error(400, "parameter '" + name + "' is missing");
   if constexpr (std::is_same_v<T, std::string>) {
     if (!call.json_body && v->is_number()) return call.query.at(name);  // "007" stays a string
   }
-  return value_as<T>(*v, what);
+  auto r = boost::json::try_value_to<T>(*v);  // (the message is made only for an error)
+  if (!r) return value_as<T>(*v, "parameter '" + name + "'");
+  return std::move(*r);
 }
 
 // Names the first member of a described struct that the request lacks, or
@@ -136,7 +137,8 @@ struct route_binder<Fn, type_list<Ps...>> {
         reply.body = "null";
       } else if constexpr (std::is_same_v<value, framex::stream>) {
         if constexpr (awaited<result>::is_awaitable) {
-          reply.streamed.emplace(co_await std::apply(fn, std::move(args)));
+          framex::stream s = co_await std::apply(fn, std::move(args));
+          reply.streamed.emplace(std::move(s));
         } else {
           reply.streamed.emplace(std::apply(fn, std::move(args)));
         }
