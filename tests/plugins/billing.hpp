@@ -1,7 +1,8 @@
 // The tests' plugin: configuration, HTTP and function APIs, a described-struct
 // body, cross-plugin calls by name and by path, a stream, and a call that
-// waits for the test to let it go. Linked into the test program, and built
-// again as billing.so (framex_add_plugin).
+// waits for the test to let it go. Registered here, so one translation unit
+// includes it: plugin_test.cpp links it into the test program, billing.cpp
+// builds billing.so of it (framex_add_plugin).
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
@@ -112,3 +113,18 @@ class plugin {
 };
 
 }  // namespace billing
+
+FRAMEX_PLUGIN(billing::plugin,
+              framex::plugin_metadata{.name = "billing",
+                                      .version = "2.1.0",
+                                      .description = "Taxes and invoices",
+                                      .author = "framex tests",
+                                      .url = "https://example.invalid/billing",
+                                      .required_apis = {"echo.confess", "/api/v1/echo"}},
+              framex::on_request<&billing::plugin::tax>("/billing/tax", {.params = {"cents"}, .func_api = true}),
+              framex::on_request<&billing::plugin::make_invoice>(
+                  "/billing/invoice", {.methods = {framex::http_method::post}, .func_api = true, .name = "invoice"}),
+              framex::on_request<&billing::plugin::greet>("/billing/greet", {.params = {"name"}}),
+              framex::on_request<&billing::plugin::countdown>("/billing/countdown", {.params = {"from"}}),
+              framex::on_request<&billing::plugin::hold>("/billing/hold", {.params = {"value"}, .func_api = true}),
+              framex::on_request<&billing::plugin::where>(framex::func_api));
