@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "framex/config.hpp"
@@ -90,9 +91,14 @@ class plugin_host {
   bool on_workers_side_;
   framex::runtime* runtime_;
   std::vector<std::unique_ptr<plugin>> plugins_;
-  std::map<std::string, api, std::less<>> by_path_;
-  std::map<std::string, api, std::less<>> by_function_;
-  std::map<std::string, api, std::less<>> by_member_;
+  struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  using api_map = std::unordered_map<std::string, api, name_hash, std::equal_to<>>;
+  api_map by_path_;
+  api_map by_function_;
+  api_map by_member_;
   bool started_ = false;
 };
 

@@ -253,8 +253,8 @@ void plugin_host::drop(plugin& p) {
 }
 
 const plugin_host::api* plugin_host::find(std::string_view name) const {
-  if (auto it = by_path_.find(name); it != by_path_.end()) return &it->second;
-  if (auto it = by_function_.find(name); it != by_function_.end()) return &it->second;
+  const api_map& map = name.starts_with('/') ? by_path_ : by_function_;
+  if (auto it = map.find(name); it != map.end()) return &it->second;
   return nullptr;
 }
 

@@ -191,7 +191,7 @@ class api_slot {
 struct api_target {
   void* object = nullptr;  // null when the plugin runs on the workers
   const plugin_api_spec* spec = nullptr;
-  std::string name;        // the path or function name to call it by
+  std::string_view name;   // the path or function name to call it by (the host holds it)
   api_slot slot;
 };
 /// Throws as `call_plugin_api`.
