@@ -90,7 +90,7 @@ class plugin_host {
   config cfg_;
   bool on_workers_side_;
   framex::runtime* runtime_;
-  std::vector<std::unique_ptr<plugin>> plugins_;
+  std::vector<std::shared_ptr<plugin>> plugins_;  // shared with the slots of requests still held
   struct name_hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

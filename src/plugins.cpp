@@ -96,7 +96,7 @@ plugin_registrar::plugin_registrar(const plugin_descriptor& (*describe)()) noexc
   linked_plugins().push_back(describe);
 }
 
-struct plugin_host::plugin {
+struct plugin_host::plugin : std::enable_shared_from_this<plugin> {
   const plugin_descriptor* d = nullptr;
   std::string source;                     // "built in", "linked in" or the library's path
   std::unique_ptr<plugin_object> object;  // null when it runs elsewhere
@@ -178,6 +178,7 @@ plugin_host::plugin_host(const config& cfg, bool on_workers_side, framex::runtim
 
 plugin_host::~plugin_host() {
   stop();
+  for (auto& p : plugins_) p->object.reset();  // a plugin ends with its host, whatever still holds a slot
   std::lock_guard lock(hosts_mutex);
   auto& list = on_workers_side_ ? worker_hosts : hosts;
   list.erase(std::remove(list.begin(), list.end(), this), list.end());
@@ -210,7 +211,7 @@ void plugin_host::load(const std::string& item, const plugin_descriptor* d, cons
       return fail(m.name, "it has two function APIs named " + spec.function);
     }
   }
-  auto p = std::make_unique<plugin>();
+  auto p = std::make_shared<plugin>();
   p->d = d;
   p->source = source;
   p->max_ongoing = cfg_.plugins.max_ongoing_requests;
@@ -321,7 +322,7 @@ void plugin_host::stop() noexcept {
 
 api_slot plugin_host::take_slot(plugin& p) {
   const std::size_t now = p.ongoing.fetch_add(1, std::memory_order_relaxed) + 1;
-  api_slot slot(&p.ongoing);
+  api_slot slot(std::shared_ptr<std::atomic<std::size_t>>(p.shared_from_this(), &p.ongoing));
   if (p.max_ongoing != 0 && now > p.max_ongoing) return {};  // releases at once
   return slot;
 }

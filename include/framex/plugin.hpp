@@ -164,15 +164,17 @@ struct plugin_registrar {
 boost::asio::awaitable<api_result> call_plugin_api(std::string_view api, boost::json::object&& args);
 
 /// One of a plugin's `max_ongoing_requests`, held while it lives; empty when
-/// the plugin had none free.
+/// the plugin had none free. It shares the count's ownership: a request still
+/// held when its app goes away (a suspended connection destroyed with the
+/// app's io_context) releases it safely.
 class api_slot {
  public:
   api_slot() = default;
-  explicit api_slot(std::atomic<std::size_t>* count) noexcept : count_(count) {}
-  api_slot(api_slot&& other) noexcept : count_(std::exchange(other.count_, nullptr)) {}
+  explicit api_slot(std::shared_ptr<std::atomic<std::size_t>> count) noexcept : count_(std::move(count)) {}
+  api_slot(api_slot&&) noexcept = default;
   api_slot& operator=(api_slot&& other) noexcept {
     release();
-    count_ = std::exchange(other.count_, nullptr);
+    count_ = std::move(other.count_);
     return *this;
   }
   ~api_slot() { release(); }
@@ -181,9 +183,9 @@ class api_slot {
  private:
   void release() noexcept {
     if (count_ != nullptr) count_->fetch_sub(1, std::memory_order_relaxed);
-    count_ = nullptr;
+    count_.reset();
   }
-  std::atomic<std::size_t>* count_ = nullptr;
+  std::shared_ptr<std::atomic<std::size_t>> count_;
 };
 
 /// A plugin API found by its member function's name ("EchoPlugin::confess"),

@@ -12,6 +12,7 @@
 #include <boost/json/parse.hpp>
 
 #include <future>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -132,37 +133,67 @@ void check_billing(framex::app& app) {
   EXPECT_EQ(wrong_result, framex::errc::bad_arguments);
 }
 
-// GET /api/v1/billing/countdown?from=N read piece by piece over a socket:
-// what came while billing's gate was closed (the head and the first piece: a
-// server that held the body back would send nothing, and the read would end
-// at the deadline), then all of it once the gate opened.
+// GET /api/v1/billing/countdown?from=N over a socket, read up to a marker
+// at a time (a read that does not find it ends at a 20 s deadline).
+struct countdown_reader {
+  countdown_reader(std::uint16_t port, int from) : socket(io) {
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    asio::write(socket, asio::buffer("GET /api/v1/billing/countdown?from=" + std::to_string(from) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+  }
+  // False when the connection ended first.
+  bool read_until(const std::string& end) {
+    asio::steady_timer deadline(io, 20s);
+    deadline.async_wait([&](boost::system::error_code ec) {
+      if (!ec) socket.close();
+    });
+    boost::system::error_code result;
+    asio::async_read_until(socket, asio::dynamic_buffer(received), end, [&](boost::system::error_code ec, std::size_t) {
+      deadline.cancel();
+      result = ec;
+    });
+    io.restart();
+    io.run();
+    return !result;
+  }
+  asio::io_context io;
+  asio::ip::tcp::socket socket;
+  std::string received;
+};
+
+// What came while billing's gate was closed (the head and the first piece: a
+// server that held the body back would send nothing), then all of it once the
+// gate opened.
 std::pair<std::string, std::string> read_countdown(std::uint16_t port, int from) {
   billing::gate_open = false;
   struct reopen {
     ~reopen() { billing::gate_open = true; }
   } reopen_gate;
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  asio::write(socket, asio::buffer("GET /api/v1/billing/countdown?from=" + std::to_string(from) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
-  std::string received;
-  const auto read_until = [&](const std::string& end) {
-    asio::steady_timer deadline(io, 20s);
-    deadline.async_wait([&](boost::system::error_code ec) {
-      if (!ec) socket.close();
-    });
-    asio::async_read_until(socket, asio::dynamic_buffer(received), end, [&](boost::system::error_code ec, std::size_t) {
-      deadline.cancel();
-      EXPECT_FALSE(ec) << ec.message();
-    });
-    io.restart();
-    io.run();
-  };
-  read_until(std::to_string(from) + "\n");
-  std::string before_gate = received;
+  countdown_reader reader(port, from);
+  EXPECT_TRUE(reader.read_until(std::to_string(from) + "\n"));
+  std::string before_gate = reader.received;
   billing::gate_open = true;
-  read_until("\r\n0\r\n\r\n");
-  return {before_gate, received};
+  EXPECT_TRUE(reader.read_until("\r\n0\r\n\r\n"));
+  return {before_gate, reader.received};
+}
+
+// An app may end while a plugin's stream waits for its next piece: the
+// connection closes without the last chunk, and what the request held of the
+// plugin (its max_ongoing_requests slot) is released safely after the app's
+// plugins are gone (ASan checks that).
+TEST(Plugins, AnAppMayEndWhileAStreamWaits) {
+  billing::gate_open = false;
+  struct reopen {
+    ~reopen() { billing::gate_open = true; }
+  } reopen_gate;
+  std::optional<countdown_reader> reader;
+  {
+    framex::app app{plugin_config()};
+    app.start();
+    reader.emplace(app.port(), 3);
+    ASSERT_TRUE(reader->read_until("3\n"));
+  }
+  EXPECT_FALSE(reader->read_until("\r\n0\r\n\r\n"));
+  EXPECT_EQ(reader->received.find("2\n"), std::string::npos) << reader->received;
 }
 
 TEST(Plugins, ALinkedInPluginServesItsHttpAndFunctionApis) {
