@@ -27,4 +27,11 @@ boost::json::object query_object(const http_call& call) {
   return out;
 }
 
+boost::json::object request_object(const http_call& call) {
+  if (!call.json_body) return query_object(call);
+  boost::json::value v = parse_body(call);
+  if (!v.is_object()) throw http_error(400, "the JSON body must be an object");
+  return std::move(v.as_object());
+}
+
 }  // namespace framex::detail

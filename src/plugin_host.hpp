@@ -86,6 +86,7 @@ class plugin_host {
   void drop(plugin& p);
   const api* find(std::string_view name) const;
   static api_slot take_slot(plugin& p);
+  static std::string overloaded_message(const plugin& p);
 
   config cfg_;
   bool on_workers_side_;

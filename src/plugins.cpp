@@ -54,12 +54,6 @@ bool valid_name(std::string_view name) {
   });
 }
 
-json::object body_object(const http_call& call) {
-  json::value v = parse_body(call);
-  if (!v.is_object()) throw http_error(400, "the JSON body must be an object");
-  return std::move(v.as_object());
-}
-
 std::system_error api_error(errc code, const std::string& message) {
   return std::system_error(make_error_code(code), message);
 }
@@ -327,6 +321,11 @@ api_slot plugin_host::take_slot(plugin& p) {
   return slot;
 }
 
+// Why a call of `p` was refused for its bound.
+std::string plugin_host::overloaded_message(const plugin& p) {
+  return "plugin " + p.d->metadata.name + " is serving its max_ongoing_requests (" + std::to_string(p.max_ongoing) + ")";
+}
+
 namespace {
 
 http_reply reply_of(api_result r, api_slot slot) {
@@ -355,8 +354,7 @@ http_reply reply_of(api_result r, api_slot slot) {
 boost::asio::awaitable<http_reply> plugin_host::serve(const api& a, http_call& call) {
   auto slot = take_slot(*a.owner);
   if (!slot) {
-    http_reply r = error_reply(503, "plugin " + a.owner->d->metadata.name + " is serving its max_ongoing_requests (" +
-                                        std::to_string(a.owner->max_ongoing) + "); try again shortly");
+    http_reply r = error_reply(503, overloaded_message(*a.owner) + "; try again shortly");
     r.headers.emplace_back("Retry-After", "1");
     co_return r;
   }
@@ -366,7 +364,7 @@ boost::asio::awaitable<http_reply> plugin_host::serve(const api& a, http_call& c
     api_result r = co_await a.spec->invoke(a.owner->object->get(), *a.spec, in);
     co_return reply_of(std::move(r), std::move(slot));
   }
-  const json::object inputs = call.json_body ? body_object(call) : query_object(call);
+  const json::object inputs = request_object(call);
   if (a.owner->object) {
     const api_input in{inputs, &call};
     api_result r = co_await a.spec->invoke(a.owner->object->get(), *a.spec, in);
@@ -386,8 +384,7 @@ boost::asio::awaitable<api_result> plugin_host::call(std::string_view name, json
   if (a == nullptr) throw api_error(errc::unknown_function, "no loaded plugin has the API " + std::string(name));
   auto slot = take_slot(*a->owner);
   if (!slot) {
-    throw api_error(errc::overloaded, "plugin " + a->owner->d->metadata.name + " is serving its max_ongoing_requests (" +
-                                          std::to_string(a->owner->max_ongoing) + ")");
+    throw api_error(errc::overloaded, overloaded_message(*a->owner));
   }
   if (a->owner->object) {
     api_result r;
@@ -418,8 +415,7 @@ api_target plugin_host::find_member(std::string_view member) {
   const api& a = it->second;
   auto slot = take_slot(*a.owner);
   if (!slot) {
-    throw api_error(errc::overloaded, "plugin " + a.owner->d->metadata.name + " is serving its max_ongoing_requests (" +
-                                          std::to_string(a.owner->max_ongoing) + ")");
+    throw api_error(errc::overloaded, overloaded_message(*a.owner));
   }
   return {a.owner->object ? a.owner->object->get() : nullptr, a.spec, a.spec->path.empty() ? a.function : a.spec->path,
           std::move(slot)};
@@ -431,7 +427,7 @@ boost::asio::awaitable<std::string> plugin_host::serve_remote(const std::string&
     const api* a = find(name);
     if (a == nullptr || !a->owner->object) throw http_error(404, "this worker hosts no plugin API " + name);
     auto slot = take_slot(*a->owner);
-    if (!slot) throw api_error(errc::overloaded, "plugin " + a->owner->d->metadata.name + " is at its max_ongoing_requests");
+    if (!slot) throw api_error(errc::overloaded, overloaded_message(*a->owner));
     json::value v = json::parse(request);
     const json::object& r = v.as_object();
     http_call call;

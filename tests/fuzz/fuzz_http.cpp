@@ -55,14 +55,7 @@ const std::vector<framex::detail::plugin_api_spec>& plugin_apis() {
 // What the plugin host does with a request: its arguments as a JSON object.
 boost::asio::awaitable<framex::detail::api_result> invoke(const framex::detail::plugin_api_spec& spec,
                                                           const framex::detail::http_call& call) {
-  boost::json::object args;
-  if (call.json_body) {
-    boost::json::value v = framex::detail::parse_body(call);
-    if (!v.is_object()) throw framex::detail::http_error(400, "the JSON body must be an object");
-    args = std::move(v.as_object());
-  } else {
-    args = framex::detail::query_object(call);
-  }
+  const boost::json::object args = framex::detail::request_object(call);
   const framex::detail::api_input in{args, &call};
   co_return co_await spec.invoke(nullptr, spec, in);
 }

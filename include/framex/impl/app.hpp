@@ -26,6 +26,9 @@ boost::json::value parse_body(const http_call& call);
 /// The query string as a JSON object: values that parse as JSON are typed
 /// (`n=5` is 5), the rest are strings.
 boost::json::object query_object(const http_call& call);
+/// A request's arguments: the JSON body's object, or the query string's
+/// (`query_object`). Throws http_error(400) for a body that is not a JSON object.
+boost::json::object request_object(const http_call& call);
 
 template <class T>
 struct is_optional : std::false_type {};
@@ -125,7 +128,7 @@ struct route_binder<Fn, type_list<Ps...>> {
                                   std::to_string(sizeof...(Ps)) + " parameters");
     }
     return [fn, names = std::move(names)](http_call& call) -> boost::asio::awaitable<http_reply> {
-      const boost::json::object inputs = call.json_body ? as_object(parse_body(call)) : query_object(call);
+      const boost::json::object inputs = request_object(call);
       auto args = bind(call, inputs, names, std::index_sequence_for<Ps...>{});
       http_reply reply;
       if constexpr (std::is_void_v<value>) {
@@ -161,11 +164,6 @@ struct route_binder<Fn, type_list<Ps...>> {
     if (!o.params.empty()) d.param_schemas = {json_schema<Ps>()...};
     d.result_schema = json_schema<value>();
     return d;
-  }
-
-  static boost::json::object as_object(boost::json::value v) {
-    if (!v.is_object()) throw http_error(400, "the JSON body must be an object");
-    return std::move(v.as_object());
   }
 
   template <std::size_t... I>
