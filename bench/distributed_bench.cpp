@@ -79,8 +79,8 @@
 #include <vector>
 
 #include "cost.hpp"
-#include "../net/client.hpp"
-#include "../net/tls.hpp"
+#include "net/client.hpp"
+#include "net/tls.hpp"
 #include "etcd_process.hpp"
 #include "tls_certs.hpp"
 

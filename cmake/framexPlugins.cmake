@@ -19,5 +19,6 @@ endfunction()
 function(framex_plugin_host target)
   set_target_properties(${target} PROPERTIES ENABLE_EXPORTS ON)
   target_link_libraries(${target} PRIVATE framex::framex)
-  target_link_options(${target} PRIVATE "LINKER:--whole-archive" "$<TARGET_FILE:framex::framex>" "LINKER:--no-whole-archive")
+  target_link_options(${target} PRIVATE "LINKER:--whole-archive" "$<TARGET_FILE:framex::framex>" "$<TARGET_FILE:framex::net>"
+                      "LINKER:--no-whole-archive")
 endfunction()

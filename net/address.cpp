@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <stdexcept>
 
-#include "framex/config.hpp"
 #include "framex/error.hpp"
 
 namespace framex::net {
@@ -24,6 +24,18 @@ namespace framex::net {
 namespace asio = boost::asio;
 
 std::string address::text() const { return is_unix() ? "unix:" + path : (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port; }
+
+std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) throw std::invalid_argument("\"" + std::string(text) + "\" is not host:port");
+  unsigned port = 0;
+  const std::string_view digits = text.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || port > 65535) {
+    throw std::invalid_argument("\"" + std::string(text) + "\" has no valid port");
+  }
+  return {std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
+}
 
 address parse_address(std::string_view text, bool bare_path) {
   address a;
@@ -41,7 +53,7 @@ address parse_address(std::string_view text, bool bare_path) {
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     a.host = std::move(host);
     a.port = std::to_string(port);
-  } catch (const config_error& e) {
+  } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string(e.what()) + " (nor unix:PATH)");
   }
   return a;

@@ -6,8 +6,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "connection.hpp"
 
@@ -22,6 +24,10 @@ struct address {
   /// As it was written: "host:port" or "unix:PATH".
   [[nodiscard]] std::string text() const;
 };
+
+/// Splits "host:port" at its last colon (a bracketed IPv6 host keeps its
+/// brackets). Throws `std::invalid_argument` saying what is wrong.
+std::pair<std::string, std::uint16_t> parse_endpoint(std::string_view text);
 
 /// Parses "host:port", "[v6]:port" or "unix:PATH"; with `bare_path`, also a
 /// path that contains a '/' (as Neovim prints its sockets). Throws

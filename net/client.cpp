@@ -35,18 +35,18 @@ void client::on_message(received_message message, std::size_t) {
   incoming_request r;
   switch (parse_incoming(m, r)) {
     case incoming_shape::ok:
-      if (r.notification && r.method == "framex.draining") {
+      if (r.notification && !drain_notice_.empty() && r.method == drain_notice_) {
         draining_.store(true, std::memory_order_relaxed);
       } else if (on_incoming_) {
         r.message = std::move(message);
         on_incoming_(std::static_pointer_cast<client>(shared_from_this()), std::move(r));
       } else if (!r.notification) {
-        reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function",
+        reply_error(r.msgid, errc::unknown_function,
                     "this caller serves no method " + std::string(r.method));
       }
       return;
     case incoming_shape::method_not_string:
-      return reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function", "the method name is not a string");
+      return reply_error(r.msgid, errc::unknown_function, "the method name is not a string");
     case incoming_shape::not_request: break;
   }
   if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||

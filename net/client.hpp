@@ -55,8 +55,12 @@ class client final : public connection {
   /// (any thread, no lock held). Set before `start`.
   void on_drained(std::function<void()> f) { on_drained_ = std::move(f); }
 
-  /// True once the server said it is draining (`framex.draining`): it takes
-  /// no new call. Thread safety: any thread.
+  /// The notification by which the server says it is draining (framex's
+  /// protocol names it; the wire does not). Set before `start`.
+  void drain_on(std::string notification) { drain_notice_ = std::move(notification); }
+
+  /// True once the server sent the notification named by `drain_on`: it
+  /// takes no new call. Thread safety: any thread.
   [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
 
   /// Calls filed and not yet completed.
@@ -77,6 +81,7 @@ class client final : public connection {
   bool lost_ = false;
   std::atomic<std::size_t> outstanding_{0};
   std::atomic<bool> draining_{false};
+  std::string drain_notice_;  // empty: none
   std::function<void()> on_drained_;
   incoming_handler on_incoming_;
 };

@@ -111,7 +111,7 @@ connection::~connection() = default;
 
 void connection::reply(std::uint32_t msgid, message_buffer body, bool batch) {
   if (body.size() + 16 > max_message()) {
-    return reply_error(msgid, static_cast<int>(errc::too_large), "framex.too_large",
+    return reply_error(msgid, errc::too_large,
                        "the result is " + std::to_string(body.size()) + " bytes; the limit is " +
                            std::to_string(max_message()));
   }

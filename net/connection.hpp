@@ -119,6 +119,10 @@ class connection : public std::enable_shared_from_this<connection> {
   void reply(std::uint32_t msgid, message_buffer body, bool batch = false);
   /// Sends `[1, msgid, {code, type, message}, nil]`. Thread safety: any thread.
   void reply_error(std::uint32_t msgid, int code, std::string_view type, std::string_view message);
+  /// The same for an error framex raises itself: its type is `detail::wire_type(code)`.
+  void reply_error(std::uint32_t msgid, errc code, std::string_view message) {
+    reply_error(msgid, static_cast<int>(code), detail::wire_type(code), message);
+  }
 
   /// Closes the connection (asynchronously); `on_close` follows once.
   /// Thread safety: any thread.

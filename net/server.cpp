@@ -39,7 +39,7 @@ void session::on_message(received_message message, std::size_t cost) {
     case incoming_shape::ok: break;
     case incoming_shape::not_request: return do_close(std::make_error_code(std::errc::protocol_error));
     case incoming_shape::method_not_string:
-      return reply_error(r.msgid, static_cast<int>(errc::unknown_function), "framex.unknown_function", "the method name is not a string");
+      return reply_error(r.msgid, errc::unknown_function, "the method name is not a string");
   }
   r.message = std::move(message);
   dispatcher_.on_request(self(), std::move(r));

@@ -127,7 +127,7 @@ class actor {
   /// The named actor of class `T` called `name`, in `rt` (null: the current
   /// runtime) or on its workers. Fails with `errc::actor_lost` if there is none.
   static boost::asio::awaitable<actor> lookup(std::string_view name, framex::runtime* rt = nullptr) {
-    return found(detail::lookup_actor(rt != nullptr ? *rt : runtime::current(), detail::class_name_of<T>(), std::string(name)));
+    return found(detail::lookup_actor(runtime::or_current(rt), detail::class_name_of<T>(), std::string(name)));
   }
 
   [[nodiscard]] explicit operator bool() const noexcept { return state_ != nullptr; }
@@ -398,7 +398,7 @@ struct constructing {
 
 template <class T, class... A>
 boost::asio::awaitable<actor<T>> spawn_actor(actor_options options, std::string name, A... args) {
-  runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
+  runtime& rt = runtime::or_current(options.runtime);
   if constexpr ((wire_value<A> && ...)) {
     if (is_distributed(rt)) {
       const function_entry& ctor = actor_constructor<T, A...>::entry;
@@ -435,6 +435,11 @@ boost::asio::awaitable<actor<T>> spawn_actor(actor_options options, std::string 
 /// Makes an actor of class `T` from `args` (see the top of this file). The
 /// arguments are stored by value; the constructor runs on the pool (local) or
 /// on a worker.
+///
+/// @par Per-operation cancellation
+/// `terminal`, from the awaiting coroutine: the await throws
+/// `errc::cancelled` (a blocking constructor already running finishes where
+/// it runs). No other type.
 template <class T, class... Args>
   requires(sizeof...(Args) == 0 || !(std::is_same_v<std::remove_cvref_t<Args>, actor_options> || ...))
 boost::asio::awaitable<actor<T>> spawn(Args&&... args) {

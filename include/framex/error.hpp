@@ -45,6 +45,13 @@ const std::error_category& error_category() noexcept;
 /// Makes `e` an error code in framex's category (found by ADL).
 std::error_code make_error_code(errc e) noexcept;
 
+namespace detail {
+/// The `type` of an error object framex raises itself: "framex." and the
+/// enumerator's name ("framex.timeout"). Part of the wire, like the codes.
+/// Thread safety: safe to call from any thread.
+[[nodiscard]] const char* wire_type(errc e) noexcept;
+}  // namespace detail
+
 /// An exception raised by the called function where it ran, delivered to the
 /// caller. Local calls rethrow the original exception object instead; this type
 /// appears when only a description could cross the boundary.

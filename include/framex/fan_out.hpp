@@ -119,6 +119,10 @@ auto remote_of(const Fn& fn, X&& x) {
 /// Runs `calls` (awaitables, e.g. `fn.remote(...)`) concurrently and yields
 /// their results as a tuple, in argument order (`std::monostate` for a
 /// `void` one).
+///
+/// @par Per-operation cancellation
+/// `terminal`, from the awaiting coroutine: every call still running is
+/// cancelled, and the await throws `errc::cancelled`. No other type.
 template <class... T>
 boost::asio::awaitable<std::tuple<detail::result_slot<T>...>> gather(boost::asio::awaitable<T>... calls) {
   return gather(gather_options{}, std::move(calls)...);
@@ -163,6 +167,15 @@ boost::asio::awaitable<std::tuple<detail::result_slot<T>...>> gather(gather_opti
 /// parameters. Yields the results (`ordered`: in input order), or nothing
 /// for a function returning `void`. `fn` is copied; `inputs` is referred
 /// to, and must outlive the await.
+///
+/// @par Per-operation cancellation
+/// `terminal`, from the awaiting coroutine: the calls in flight are
+/// cancelled, no new one starts, and the await throws `errc::cancelled`.
+/// No other type.
+///
+/// @par Thread safety
+/// Runs on the awaiting coroutine's executor; `fn` must be safe to call
+/// from it (every `framex::remote` wrapper is).
 template <class Fn, std::ranges::forward_range Range>
 auto map(Fn fn, const Range& inputs, map_options options = {})
     -> boost::asio::awaitable<std::conditional_t<

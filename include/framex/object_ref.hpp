@@ -181,7 +181,7 @@ struct get_work {
 template <class T>
 boost::asio::awaitable<object_ref<std::remove_cvref_t<T>>> put(T&& value, runtime* rt = nullptr) {
   using V = std::remove_cvref_t<T>;
-  runtime& on = rt != nullptr ? *rt : runtime::current();
+  runtime& on = runtime::or_current(rt);
   auto held = std::make_shared<const V>(std::forward<T>(value));
   if (!detail::is_distributed(on)) return detail::ready(nullptr, detail::ref_access<V>::make(std::move(held), nullptr));
   static detail::stats_cell& stats = detail::stats_for("framex::put", false);
@@ -195,7 +195,7 @@ boost::asio::awaitable<T> get(const object_ref<T>& ref, runtime* rt = nullptr) {
   if (const auto& held = detail::ref_access<T>::value(ref)) return detail::ready(nullptr, T(*held));
   if (!ref) return detail::ready(std::make_exception_ptr(std::logic_error("framex::get: an empty reference")), T{});
   static detail::stats_cell& stats = detail::stats_for("framex::get", false);
-  return detail::run_blocking<T>(rt != nullptr ? *rt : runtime::current(), {}, stats, detail::get_work<T>{ref});
+  return detail::run_blocking<T>(runtime::or_current(rt), {}, stats, detail::get_work<T>{ref});
 }
 
 }  // namespace framex

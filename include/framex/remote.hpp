@@ -235,7 +235,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
     requires(!needs_object && refs_fit<Args...>())
   awaitable_type remote(Args&&... args) const {
     if constexpr (detail::distributable<F>) {
-      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      runtime& rt = runtime::or_current(options_.runtime);
       if (detail::is_distributed(rt)) return detail::call_distributed<F, value_type>(rt, options_, object_, static_cast<Args&&>(args)...);
     }
     return with_values(*this, detail::no_object{}, detail::hold_for<Ps>(static_cast<Args&&>(args))...);
@@ -244,7 +244,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
     requires(needs_object && refs_fit<O, Args...>())
   awaitable_type remote(O&& object, Args&&... args) const {
     if constexpr (detail::distributable<F>) {
-      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      runtime& rt = runtime::or_current(options_.runtime);
       if (detail::is_distributed(rt)) return detail::call_distributed<F, value_type>(rt, options_, static_cast<O&&>(object), static_cast<Args&&>(args)...);
     }
     using store = detail::object_store<object_type, O>;
@@ -262,7 +262,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   boost::asio::awaitable<object_ref<value_type>> remote_ref(Args&&... args) const {
     static_assert(!(detail::actor_handle<std::remove_cvref_t<Args>>::value || ...), "framex: remote_ref is not for actor methods");
     if constexpr (detail::distributable<F>) {
-      runtime& rt = options_.runtime != nullptr ? *options_.runtime : runtime::current();
+      runtime& rt = runtime::or_current(options_.runtime);
       if (detail::is_distributed(rt)) {
         if constexpr (needs_object) {
           return [&]<class O, class... Rest>(O&& object, Rest&&... rest) {
@@ -295,6 +295,21 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   /// lvalue reference parameters, and an object given as an lvalue, are
   /// referred to: they must outlive it). The call starts at once, except with
   /// `asio::deferred`, where it starts when the deferred operation is launched.
+  ///
+  /// @par Completion signature
+  /// `void(std::exception_ptr, T)`; `void(std::exception_ptr)` for `void`.
+  ///
+  /// @par Per-operation cancellation
+  /// `terminal` only (the operation runs as a coroutine through
+  /// `asio::co_spawn`, which forwards no other type): the wait ends with
+  /// `errc::cancelled`; in distributed mode the worker is told
+  /// (`framex.cancel`) and drops the call if it has not begun, an async one
+  /// is cancelled there; a blocking body that runs finishes on its pool.
+  /// `partial` and `total` are not supported: a call that may have run
+  /// elsewhere cannot promise to have had no effect.
+  ///
+  /// @par Thread safety
+  /// The wrapper is immutable: any thread may start calls through it at once.
   template <class Token>
     requires(!needs_object)
   auto async_remote(Ps... args, Token&& token) const {

@@ -223,6 +223,18 @@ class rpc_client {
   /// argument: completes with `void(std::exception_ptr, T)` (or
   /// `void(std::exception_ptr)` for `void`) on the token's associated
   /// executor, else the client's. The arguments are packed at once.
+  ///
+  /// @par Completion signature
+  /// `void(std::exception_ptr, T)`; `void(std::exception_ptr)` for `void`.
+  ///
+  /// @par Per-operation cancellation
+  /// `terminal` only (through `asio::co_spawn`): the wait ends with
+  /// `errc::cancelled`, and the server is not told (it is no framex worker,
+  /// so nothing of framex's is sent to it). `partial` and `total` are not
+  /// supported.
+  ///
+  /// @par Thread safety
+  /// Any thread; calls on one client share its connection.
   template <class T = msgpack_value, class... ArgsAndToken>
   auto async_call(std::string_view method, ArgsAndToken&&... args_and_token) const {
     static_assert(sizeof...(ArgsAndToken) >= 1, "framex::rpc_client::async_call: the completion token comes last");

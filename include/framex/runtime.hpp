@@ -97,6 +97,9 @@ class runtime {
   /// without code changes). Throws `config_error` if that configuration is bad.
   [[nodiscard]] static runtime& current();
 
+  /// `*chosen` when a call names a runtime (non-null), else `current()`.
+  [[nodiscard]] static runtime& or_current(runtime* chosen) { return chosen != nullptr ? *chosen : current(); }
+
  private:
   friend void detail::submit(runtime&, detail::pool_task&) noexcept;
   friend bool detail::is_distributed(const runtime&) noexcept;

@@ -3,7 +3,7 @@
 // struct) to route handlers and to the same functions as plugin APIs.
 // Whatever the bytes, binding ends in a value or an `http_error` (a 4xx for
 // the client), never anything else.
-#include "../../src/http_server.hpp"
+#include "http/http_server.hpp"
 #include "framex/app.hpp"
 #include "framex/plugin.hpp"
 

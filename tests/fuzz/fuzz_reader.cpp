@@ -4,7 +4,7 @@
 // than its limits allow. Each message is then taken apart as a server's or a
 // client's connection does (`parse_incoming`), and copied as an rpc_client's
 // `msgpack_value` result is.
-#include "../../net/message.hpp"
+#include "net/message.hpp"
 #include "framex/msgpack_value.hpp"
 
 #include <cstddef>

@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../src/etcd.hpp"
+#include "membership/etcd.hpp"
 #include "etcd_process.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"
@@ -169,7 +169,7 @@ TEST_F(Etcd, AWatchFromACompactedRevisionEndsSoTheCallerReadsAgain) {
   EXPECT_NE(etcd->ctl("compact " + std::to_string(revision)).find("compacted revision"), std::string::npos);
   asio::io_context io;
   auto strand = asio::make_strand(io);
-  etcd_ns::client c(etcd_ns::parse_url(etcd->discovery("/framex/compact")), framex::config{}.etcd);
+  etcd_ns::client c(framex::detail::parse_discovery(etcd->discovery("/framex/compact")).etcd, framex::config{}.etcd);
   int batches = 0;
   auto done = asio::co_spawn(strand, c.watch(2, [&](const std::vector<etcd_ns::event>&) { ++batches; }), asio::use_future);
   io.run();
@@ -296,7 +296,7 @@ TEST(EtcdConfig, AnEtcdDiscoveryIsCheckedWhenSet) {
   EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1:2379", "test"), framex::config_error);  // no prefix
   EXPECT_THROW(cfg.apply("distributed.discovery", "etcd://127.0.0.1/framex", "test"), framex::config_error);  // no port
   EXPECT_THROW(cfg.apply("etcd.lease_ttl_ms", "1500", "test"), framex::config_error);
-  const auto target = framex::detail::etcd::parse_url("etcd://127.0.0.1:2379,10.0.0.2:2380/framex/prod/");
+  const auto target = framex::detail::parse_discovery("etcd://127.0.0.1:2379,10.0.0.2:2380/framex/prod/").etcd;
   ASSERT_EQ(target.endpoints.size(), 2u);
   EXPECT_EQ(target.endpoints[1].second, "2380");
   EXPECT_EQ(target.prefix, "/framex/prod");

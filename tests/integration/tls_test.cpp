@@ -25,8 +25,8 @@
 #include <string>
 #include <thread>
 
-#include "../net/client.hpp"
-#include "../net/tls.hpp"
+#include "net/client.hpp"
+#include "net/tls.hpp"
 #include "raw_peer.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"

@@ -123,6 +123,24 @@ TEST(Config, SpinBudgetsAreMicrosecondsAndBounded) {
             "command line: worker.spin_us = \"20000\": at most 10000 (10 ms)");
 }
 
+TEST(Config, ResourceAmountsKeepEveryDigitFromTomlToPrintConfig) {
+  framex::config c;
+  c.apply_toml("[worker]\nresources = {mem = 17179869184, gpu = 0.5}\n", "test.toml");
+  EXPECT_EQ(c.worker.resources.at("mem"), 17179869184.0);
+  EXPECT_EQ(c.worker.resources.at("gpu"), 0.5);
+  const std::string described = c.describe();
+  EXPECT_NE(described.find("worker.resources = gpu=0.5,mem=17179869184"), std::string::npos) << described;
+}
+
+TEST(Config, DiscoveryIsCheckedWhenItIsSet) {
+  framex::config c;
+  EXPECT_NO_THROW(c.apply("distributed.discovery", "dns://workers.internal:7001?refresh_ms=200", "test"));
+  EXPECT_NE(error_of([&] { c.apply("distributed.discovery", "dns://workers.internal:7001?every=2", "test"); }).find("refresh_ms=N"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { c.apply("distributed.discovery", "dns://workers.internal", "test"); }).find("host:port"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.apply("distributed.discovery", "consul://x", "test"); }).find("etcd://"), std::string::npos);
+}
+
 TEST(Config, AWronglyTypedValueIsAnError) {
   framex::config c;
   EXPECT_EQ(error_of([&] { c.apply_toml("[runtime]\nthreads = \"four\"\n", "file x.toml"); }),

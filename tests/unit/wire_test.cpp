@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "../net/message.hpp"
+#include "net/message.hpp"
 #include "framex/detail/message_buffer.hpp"
 #include "framex/detail/pool.hpp"
 

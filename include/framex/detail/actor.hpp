@@ -1,5 +1,5 @@
 // The boundary between framex/actor.hpp's templates and the compiled actor
-// runtime (src/actor.cpp): an actor handle's shared state, the turn its calls
+// runtime (src/actors/actor.cpp): an actor handle's shared state, the turn its calls
 // take, and the calls that spawn, find, release and kill actors on workers.
 #pragma once
 

@@ -217,7 +217,7 @@ bool decode_arguments(invocation& inv, Holder& args, const std::string& name, bo
   std::size_t position = 0;
   try {
     if (params.type != msgpack::type::ARRAY || params.via.array.size != arity) {
-      inv.fail(errc::bad_arguments, "framex.bad_arguments",
+      inv.fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments),
                name + ": expected " + std::to_string(arity) + " arguments, got " +
                    (params.type == msgpack::type::ARRAY ? std::to_string(params.via.array.size) : "no array"));
       return false;
@@ -240,7 +240,7 @@ bool decode_arguments(invocation& inv, Holder& args, const std::string& name, bo
       why = current_exception_type();
     }
     const std::string which = is_member && position == 0 ? "the object" : "argument " + std::to_string(position - (is_member ? 1 : 0) + 1);
-    inv.fail(code, code == errc::bad_arguments ? "framex.bad_arguments" : "framex.object_unavailable", name + ": " + which + ": " + why);
+    inv.fail(code, wire_type(code), name + ": " + which + ": " + why);
     return false;
   }
 }

@@ -1,4 +1,4 @@
-// Where spilled objects live (framex/object_ref.hpp); compiled in src/object_store.cpp.
+// Where spilled objects live (framex/object_ref.hpp); compiled in src/storage/object_store.cpp.
 //
 // A spilled object is the msgpack form of a value, in the file
 // `storage.path/<owner>/<digest>`: `owner` is the id of the process that

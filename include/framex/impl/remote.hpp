@@ -111,7 +111,7 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
   if constexpr (actor_handle<std::remove_cvref_t<Object>>::value) {
     return call_actor<F, Awaitable>(type_list<Ps...>{}, options, object, std::forward<Args>(args)...);
   } else {
-    runtime& rt = options.runtime != nullptr ? *options.runtime : runtime::current();
+    runtime& rt = runtime::or_current(options.runtime);
     if constexpr (distributable<F>) {
       if (is_distributed(rt)) {
         return call_distributed<F, typename awaited<result>::type>(rt, options, std::forward<Object>(object),

@@ -1,0 +1,256 @@
+// A request on a worker: read, admitted or refused, and run where its kind
+// runs (the pool, the connection's strand, an actor's strand); the call's
+// answer or error. See worker_impl.hpp.
+#include "worker/worker_impl.hpp"
+
+#include "protocol/actor_layout.hpp"
+
+namespace framex {
+
+using detail::function_entry;
+using detail::message_buffer;
+
+void worker::impl::snapshot_if_due(detail::hosted_actor& a) noexcept {
+  const auto& plan = a.snapshot;
+  if (plan.every == 0 || a.gone.load(std::memory_order_acquire) || ++a.calls % plan.every != 0) return;
+  try {
+    detail::write_snapshot(plan.owner, plan.key, plan.save(a.object.get()));
+  } catch (const std::exception& e) {
+    spdlog::warn("framex worker: {} actor {}: no snapshot: {}", a.class_name, a.id, e.what());
+  }
+}
+
+void worker::impl::refuse(net::session& from, const net::incoming_request& request, errc code, const char* type,
+                          const std::string& message) {
+  if (request.notification) return spdlog::debug("framex worker: notification {}: {}", request.method, message);
+  from.reply_error(request.msgid, static_cast<int>(code), type, message);
+}
+
+void worker::impl::on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) {
+  if (serve_builtin(from, request)) return;
+  const function_entry* fn = served_function(*from, request);
+  if (fn == nullptr) return;
+  call_layout layout;
+  if (!read_layout(*from, request, *fn, layout)) return;
+  std::unique_ptr<served_call> call = admit(from, std::move(request), *fn);
+  if (call == nullptr) return;
+  if (layout.ref) {
+    call->set_arguments(layout.ref->arguments);
+    call->ref_owner = layout.ref->owner;
+  } else if (layout.spawn) {
+    call->caller = layout.spawn->caller;
+    call->snapshot_every = layout.spawn->snapshot_every;
+    call->snapshot_key = layout.spawn->snapshot_key;
+    call->actor_name.assign(layout.spawn->name);
+    call->set_arguments(layout.spawn->arguments);
+  } else if (layout.actor != nullptr) {
+    call->set_arguments(layout.method->arguments);
+    call->actor = std::move(layout.actor);
+    if (!(fn->is_async && fn->interleaves)) return take_turn_then_dispatch(std::move(call));
+  }
+  dispatch(std::move(call));
+}
+
+const detail::function_entry* worker::impl::served_function(net::session& from, const net::incoming_request& request) {
+  // What is not served is answered as if it did not exist.
+  const function_entry* fn = detail::serves(cfg_.serve, request.method) ? detail::find_function(request.method) : nullptr;
+  if (fn != nullptr && (fn->run_blocking != nullptr || fn->run_async != nullptr || fn->construct != nullptr ||
+                        fn->run_on != nullptr || fn->run_async_on != nullptr)) {
+    return fn;
+  }
+  const std::string name(request.method);
+  refuse(from, request, errc::unknown_function, detail::wire_type(errc::unknown_function),
+         fn == nullptr ? "no function named \"" + name + "\" is served here"
+                       : "\"" + name + "\" names several functions; give each a framex::wire_name");
+  return nullptr;
+}
+
+bool worker::impl::read_layout(net::session& from, const net::incoming_request& request, const function_entry& fn, call_layout& out) {
+  const msgpack::object& params = *request.params;
+  const auto bad = [&](const std::string& why) {
+    refuse(from, request, errc::bad_arguments, detail::wire_type(errc::bad_arguments), std::string(request.method) + why);
+    return false;
+  };
+  if (fn.actor_class.empty()) {
+    out.ref = protocol::read_result_as_ref(params, detail::as_ref_ext_type);
+    if (out.ref && out.ref->owner == 0) return bad(": a malformed result-as-reference marker");
+    return true;
+  }
+  if (fn.construct != nullptr) {
+    out.spawn = protocol::read_actor_spawn(params);
+    if (!out.spawn) return bad(": expected [caller, name, [arguments...], ([snapshot_every, key])]");
+    actors_.seen(&from, out.spawn->caller);
+    return true;
+  }
+  out.method = protocol::read_actor_call(params);
+  if (!out.method) return bad(": expected [actor, caller, arguments...]");
+  actors_.seen(&from, out.method->caller);
+  out.actor = actors_.find(out.method->actor);
+  if (out.actor == nullptr || out.actor->class_name != fn.actor_class) {
+    refuse(from, request, errc::actor_lost, detail::wire_type(errc::actor_lost),
+           "no " + fn.actor_class + " actor " + std::to_string(out.method->actor) + " here: killed, released, or the worker restarted");
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<worker::impl::served_call> worker::impl::admit(const std::shared_ptr<net::session>& from, net::incoming_request request,
+                                                               const function_entry& fn) {
+  std::lock_guard lock(mutex_);
+  using verdict = detail::admission::verdict;
+  const verdict v = admission_.check(from->calls(), request.cost);
+  if (v == verdict::stopping) return refuse(*from, request, errc::cancelled, detail::wire_type(errc::cancelled), admission_.why(v)), nullptr;
+  if (v == verdict::draining) return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
+  if (!request.notification && calls_.contains({from.get(), request.msgid})) {
+    refuse(*from, request, errc::bad_arguments, protocol::duplicate_msgid,
+           "msgid " + std::to_string(request.msgid) + " is already in flight on this connection");
+    return nullptr;
+  }
+  if (v != verdict::admit) return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
+  auto& l = lanes_[from.get()];
+  if (!l) l = std::make_shared<lane>();
+  auto call = std::make_unique<served_call>(*this, from, std::move(request), fn, l);
+  if (!call->notification()) calls_[call->key()] = call.get();
+  admission_.admitted(call->cost());
+  from->call_started();
+  return call;
+}
+
+void worker::impl::take_turn_then_dispatch(std::unique_ptr<served_call> call) {
+  // The turn passes on the thread of the call before (a pool thread, for a
+  // blocking one): the next is handed to the pool from there, without a hop
+  // through the I/O thread.
+  auto& turn = call->actor->turn;
+  if (!turn.try_enter()) {
+    return turn.wait({}, [this, c = std::move(call)](std::error_code) mutable {
+      c->holds_turn = true;
+      dispatch(std::move(c));
+    });
+  }
+  call->holds_turn = true;
+  dispatch(std::move(call));
+}
+
+void worker::impl::dispatch(std::unique_ptr<served_call> call) {
+  const function_entry& fn = call->fn();
+  if (call->actor != nullptr && fn.is_async) {
+    if (call->actor_lost()) return;
+    auto signal = call->signal;
+    void* object = call->actor->object.get();
+    const auto strand = call->actor->strand;
+    asio::co_spawn(strand, fn.run_async_on(std::move(call), object),
+                   asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
+  } else if (fn.is_async) {
+    auto signal = call->signal;
+    const auto ex = call->session().executor();
+    asio::co_spawn(ex, fn.run_async(std::move(call)), asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
+  } else if (fn.run_inline) {
+    call.release()->run(false);  // marked cheap (`framex::inline_ok`): here, on the I/O thread
+  } else {
+    auto& l = call->queue();
+    pool_.submit(*call.release(), l);
+  }
+}
+
+void worker::impl::cancel(net::session& from, const msgpack::object& params) {
+  if (params.type != msgpack::type::ARRAY || params.via.array.size != 1 ||
+      params.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER || params.via.array.ptr[0].via.u64 > UINT32_MAX) {
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  const auto it = calls_.find({&from, static_cast<std::uint32_t>(params.via.array.ptr[0].via.u64)});
+  if (it != calls_.end()) it->second->cancel();
+}
+
+void worker::impl::served_call::succeed(message_buffer body) noexcept {
+  if (notification() || cancelled_.load(std::memory_order_acquire)) return;
+  if (ref_owner != 0 && body.size() >= detail::inline_threshold()) {
+    // Asked for a reference (`remote_ref`): a large result goes to storage
+    // and the caller gets its name.
+    try {
+      body.flatten();
+      const auto object = detail::spill(std::string_view(body.data(), body.size()), ref_owner);
+      message_buffer named(response_headroom);
+      msgpack::packer<message_buffer> p(named);
+      detail::pack_object_id(p, object->id());
+      body = std::move(named);
+    } catch (const std::exception& e) {
+      return fail(errc::object_unavailable, detail::wire_type(errc::object_unavailable), fn_.name + ": the result: " + e.what());
+    }
+  }
+  session_->reply(request_.msgid, std::move(body), batch_reply());
+}
+
+void worker::impl::served_call::fail(errc code, std::string type, std::string message) noexcept {
+  if (code == errc::exception && !owner_.cfg_.expose_errors) {
+    static std::atomic<std::uint64_t> next_error_id{0};
+    const auto id = ++next_error_id;
+    spdlog::warn("framex worker: error {}: {} threw {}: {}", id, fn_.name, type, message);
+    type = detail::wire_type(errc::exception);
+    message = "the function failed; the worker logged it as error " + std::to_string(id);
+  }
+  if (notification()) {
+    spdlog::warn("framex worker: notification {} failed: {}: {}", request_.method, type, message);
+  } else if (!cancelled_.load(std::memory_order_acquire)) {
+    session_->reply_error(request_.msgid, static_cast<int>(code), type, message);
+  }
+}
+
+void worker::impl::served_call::run(bool stopping) noexcept {
+  const std::unique_ptr<served_call> self(this);
+  if (stopping) {
+    fail(errc::cancelled, detail::wire_type(errc::cancelled), "the worker is shutting down");
+  } else if (cancelled_.load(std::memory_order_acquire)) {
+    return;
+  } else if (fn_.construct != nullptr) {
+    construct();
+  } else if (actor != nullptr) {
+    if (!actor_lost()) fn_.run_on(*this, actor->object.get());
+  } else {
+    fn_.run_blocking(*this);
+  }
+}
+
+bool worker::impl::served_call::actor_lost() noexcept {
+  if (!actor->gone.load(std::memory_order_acquire)) return false;
+  fail(errc::actor_lost, detail::wire_type(errc::actor_lost), actor->class_name + " actor " + std::to_string(actor->id) + " was killed or released");
+  return true;
+}
+
+void worker::impl::served_call::construct() noexcept {
+  std::shared_ptr<void> object = fn_.construct(*this);
+  if (object == nullptr || cancelled_.load(std::memory_order_acquire)) return;
+  detail::snapshot_plan plan;
+  if (snapshot_key != 0 && fn_.save != nullptr) {
+    plan = {snapshot_every, snapshot_key, caller, fn_.save};
+    try {  // re-created after a loss: begins from the last snapshot
+      if (const auto saved = detail::read_snapshot(caller, snapshot_key)) {
+        const auto state = msgpack::unpack(saved->data(), saved->size());
+        fn_.load(object.get(), state.get());
+      }
+    } catch (const std::exception& e) {
+      return fail(errc::object_unavailable, detail::wire_type(errc::object_unavailable), fn_.actor_class + ": its snapshot does not load: " + e.what());
+    }
+  }
+  if (owner_.actors_.size() >= owner_.cfg_.max_actors) {
+    return fail(errc::overloaded, detail::wire_type(errc::overloaded), "the worker hosts " + std::to_string(owner_.cfg_.max_actors) + " actors already");
+  }
+  try {
+    const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller, plan);
+    if (id == 0) return fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments), "an actor named \"" + actor_name + "\" exists already");
+    message_buffer body(detail::invocation::response_headroom);
+    msgpack::packer<message_buffer>(body).pack(id);
+    succeed(std::move(body));
+  } catch (...) {
+    fail(errc::exception, detail::current_exception_type(), "the worker could not host the actor");
+  }
+}
+
+void worker::impl::served_call::cancel() noexcept {
+  cancelled_.store(true, std::memory_order_release);
+  if (fn_.is_async) {
+    asio::post(actor != nullptr ? asio::any_io_executor(actor->strand) : session_->executor(),
+               [s = signal] { s->emit(asio::cancellation_type::terminal); });
+  }
+}
+}  // namespace framex
