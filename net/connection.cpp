@@ -17,16 +17,40 @@
 #include <cstddef>
 #include <cstring>
 
-#include "tls.hpp"
+#include "connection_tls.hpp"
 
 namespace framex::net {
 
 namespace asio = boost::asio;
 
 namespace {
-// The least room a read is given; it gets all the reader's buffer has (64 KiB
-// when nothing is pending), so small messages never make it allocate.
-constexpr std::size_t read_chunk = 16 * 1024;
+
+// One non-blocking gathered write to `fd` of the pieces `each_piece` lists
+// (it calls its argument with a pointer and a size for each, in order), from
+// byte `skip` on, at most 64 pieces, retried when a signal interrupts it.
+// Returns the bytes written, 0 when the socket takes none now, or -1 with
+// errno set. Both senders use it: the direct one and `flush`.
+template <class EachPiece>
+ssize_t send_some(int fd, EachPiece&& each_piece, std::size_t skip) {
+  std::array<iovec, 64> iov{};
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  each_piece([&](const void* p, std::size_t n) {
+    if (skip >= n) {
+      skip -= n;
+    } else if (msg.msg_iovlen < iov.size()) {
+      iov[msg.msg_iovlen++] = iovec{static_cast<char*>(const_cast<void*>(p)) + skip, n - skip};
+      skip = 0;
+    }
+  });
+  ssize_t n = 0;
+  do {
+    n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  return n;
+}
+
 
 // Drops the first `n` bytes of `buffers`, which hold more than that.
 void drop_front(std::vector<asio::const_buffer>& buffers, std::size_t n) {
@@ -65,17 +89,6 @@ std::string peer_name(const connection::socket_type& s) {
 }
 }  // namespace
 
-struct connection::tls_stream {
-  explicit tls_stream(tls_setup s)
-      : setup(std::move(s)), engine(*setup.context, setup.host, setup.session_key), incoming(new char[incoming_size]) {}
-  tls_setup setup;
-  tls_engine engine;
-  bool ready = false;                  // under mutex_: the handshake is done
-  std::vector<message_buffer> held;    // under mutex_: sent before it was
-  message_buffer batch;                // under mutex_: sent while another write was under way, to seal as one
-  std::unique_ptr<char[]> incoming;    // strand only: ciphertext read
-  static constexpr std::size_t incoming_size = 32 * 1024;
-};
 
 connection::connection(socket_type socket, const connection_limits& limits, tls_setup tls)
     : socket_(std::move(socket)),
@@ -134,81 +147,8 @@ void connection::start() {
   });
 }
 
-// On the strand, in `writing` with nothing in flight: one step of the
-// handshake with `n` bytes received. What TLS has to say is written, then more
-// is read, until it is done. A server turns away at once a peer whose first
-// byte does not begin a TLS handshake record (a plaintext peer) rather than
-// when the handshake times out.
-void connection::handshake(const char* in, std::size_t n) {
-  if (n != 0 && tls_->setup.context->side() == tls_context::role::server && !peeked_) {
-    if (static_cast<unsigned char>(in[0]) != 0x16) return do_close(not_tls());
-    peeked_ = true;
-  }
-  auto out = std::make_shared<message_buffer>();
-  std::error_code why;
-  const auto progress = tls_->engine.handshake(in, n, *out, why);
-  auto next = [self = shared_from_this(), progress, why] {
-    switch (progress) {
-      case tls_engine::progress::failed: return self->do_close(why);
-      case tls_engine::progress::wants_input: return self->read_handshake();
-      case tls_engine::progress::done: return self->handshake_done();
-    }
-  };
-  if (out->size() == 0) return next();
-  asio::async_write(socket_, asio::buffer(out->data(), out->size()),
-                    [self = shared_from_this(), out, next, progress](const boost::system::error_code& ec, std::size_t) {
-                      // A failure's alert need not arrive; the failure is what counts.
-                      if (ec && progress != tls_engine::progress::failed) return self->do_close(ec);
-                      next();
-                    });
-}
-
-void connection::read_handshake() {
-  socket_.async_read_some(asio::buffer(tls_->incoming.get(), tls_stream::incoming_size),
-                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                            if (ec == asio::error::eof) return self->do_close(handshake_cut());
-                            if (ec) return self->do_close(ec);
-                            self->handshake(self->tls_->incoming.get(), n);
-                          });
-}
-
-// The messages held meanwhile are encrypted in order and written; reading
-// begins with whatever came with the handshake's last flight.
-void connection::handshake_done() {
-  handshaking_ = false;
-  tls_resumed_.store(tls_->engine.resumed(), std::memory_order_relaxed);
-  bool pending = false, close_now = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (state_ != write_state::writing) return;  // closed meanwhile
-    tls_->ready = true;
-    for (auto& plain : tls_->held) {
-      queued_bytes_ -= plain.size();
-      auto sealed = seal(plain);
-      queued_bytes_ += sealed.size();
-      queue_.push_back(std::move(sealed));
-    }
-    tls_->held.clear();
-    pending = !queue_.empty();
-    if (!pending) {
-      state_ = write_state::idle;
-      close_now = close_when_drained_;
-    }
-  }
-  if (close_now) return do_close(std::make_error_code(std::errc::connection_aborted));
-  if (pending) flush();
-  decrypted(0);
-}
-
 // Under mutex_: nothing waits to be written.
 bool connection::nothing_queued() const { return queue_.empty() && (!tls_ || tls_->batch.size() == 0); }
-
-// Under mutex_: `plain` as TLS records.
-message_buffer connection::seal(const message_buffer& plain) {
-  message_buffer sealed(0);
-  plain.for_each_segment([&](const char* p, std::size_t n) { tls_->engine.encrypt(p, n, sealed); });
-  return sealed;
-}
 
 bool connection::is_open() const {
   std::lock_guard lock(mutex_);
@@ -296,27 +236,12 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
   bool failed = false;
   const std::size_t total = message.size();
   while (sent < total) {
-    std::array<iovec, 20> iov{};
-    msghdr msg{};
-    msg.msg_iov = iov.data();
-    std::size_t skip = sent;
-    message.for_each_segment([&](const char* p, std::size_t n) {
-      if (skip >= n) {
-        skip -= n;
-      } else if (msg.msg_iovlen < iov.size()) {
-        iov[msg.msg_iovlen++] = iovec{const_cast<char*>(p + skip), n - skip};
-        skip = 0;
-      }
-    });
-    const ssize_t n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
-      failed = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    const ssize_t n = send_some(fd, [&](const auto& piece) { message.for_each_segment(piece); }, sent);
+    if (n <= 0) {
+      failed = n < 0;
       break;
     }
+    sent += static_cast<std::size_t>(n);
   }
   finish_direct(std::move(message), sent, failed);
   return true;
@@ -379,58 +304,49 @@ void connection::flush() {
     drop_front(buffers, sent_of_front_);
     sent_of_front_ = 0;
   }
-  auto written = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-    if (ec) return self->do_close(ec);
-    self->touch();
-    self->bytes_sent_.fetch_add(n, std::memory_order_relaxed);
-    bool drained = false, resume = false, more = false, close_now = false;
-    {
-      std::lock_guard lock(self->mutex_);
-      self->in_flight_.clear();
-      if (self->state_ != write_state::writing) return;  // closed meanwhile: nothing is queued any more
-      self->queued_bytes_ -= n;
-      if (self->nothing_queued()) {
-        self->state_ = write_state::idle;
-        drained = true;
-        close_now = self->close_when_drained_;
-      } else {
-        more = true;
-      }
-      resume = self->queued_bytes_ <= self->limits_.write_high_water / 2;
-    }
-    if (close_now) return self->do_close(std::make_error_code(std::errc::connection_aborted));
-    if (resume && self->read_paused_) {
-      self->read_paused_ = false;
-      self->read();
-    }
-    if (drained) self->on_writable();
-    if (more) self->flush();
-  };
   // The socket most often takes it all at once: write it now. Waiting for the
   // reactor instead would arm a writable event for the socket that then wakes
   // every later wait of its io_context.
   std::size_t total = 0;
   for (const auto& b : buffers) total += b.size();
-  std::array<iovec, 64> iov{};
-  msghdr msg{};
-  msg.msg_iov = iov.data();
-  for (const auto& b : buffers) {
-    if (msg.msg_iovlen == iov.size()) break;
-    iov[msg.msg_iovlen++] = iovec{const_cast<void*>(b.data()), b.size()};
-  }
-  ssize_t n = 0;
-  do {
-    n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    return do_close(std::error_code(errno, std::system_category()));
-  }
-  const std::size_t sent = n < 0 ? 0 : static_cast<std::size_t>(n);
-  if (sent == total) return written({}, sent);
+  const ssize_t n = send_some(
+      socket_.native_handle(), [&](const auto& piece) { for (const auto& b : buffers) piece(b.data(), b.size()); }, 0);
+  if (n < 0) return do_close(std::error_code(errno, std::system_category()));
+  const auto sent = static_cast<std::size_t>(n);
+  if (sent == total) return wrote({}, sent);
   drop_front(buffers, sent);
-  asio::async_write(socket_, buffers, [written = std::move(written), sent](const boost::system::error_code& ec, std::size_t rest) {
-    written(ec, sent + rest);
+  asio::async_write(socket_, buffers, [self = shared_from_this(), sent](const boost::system::error_code& ec, std::size_t rest) {
+    self->wrote(ec, sent + rest);
   });
+}
+
+// On the strand: `n` bytes of what `flush` took are written, or writing failed.
+void connection::wrote(const boost::system::error_code& ec, std::size_t n) {
+  if (ec) return do_close(ec);
+  touch();
+  bytes_sent_.fetch_add(n, std::memory_order_relaxed);
+  bool drained = false, resume = false, more = false, close_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    in_flight_.clear();
+    if (state_ != write_state::writing) return;  // closed meanwhile: nothing is queued any more
+    queued_bytes_ -= n;
+    if (nothing_queued()) {
+      state_ = write_state::idle;
+      drained = true;
+      close_now = close_when_drained_;
+    } else {
+      more = true;
+    }
+    resume = queued_bytes_ <= limits_.write_high_water / 2;
+  }
+  if (close_now) return do_close(std::make_error_code(std::errc::connection_aborted));
+  if (resume && read_paused_) {
+    read_paused_ = false;
+    read();
+  }
+  if (drained) on_writable();
+  if (more) flush();
 }
 
 void connection::read() {
@@ -464,34 +380,6 @@ void connection::read() {
                             self->reader_.commit(n);
                             self->arrived(n);
                           });
-}
-
-// On the strand, TLS: `n` bytes were fed to the engine (none: it may hold
-// some already); decrypts all it can, sends what it has to say, and goes on.
-void connection::decrypted(std::size_t n) {
-  std::size_t plain = 0;
-  for (;;) {
-    char* room = reader_.prepare(read_chunk);
-    std::error_code why;
-    const long got = tls_->engine.decrypt(room, reader_.capacity(), why);
-    if (got > 0) {
-      reader_.commit(static_cast<std::size_t>(got));
-      plain += static_cast<std::size_t>(got);
-      continue;
-    }
-    if (got == -2) return do_close(why);
-    if (got == -1 && plain == 0 && !receiving()) return on_end_of_input();  // close_notify
-    break;
-  }
-  {
-    std::unique_lock lock(mutex_);
-    message_buffer said;
-    if (state_ != write_state::closing && state_ != write_state::closed && tls_->engine.take_output(said)) {
-      transmit(std::move(said), lock);
-    }
-  }
-  if (plain != 0 || n == 0) return arrived(plain);
-  read();
 }
 
 // On the strand: `n` bytes were added to the reader; hands on every message

@@ -191,6 +191,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool cork();
   void uncork();
   void flush();
+  void wrote(const boost::system::error_code& ec, std::size_t n);
   void finish_direct(message_buffer rest, std::size_t sent, bool failed);
   void finish_close();
   void watch();

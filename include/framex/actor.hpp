@@ -344,9 +344,7 @@ boost::asio::awaitable<T> remote_actor_call(std::shared_ptr<actor_state> state, 
   const actor_address at = co_await std::move(locating);
   message_buffer params(request_headroom(fn));
   msgpack::packer<message_buffer> p(params);
-  p.pack_array(static_cast<std::uint32_t>(2 + sizeof...(Ps)));
-  p.pack(at.id);
-  p.pack(caller_id());
+  pack_actor_call_head(p, at.id, caller_id(), static_cast<std::uint32_t>(sizeof...(Ps)));
   (codec<decoded_t<Ps>>::pack(p, held), ...);
   runtime& rt = *state->rt;
   const auto start = [&rt, &at](const function_entry& f, message_buffer b, std::chrono::steady_clock::duration t,
@@ -405,16 +403,9 @@ boost::asio::awaitable<actor<T>> spawn_actor(actor_options options, std::string 
       message_buffer packed(request_headroom(ctor));
       msgpack::packer<message_buffer> p(packed);
       const std::uint64_t snapshot_key = saves_state<T> && options.snapshot_every > 0 ? new_snapshot_key() : 0;
-      p.pack_array(snapshot_key != 0 ? 4 : 3);
-      p.pack(caller_id());
-      p.pack(name);
-      p.pack_array(static_cast<std::uint32_t>(sizeof...(A)));
+      pack_actor_spawn_head(p, caller_id(), name, static_cast<std::uint32_t>(sizeof...(A)), snapshot_key);
       (codec<A>::pack(p, args), ...);
-      if (snapshot_key != 0) {
-        p.pack_array(2);
-        p.pack(options.snapshot_every);
-        p.pack(snapshot_key);
-      }
+      pack_actor_spawn_tail(p, options.snapshot_every, snapshot_key);
       resource_map needs;
       for (const auto& item : options.resources) needs[std::string(item.name)] = item.amount;
       auto spawning = spawn_remote_actor(rt, ctor, std::move(packed), class_name_of<T>(), std::move(name), options.max_restarts,

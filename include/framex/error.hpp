@@ -47,7 +47,7 @@ std::error_code make_error_code(errc e) noexcept;
 
 namespace detail {
 /// The `type` of an error object framex raises itself: "framex." and the
-/// enumerator's name ("framex.timeout"). Part of the wire, like the codes.
+/// enumerator's name, as framex.timeout. Part of the wire, like the codes.
 /// Thread safety: safe to call from any thread.
 [[nodiscard]] const char* wire_type(errc e) noexcept;
 }  // namespace detail

@@ -247,7 +247,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
       runtime& rt = runtime::or_current(options_.runtime);
       if (detail::is_distributed(rt)) return detail::call_distributed<F, value_type>(rt, options_, static_cast<O&&>(object), static_cast<Args&&>(args)...);
     }
-    using store = detail::object_store<object_type, O>;
+    using store = detail::call_target<object_type, O>;
     return with_values(*this, store::make(static_cast<O&&>(object)), detail::hold_for<Ps>(static_cast<Args&&>(args))...);
   }
 
@@ -320,7 +320,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class O, class Token>
     requires(needs_object && detail::object_for<object_type, O>)
   auto async_remote(O&& object, Ps... args, Token&& token) const {
-    using store = detail::object_store<object_type, O>;
+    using store = detail::call_target<object_type, O>;
     return detail::complete_with(owned(*this, store::make(static_cast<O&&>(object)), detail::stored<Ps>::make(static_cast<Ps&&>(args))...),
                                  static_cast<Token&&>(token));
   }
@@ -352,7 +352,7 @@ class basic_remote<F, Bound, detail::type_list<Ps...>> {
   template <class O>
     requires(needs_object && detail::object_for<object_type, O>)
   [[nodiscard]] auto bind(O&& object) const {
-    using store = detail::object_store<object_type, O>;
+    using store = detail::call_target<object_type, O>;
     static_assert(!store::is_object || std::is_lvalue_reference_v<O>,
                   "framex: bind() refers to its object; pass a named object or a smart pointer, "
                   "not a temporary");

@@ -22,7 +22,7 @@ void distributed_runtime::impl::connect(slot& s) {
 }
 
 asio::awaitable<void> distributed_runtime::impl::connect_and_greet(std::shared_ptr<impl> self, slot* s,
-                                               asio::strand<asio::io_context::executor_type> strand) {
+                                                                   asio::strand<asio::io_context::executor_type> strand) {
   greeting_failure failed;
   std::shared_ptr<net::client> conn;
   try {

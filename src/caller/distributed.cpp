@@ -67,7 +67,8 @@ using clock = std::chrono::steady_clock;
 distributed_runtime::impl::impl(const config& cfg, asio::io_context* caller_io, incoming_fn in)
     : settings(cfg.distributed),
       incoming(std::move(in)),
-      token(cfg.distributed.token_file.empty() ? std::string() : read_token_file(cfg.distributed.token_file, "distributed.token_file")),
+      token(cfg.distributed.token_file.empty() ? std::string()
+                                               : read_token_file(cfg.distributed.token_file, "distributed.token_file")),
       tls(tls_context_for(cfg.distributed.tls, net::tls_context::role::client, "distributed")),
       own_io(caller_io == nullptr ? std::make_unique<asio::io_context>() : nullptr),
       io(caller_io == nullptr ? *own_io : *caller_io),
@@ -76,7 +77,8 @@ distributed_runtime::impl::impl(const config& cfg, asio::io_context* caller_io, 
   check_unambiguous();
   const auto& s = settings;
   if (!token.empty() && s.hello == hello_mode::off) {
-    throw config_error("distributed.token_file needs the hello, which carries the proof: distributed.hello = \"off\" cannot be used with it");
+    throw config_error(
+        "distributed.token_file needs the hello, which carries the proof: distributed.hello = \"off\" cannot be used with it");
   }
   const discovery found = discovery_of(s.discovery);
   if (found.how != discovery::kind::static_list && !s.workers.empty()) {
@@ -109,7 +111,8 @@ void distributed_runtime::impl::start_discovery(const config& cfg) {
   if (source) source->start();
 }
 
-void distributed_runtime::impl::add_worker(const std::string& address, const net::address& where, const std::string& verify_host) {
+void distributed_runtime::impl::add_worker(const std::string& address, const net::address& where,
+                                           const std::string& verify_host) {
   for (std::size_t i = 0; i < settings.connections_per_worker; ++i) {
     auto sl = std::make_unique<slot>();
     sl->address = address;
@@ -159,8 +162,9 @@ void distributed_runtime::impl::discovery_failed(std::string why) {
   reroute();  // calls waiting for the first answer learn why there is none
 }
 
-void distributed_runtime::impl::start(const function_entry& fn, message_buffer params, clock::duration timeout, const resource_needs& extra_needs,
-           const asio::any_io_executor& caller, reply_handler handler, bool notification) {
+void distributed_runtime::impl::start(const function_entry& fn, message_buffer params, clock::duration timeout,
+                                      const resource_needs& extra_needs, const asio::any_io_executor& caller,
+                                      reply_handler handler, bool notification) {
   const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler), notification));
   if (!fn.needs.empty() || !extra_needs.empty()) {
     resource_map needs = fn.needs;
@@ -174,7 +178,7 @@ void distributed_runtime::impl::start(const function_entry& fn, message_buffer p
 }
 
 void distributed_runtime::impl::start(const function_entry& fn, message_buffer params, clock::duration timeout, placement where,
-           const asio::any_io_executor& caller, reply_handler handler, bool notification) {
+                                      const asio::any_io_executor& caller, reply_handler handler, bool notification) {
   const call_ref call(new remote_call(fn, std::move(params), caller, std::move(handler), notification));
   resource_map needs = fn.needs;
   for (auto& [name, amount] : where.needs) needs[name] = std::max(needs[name], amount);
@@ -356,10 +360,12 @@ void distributed_runtime::impl::keep_unrouted(const call_ref& call, std::unique_
   // Credentials (or the hello) refused everywhere will be refused again: no use waiting.
   if (!live && (all_refused || next > call->give_up_at())) {
     std::string where = example != nullptr ? example->address + ": " + example->last_error
-                                           : settings.discovery + (source && std::string_view(source->kind()) == "etcd" ? " has no ready worker registered" : " names no worker");
+                                           : settings.discovery + (source && std::string_view(source->kind()) == "etcd"
+                                                                       ? " has no ready worker registered"
+                                                                       : " names no worker");
     if (example == nullptr && !discovery_error.empty()) where = discovery_error;
-    const std::string why = call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" +
-                            where + ")";
+    const std::string why =
+        call->fn().name + ": no worker " + (all_refused ? "accepts this caller" : "is reachable") + " (" + where + ")";
     const errc code = all_refused && by_credentials ? errc::unauthorized : errc::worker_lost;
     lock.unlock();
     return call->finish(code_of(code), why);
@@ -404,7 +410,7 @@ void distributed_runtime::impl::fill(stats_snapshot& out) {
     w.address = s->address;
     w.source = source ? source->kind() : "static";
     const bool live = s->status == slot::state::ready && s->conn->is_open();
-    w.state = live ? (s->conn->draining() ? "draining" : "ready")
+    w.state = live                                   ? (s->conn->draining() ? "draining" : "ready")
               : s->status == slot::state::connecting ? "connecting"
               : s->unhealthy                         ? "unhealthy"
                                                      : "down";

@@ -168,9 +168,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   void shutdown() noexcept;
 
   config::distributed_section settings;
-  incoming_fn incoming;  // null: requests from workers are refused
-  std::string token;  // empty: none
-  std::shared_ptr<net::tls_context> tls;  // null: plaintext
+  incoming_fn incoming;                      // null: requests from workers are refused
+  std::string token;                         // empty: none
+  std::shared_ptr<net::tls_context> tls;     // null: plaintext
   std::unique_ptr<asio::io_context> own_io;  // null: the caller's serves the connections
   asio::io_context& io;
   // Keeps the own io_context's threads running until shutdown; a caller's
@@ -179,14 +179,15 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   std::vector<std::thread> threads;
   std::mutex mutex;
   std::vector<std::unique_ptr<slot>> slots;
-  std::vector<call_ref> unrouted;  // calls no slot could take yet
+  std::vector<call_ref> unrouted;              // calls no slot could take yet
   std::map<std::string, resource_map> in_use;  // resources held by calls, by worker address
   std::atomic<bool> has_unrouted{false};
-  asio::steady_timer retry_timer;  // wakes the unrouted calls; on its strand
-  asio::steady_timer heartbeat_timer;  // see beat(); on its strand
-  bool discovering = false;    // under the mutex: the first lookup (or etcd read) has not answered
-  std::string discovery_error;  // under the mutex: why the last lookup (or etcd read) failed
-  std::shared_ptr<membership_source> source;  // null: a static list
+  asio::steady_timer retry_timer;             // wakes the unrouted calls; on its strand
+  asio::steady_timer heartbeat_timer;         // see beat(); on its strand
+  bool discovering = false;                   // under the mutex: the first lookup (or etcd read) has not answered
+  std::string discovery_error;                // under the mutex: why the last lookup (or etcd read) failed
+  // null: a static list; set by start_discovery before any call can start, read-only after
+  std::shared_ptr<membership_source> source;
   asio::strand<asio::io_context::executor_type> discovery_strand = asio::make_strand(io);
   clock::time_point retry_at = clock::time_point::max();  // when it is set to fire
   router routes;

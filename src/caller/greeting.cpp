@@ -71,17 +71,19 @@ greeting_failure lost_before_hello(const std::error_code& why, bool over_tls) {
 
 // Sends `method` and waits for its answer until `deadline`: the answer's
 // result, or a greeting_failure (the worker's error object decoded).
-asio::awaitable<std::pair<net::received_message, greeting_failure>> ask(const std::shared_ptr<net::client>& conn, const char* method,
-                                                                       message_buffer params,
-                                                                       const std::shared_ptr<asio::steady_timer>& deadline,
-                                                                       bool over_tls) {
+asio::awaitable<std::pair<net::received_message, greeting_failure>> ask(const std::shared_ptr<net::client>& conn,
+                                                                        const char* method, message_buffer params,
+                                                                        const std::shared_ptr<asio::steady_timer>& deadline,
+                                                                        bool over_tls) {
   auto call = greeting_call::make(deadline);
-  if (conn->call(method, std::move(params), *call) == 0) co_return std::pair{net::received_message{}, greeting_failure{"the connection closed"}};
+  if (conn->call(method, std::move(params), *call) == 0)
+    co_return std::pair{net::received_message{}, greeting_failure{"the connection closed"}};
   boost::system::error_code ec;
   co_await deadline->async_wait(asio::redirect_error(asio::use_awaitable, ec));
   if (!call->answered) {
     conn->close(code_of(errc::timeout));  // the connection completes the call as lost
-    co_return std::pair{net::received_message{}, greeting_failure{std::string("no answer to ") + method + " within the connect timeout"}};
+    co_return std::pair{net::received_message{},
+                        greeting_failure{std::string("no answer to ") + method + " within the connect timeout"}};
   }
   if (call->lost) co_return std::pair{net::received_message{}, lost_before_hello(call->lost, over_tls)};
   const msgpack::object& m = call->result.get();
@@ -89,8 +91,8 @@ asio::awaitable<std::pair<net::received_message, greeting_failure>> ask(const st
     reply r;
     const errc code = decode_error_object(m.via.array.ptr[2], r);
     // A peer that is no framex worker answers with an error object of its own.
-    co_return std::pair{net::received_message{},
-                        greeting_failure{std::string(method) + " refused: " + r.error_message, code, r.foreign_error || code == errc::unknown_function}};
+    co_return std::pair{net::received_message{}, greeting_failure{std::string(method) + " refused: " + r.error_message, code,
+                                                                  r.foreign_error || code == errc::unknown_function}};
   }
   co_return std::pair{std::move(call->result), greeting_failure{}};
 }
@@ -100,7 +102,8 @@ asio::awaitable<std::pair<net::received_message, greeting_failure>> ask(const st
 // The hello (with a token, the challenge first: see src/security/auth.hpp),
 // and what it tells about the worker.
 asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_ptr<net::client>& conn,
-                                                           const std::shared_ptr<asio::steady_timer>& deadline, const greeting_settings& self) {
+                                                            const std::shared_ptr<asio::steady_timer>& deadline,
+                                                            const greeting_settings& self) {
   protocol::hello_request hello;
   hello.version = protocol::version;
   for (const auto* f : registered_functions()) hello.functions.emplace_back(f->name, f->signature);
@@ -114,11 +117,15 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
     protocol::pack_challenge(challenge, ours);
     auto [answer, failed] = co_await ask(conn, protocol::challenge, std::move(challenge), deadline, self.over_tls);
     if (!failed.what.empty()) {
-      if (failed.code == errc::unknown_function) co_return std::pair{greeting_failure{"the worker takes no token, so it cannot prove it holds this caller's", errc::unauthorized}, greeted{}};
+      if (failed.code == errc::unknown_function)
+        co_return std::pair{
+            greeting_failure{"the worker takes no token, so it cannot prove it holds this caller's", errc::unauthorized},
+            greeted{}};
       co_return std::pair{std::move(failed), greeted{}};
     }
     const auto worker_nonce = protocol::read_challenge_answer(answer.get().via.array.ptr[3]);
-    if (!worker_nonce) co_return std::pair{greeting_failure{std::string("malformed answer to ") + protocol::challenge}, greeted{}};
+    if (!worker_nonce)
+      co_return std::pair{greeting_failure{std::string("malformed answer to ") + protocol::challenge}, greeted{}};
     ours_proof = caller_proof(self.token, *worker_nonce, ours);
     hello.proof = std::string_view(reinterpret_cast<const char*>(ours_proof.data()), ours_proof.size());
     expected = worker_proof(self.token, ours, *worker_nonce);
@@ -130,12 +137,14 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
     // Any msgpack-RPC server: called by method name, with this side's limit, checking no signature.
     co_return std::pair{greeting_failure{}, greeted{{}, {}, self.max_message_size}};
   }
-  if (failed.unknown_method) failed.what += " (a server that is no framex worker: set distributed.hello = \"auto\" or \"off\" to call it)";
+  if (failed.unknown_method)
+    failed.what += " (a server that is no framex worker: set distributed.hello = \"auto\" or \"off\" to call it)";
   if (!failed.what.empty()) co_return std::pair{std::move(failed), greeted{}};
   auto told = protocol::read_hello_answer(answer.get().via.array.ptr[3]);
   if (!told) co_return std::pair{greeting_failure{"malformed hello answer"}, greeted{}};
   if (expected && (!told->proof || !proof_matches(*told->proof, *expected))) {
-    co_return std::pair{greeting_failure{"the worker did not prove it holds the token (refused by the caller)", errc::unauthorized}, greeted{}};
+    co_return std::pair{
+        greeting_failure{"the worker did not prove it holds the token (refused by the caller)", errc::unauthorized}, greeted{}};
   }
   if (!told->version_ok) co_return std::pair{greeting_failure{"the worker speaks another framex protocol version"}, greeted{}};
   std::unordered_map<std::string, std::string> mismatched;
@@ -147,6 +156,5 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
               std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size))};
   co_return std::pair{greeting_failure{}, std::move(out)};
 }
-
 
 }  // namespace framex::detail

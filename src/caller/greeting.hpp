@@ -30,7 +30,7 @@ struct greeting_failure {
 struct greeted {
   resource_map resources;
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature, where it differs
-  std::size_t limit = 0;  // the smaller of both sides' message limits
+  std::size_t limit = 0;                                    // the smaller of both sides' message limits
 };
 
 struct greeting_settings {
@@ -45,7 +45,7 @@ struct greeting_settings {
 /// A server that knows no hello passes with `hello_mode::automatic` and no
 /// token: it is called by method name, with this side's limit.
 boost::asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_ptr<net::client>& conn,
-                                                                  const std::shared_ptr<boost::asio::steady_timer>& deadline,
-                                                                  const greeting_settings& settings);
+                                                                   const std::shared_ptr<boost::asio::steady_timer>& deadline,
+                                                                   const greeting_settings& settings);
 
 }  // namespace framex::detail

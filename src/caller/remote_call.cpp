@@ -83,7 +83,8 @@ using untracked_io_executor = asio::io_context::basic_executor_type<std::allocat
 template <class F>
 void post_pooled(const asio::any_io_executor& ex, F f) {
   const auto post_on = [&](const auto& io_ex) {
-    asio::require(io_ex, asio::execution::blocking.never, asio::execution::allocator(pool_allocator<void>())).execute(std::move(f));
+    asio::require(io_ex, asio::execution::blocking.never, asio::execution::allocator(pool_allocator<void>()))
+        .execute(std::move(f));
   };
   if (const auto* t = ex.target<tracked_io_executor>()) return post_on(*t);
   if (const auto* u = ex.target<untracked_io_executor>()) return post_on(*u);
@@ -96,7 +97,6 @@ bool running_in_this_thread(const asio::any_io_executor& ex) {
   if (const auto* u = ex.target<untracked_io_executor>()) return u->running_in_this_thread();
   return false;
 }
-
 
 }  // namespace
 
@@ -116,7 +116,8 @@ void remote_call::arm(asio::io_context& io, clock::duration timeout, clock::dura
       std::string why = self->fn_.name + ": no answer within the call's timeout";
       {
         std::lock_guard lock(self->conn_mutex_);
-        if (self->conn_ == nullptr && !self->unsent_because_.empty()) why += " (it was never sent: " + self->unsent_because_ + ")";
+        if (self->conn_ == nullptr && !self->unsent_because_.empty())
+          why += " (it was never sent: " + self->unsent_because_ + ")";
       }
       self->finish(code_of(errc::timeout), why);
     });

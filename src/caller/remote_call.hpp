@@ -56,7 +56,6 @@ namespace framex::detail {
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 
-
 inline constexpr auto first_backoff = std::chrono::milliseconds(50);
 inline constexpr auto last_backoff = std::chrono::milliseconds(1000);
 // Unsent output above which a connection takes no new calls.
@@ -93,18 +92,18 @@ struct slot {
   std::vector<call_ref> waiting;  // for the connection being made
   clock::time_point retry_at{};
   backoff reconnect{first_backoff, last_backoff};
-  std::size_t limit = 0;  // the smaller of both sides' message limits
+  std::size_t limit = 0;                                    // the smaller of both sides' message limits
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
-  errc last_code = errc::worker_lost;  // what last_error means to a call
-  bool hello_refused = false;  // its server answered the required hello as no framex worker does
+  errc last_code = errc::worker_lost;          // what last_error means to a call
+  bool hello_refused = false;                  // its server answered the required hello as no framex worker does
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;
   bool unhealthy = false;  // its last connection's heartbeat went unanswered
   // Discovery no longer finds it: no new call; its connection closes with its
   // last call's answer, or at the next lookup when it has none.
   std::atomic<bool> retired{false};
-  std::string verify_host;  // the name its TLS certificate must carry
+  std::string verify_host;                // the name its TLS certificate must carry
   std::optional<resource_map> resources;  // what its worker has, once discovery or its hello said
   // Calls completed on this slot, for the dashboard.
   std::atomic<std::uint64_t> completed{0};
@@ -114,8 +113,8 @@ struct slot {
 
 class remote_call final : public net::pending_call, public bound_completion, public pooled {
  public:
-  remote_call(const function_entry& fn, message_buffer params, const asio::any_io_executor& caller,
-              reply_handler handler, bool notification)
+  remote_call(const function_entry& fn, message_buffer params, const asio::any_io_executor& caller, reply_handler handler,
+              bool notification)
       : notification_(notification),
         fn_(fn),
         params_(std::move(params)),

@@ -31,7 +31,7 @@ struct route_candidate {
   bool retired = false;
   bool draining = false;
   bool stalled = false;
-  std::size_t load = 0;  // ready: calls in flight; connecting: calls waiting for it
+  std::size_t load = 0;                // ready: calls in flight; connecting: calls waiting for it
   const resource_map* has = nullptr;   // what its worker has; null: not known yet
   const resource_map* held = nullptr;  // what calls in flight hold on its worker; null: nothing
 };

@@ -17,7 +17,7 @@ namespace framex::detail {
 /// An etcd cluster and the prefix the workers register under.
 struct etcd_target {
   std::vector<std::pair<std::string, std::string>> endpoints;  // host, port
-  std::string prefix;  // "/PREFIX", no trailing '/'
+  std::string prefix;                                          // "/PREFIX", no trailing '/'
 };
 
 struct discovery {

@@ -22,8 +22,14 @@ namespace asio = boost::asio;
 class dns_source final : public membership_source, public std::enable_shared_from_this<dns_source> {
  public:
   dns_source(const discovery& d, asio::any_io_executor strand, found_fn found, failed_fn failed)
-      : host_(d.dns_host), port_(d.dns_port), refresh_(d.dns_refresh), strand_(std::move(strand)),
-        resolver_(strand_), timer_(strand_), found_(std::move(found)), failed_(std::move(failed)) {}
+      : host_(d.dns_host),
+        port_(d.dns_port),
+        refresh_(d.dns_refresh),
+        strand_(std::move(strand)),
+        resolver_(strand_),
+        timer_(strand_),
+        found_(std::move(found)),
+        failed_(std::move(failed)) {}
 
   void start() override { look_again(); }
 
@@ -46,10 +52,11 @@ class dns_source final : public membership_source, public std::enable_shared_fro
   // On the strand: looks the name up; the answer schedules the next lookup.
   void look_up() {
     if (stopped_.load(std::memory_order_relaxed)) return;
-    resolver_.async_resolve(host_, port_, [self = shared_from_this()](const boost::system::error_code& ec,
-                                                                      const asio::ip::tcp::resolver::results_type& found) {
-      self->answered(ec, found);
-    });
+    resolver_.async_resolve(
+        host_, port_,
+        [self = shared_from_this()](const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& found) {
+          self->answered(ec, found);
+        });
   }
 
   // What a lookup found; a failed lookup changes nothing.
@@ -118,12 +125,15 @@ class etcd_source final : public membership_source {
 }  // namespace
 
 std::shared_ptr<membership_source> make_membership_source(const discovery& d, const config& cfg, asio::any_io_executor strand,
-                                                          membership_source::found_fn found, membership_source::failed_fn failed) {
+                                                          membership_source::found_fn found,
+                                                          membership_source::failed_fn failed) {
   switch (d.how) {
-    case discovery::kind::dns: return std::make_shared<dns_source>(d, std::move(strand), std::move(found), std::move(failed));
+    case discovery::kind::dns:
+      return std::make_shared<dns_source>(d, std::move(strand), std::move(found), std::move(failed));
     case discovery::kind::etcd:
       return std::make_shared<etcd_source>(d, cfg, std::move(strand), std::move(found), std::move(failed));
-    case discovery::kind::static_list: break;
+    case discovery::kind::static_list:
+      break;
   }
   return nullptr;
 }

@@ -54,8 +54,7 @@ class membership_source {
 
 /// The source `d` names (null for a static list), reporting on `strand`.
 std::shared_ptr<membership_source> make_membership_source(const discovery& d, const config& cfg,
-                                                          boost::asio::any_io_executor strand,
-                                                          membership_source::found_fn found,
+                                                          boost::asio::any_io_executor strand, membership_source::found_fn found,
                                                           membership_source::failed_fn failed);
 
 }  // namespace framex::detail

@@ -89,6 +89,10 @@ class plugin_host {
   static plugin_host* current() noexcept;
 
  private:
+  // The description of a plugin linked into the program, or of one in a
+  // shared library at the path `item`; null after `fail`.
+  const plugin_descriptor* find_linked(const std::string& item);
+  const plugin_descriptor* open_library(const std::string& item);
   void load(const std::string& item, const plugin_descriptor* d, const std::string& source);
   void fail(const std::string& plugin, const std::string& why);
   void drop(plugin& p);
@@ -109,6 +113,17 @@ class plugin_host {
   api_map by_function_;
   api_map by_member_;
   bool started_ = false;
+};
+
+// A loaded plugin: what it is, where it runs, and its bound on requests.
+struct plugin_host::plugin : std::enable_shared_from_this<plugin> {
+  const plugin_descriptor* d = nullptr;
+  std::string source;                     // "built in", "linked in" or the library's path
+  std::unique_ptr<plugin_object> object;  // null when it runs elsewhere
+  bool elsewhere = false;                 // on the workers (ingress side)
+  std::size_t max_ongoing = 0;            // 0: no bound
+  std::atomic<std::size_t> ongoing{0};
+  bool dropped = false;
 };
 
 }  // namespace framex::detail

@@ -1,6 +1,6 @@
 // Plugins: the registry of those linked in, loading (Boost.DLL for shared
-// libraries), the checks, start and stop, where each API is, calls here or on
-// the workers (`framex.plugin_call`), and the OpenAPI document.
+// libraries), the checks, start and stop, where each API is, and calls here
+// or on the workers (`framex.plugin_call`). The OpenAPI document is openapi.cpp.
 #include "plugins/plugin_host.hpp"
 
 #define BOOST_DLL_USE_STD_FS
@@ -91,75 +91,12 @@ plugin_registrar::plugin_registrar(const plugin_descriptor& (*describe)()) noexc
   linked_plugins().push_back(describe);
 }
 
-struct plugin_host::plugin : std::enable_shared_from_this<plugin> {
-  const plugin_descriptor* d = nullptr;
-  std::string source;                     // "built in", "linked in" or the library's path
-  std::unique_ptr<plugin_object> object;  // null when it runs elsewhere
-  bool elsewhere = false;                 // on the workers (ingress side)
-  std::size_t max_ongoing = 0;            // 0: no bound
-  std::atomic<std::size_t> ongoing{0};
-  bool dropped = false;
-};
-
 plugin_host::plugin_host(const config& cfg, bool on_workers_side, framex::runtime* rt)
     : cfg_(cfg), on_workers_side_(on_workers_side), runtime_(rt) {
   for (const auto& name : cfg.plugins.load_builtin) load(name, builtin_plugin(name), "built in");
   for (const auto& item : cfg.plugins.load) {
     const bool is_path = item.find('/') != std::string::npos || item.ends_with(".so");
-    if (!is_path) {
-      // A linked-in plugin whose description throws cannot be named: it is
-      // reported when the plugin asked for is not found.
-      const plugin_descriptor* found = nullptr;
-      std::string names, invalid;
-      for (auto* describe : linked_plugins()) {
-        try {
-          const plugin_descriptor& d = describe();
-          if (d.metadata.name == item) found = &d;
-          if (!names.empty()) names += ", ";
-          names += d.metadata.name;
-        } catch (const std::exception& e) {
-          invalid += "; a linked-in plugin's description is invalid: ";
-          invalid += e.what();
-        }
-      }
-      if (found == nullptr) {
-        fail(item, "no plugin of that name is linked into this program (linked in: " + (names.empty() ? "none" : names) +
-                       "; a shared library is named by its path)" + invalid);
-        continue;
-      }
-      load(item, found, "linked in");
-      continue;
-    }
-    // Loaded once per process and never unloaded: its code may be running on
-    // any thread until the process ends.
-    static std::mutex libraries_mutex;
-    static auto* libraries = new std::vector<boost::dll::shared_library>;
-    std::lock_guard lock(libraries_mutex);
-    boost::dll::fs::error_code ec;
-    boost::dll::shared_library library(item, ec, boost::dll::load_mode::rtld_now);
-    if (ec) {
-      const char* why = dlerror();
-      fail(item, "cannot be loaded: " + (why != nullptr ? std::string(why) : ec.message()));
-      continue;
-    }
-    if (!library.has("framex_plugin_descriptor")) {
-      fail(item, "is not a framex plugin: it exports no framex_plugin_descriptor (build it with framex_add_plugin)");
-      continue;
-    }
-    const plugin_descriptor* d = nullptr;
-    try {
-      d = library.get<const plugin_descriptor*()>("framex_plugin_descriptor")();
-    } catch (const std::exception& e) {
-      fail(item, std::string("its description is invalid: ") + e.what());
-      continue;
-    }
-    libraries->push_back(std::move(library));
-    if (d->abi != plugin_abi) {
-      fail(item, "was built against another framex (plugin ABI " + std::to_string(d->abi) + ", this program's is " +
-                     std::to_string(plugin_abi) + ")");
-      continue;
-    }
-    load(item, d, item);
+    if (const plugin_descriptor* d = is_path ? open_library(item) : find_linked(item)) load(item, d, is_path ? item : "linked in");
   }
   for (const auto& entry : cfg.plugins.each) {
     const std::string& name = entry.first;
@@ -169,6 +106,62 @@ plugin_host::plugin_host(const config& cfg, bool on_workers_side, framex::runtim
   std::lock_guard lock(hosts_mutex);
   (on_workers_side_ ? worker_hosts : hosts).push_back(this);
   choose_current();
+}
+
+const plugin_descriptor* plugin_host::find_linked(const std::string& item) {
+  // A linked-in plugin whose description throws cannot be named: it is
+  // reported when the plugin asked for is not found.
+  const plugin_descriptor* found = nullptr;
+  std::string names, invalid;
+  for (auto* describe : linked_plugins()) {
+    try {
+      const plugin_descriptor& d = describe();
+      if (d.metadata.name == item) found = &d;
+      if (!names.empty()) names += ", ";
+      names += d.metadata.name;
+    } catch (const std::exception& e) {
+      invalid += "; a linked-in plugin's description is invalid: ";
+      invalid += e.what();
+    }
+  }
+  if (found == nullptr) {
+    fail(item, "no plugin of that name is linked into this program (linked in: " + (names.empty() ? "none" : names) +
+                   "; a shared library is named by its path)" + invalid);
+  }
+  return found;
+}
+
+const plugin_descriptor* plugin_host::open_library(const std::string& item) {
+  // Loaded once per process and never unloaded: its code may be running on
+  // any thread until the process ends.
+  static std::mutex libraries_mutex;
+  static auto* libraries = new std::vector<boost::dll::shared_library>;
+  std::lock_guard lock(libraries_mutex);
+  boost::dll::fs::error_code ec;
+  boost::dll::shared_library library(item, ec, boost::dll::load_mode::rtld_now);
+  if (ec) {
+    const char* why = dlerror();
+    fail(item, "cannot be loaded: " + (why != nullptr ? std::string(why) : ec.message()));
+    return nullptr;
+  }
+  if (!library.has("framex_plugin_descriptor")) {
+    fail(item, "is not a framex plugin: it exports no framex_plugin_descriptor (build it with framex_add_plugin)");
+    return nullptr;
+  }
+  const plugin_descriptor* d = nullptr;
+  try {
+    d = library.get<const plugin_descriptor*()>("framex_plugin_descriptor")();
+  } catch (const std::exception& e) {
+    fail(item, std::string("its description is invalid: ") + e.what());
+    return nullptr;
+  }
+  libraries->push_back(std::move(library));
+  if (d->abi != plugin_abi) {
+    fail(item, "was built against another framex (plugin ABI " + std::to_string(d->abi) + ", this program's is " +
+                   std::to_string(plugin_abi) + ")");
+    return nullptr;
+  }
+  return d;
 }
 
 plugin_host::~plugin_host() {
@@ -491,112 +484,6 @@ void plugin_host::log_summary() const {
       if (!spec.function.empty()) spdlog::info("  function API {}.{}", m.name, spec.function);
     }
   }
-}
-
-namespace {
-
-// One operation of openapi.json.
-json::object operation(http_method method, const route_doc& doc, bool streams, const std::string& tag) {
-  json::object op;
-  if (!doc.summary.empty()) op["summary"] = doc.summary;
-  if (!tag.empty()) op["tags"] = json::array{json::string(tag)};
-  if (method == http_method::get || method == http_method::del) {
-    json::array parameters;
-    if (!doc.body_schema.is_null()) {
-      for (const auto& [name, schema] : doc.body_schema.at("properties").as_object()) {
-        parameters.push_back({{"name", name}, {"in", "query"}, {"required", true}, {"schema", schema}});
-      }
-    }
-    for (std::size_t i = 0; i < doc.params.size(); ++i) {
-      const json::value schema = i < doc.param_schemas.size() ? doc.param_schemas[i] : json::object{};
-      parameters.push_back({{"name", doc.params[i]}, {"in", "query"}, {"required", true}, {"schema", schema}});
-    }
-    if (!parameters.empty()) op["parameters"] = std::move(parameters);
-  } else {
-    json::value schema = doc.body_schema;
-    if (schema.is_null()) {
-      json::object properties;
-      json::array required;
-      for (std::size_t i = 0; i < doc.params.size(); ++i) {
-        properties[doc.params[i]] = i < doc.param_schemas.size() ? doc.param_schemas[i] : json::object{};
-        required.push_back(json::string(doc.params[i]));
-      }
-      schema = {{"type", "object"}, {"properties", std::move(properties)}};
-      if (!required.empty()) schema.as_object()["required"] = std::move(required);
-    }
-    op["requestBody"] = {{"required", !doc.params.empty() || !doc.body_schema.is_null()},
-                         {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
-  }
-  json::object content;
-  if (streams) {
-    content["text/event-stream"] = {{"schema", {{"type", "string"}}}};
-    content["text/plain"] = {{"schema", {{"type", "string"}}}};
-  } else {
-    content["application/json"] = {{"schema", doc.result_schema.is_null() ? json::value(json::object{}) : doc.result_schema}};
-  }
-  json::object error_schema{{"type", "object"},
-                            {"properties", {{"status", {{"type", "integer"}}}, {"message", {{"type", "string"}}}}}};
-  op["responses"] = {{"200", {{"description", "the result"}, {"content", std::move(content)}}},
-                     {"400", {{"description", "a parameter is missing or has the wrong type"},
-                              {"content", {{"application/json", {{"schema", error_schema}}}}}}},
-                     {"503", {{"description", "the plugin is serving its max_ongoing_requests"}}}};
-  return op;
-}
-
-void add_path(json::object& paths, const std::string& path, const std::vector<http_method>& methods, const route_doc& doc,
-              bool streams, const std::string& tag) {
-  json::object& item = paths[path].emplace_object();
-  for (auto m : methods) {
-    std::string name = to_string(m);
-    std::transform(name.begin(), name.end(), name.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
-    item[name] = operation(m, doc, streams, tag);
-  }
-}
-
-}  // namespace
-
-std::string plugin_host::openapi(const std::vector<route_info>& extra) const {
-  json::object paths;
-  for (const auto& r : extra) add_path(paths, r.path, r.methods, r.doc, false, "");
-  json::array plugins;
-  for (const auto& p : plugins_) {
-    if (p->dropped) continue;
-    const plugin_metadata& m = p->d->metadata;
-    json::array routes, functions;
-    for (const auto& spec : p->d->apis) {
-      route_doc doc{spec.params, spec.param_schemas, spec.body_schema, spec.result_schema, spec.summary};
-      if (!spec.path.empty()) {
-        if (!spec.path.ends_with("/*")) add_path(paths, spec.path, spec.methods, doc, spec.streams, m.name);
-        routes.push_back(json::string(spec.path));
-      }
-      if (!spec.function.empty()) {
-        json::object params;
-        for (std::size_t i = 0; i < spec.params.size(); ++i) params[spec.params[i]] = spec.param_schemas[i];
-        functions.push_back({{"name", m.name + "." + spec.function},
-                             {"params", std::move(params)},
-                             {"body", spec.body_schema},
-                             {"result", spec.result_schema},
-                             {"summary", spec.summary}});
-      }
-    }
-    json::array required;
-    for (const auto& r : m.required_apis) required.push_back(json::string(r));
-    plugins.push_back({{"name", m.name},
-                       {"version", m.version},
-                       {"description", m.description},
-                       {"author", m.author},
-                       {"url", m.url},
-                       {"required_apis", std::move(required)},
-                       {"source", p->source},
-                       {"runs_on", p->elsewhere ? "workers" : "here"},
-                       {"routes", std::move(routes)},
-                       {"function_apis", std::move(functions)}});
-  }
-  json::object doc{{"openapi", "3.0.3"},
-                   {"info", {{"title", "framex service"}, {"version", "0.1.0"}}},
-                   {"paths", std::move(paths)},
-                   {"x-framex-plugins", std::move(plugins)}};
-  return json::serialize(doc);
 }
 
 }  // namespace framex::detail

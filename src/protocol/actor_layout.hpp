@@ -21,16 +21,16 @@
 namespace framex::protocol {
 
 struct actor_call {
-  std::uint64_t actor = 0;   // nonzero
-  std::uint64_t caller = 0;  // nonzero
+  std::uint64_t actor = 0;    // nonzero
+  std::uint64_t caller = 0;   // nonzero
   msgpack::object arguments;  // an array: the method's arguments
 };
 [[nodiscard]] std::optional<actor_call> read_actor_call(const msgpack::object& params) noexcept;
 
 struct actor_spawn {
-  std::uint64_t caller = 0;  // nonzero
-  std::string_view name;     // empty: anonymous
-  msgpack::object arguments;  // an array: the constructor's arguments
+  std::uint64_t caller = 0;          // nonzero
+  std::string_view name;             // empty: anonymous
+  msgpack::object arguments;         // an array: the constructor's arguments
   std::uint32_t snapshot_every = 0;  // 0: no snapshots
   std::uint64_t snapshot_key = 0;
 };

@@ -61,7 +61,9 @@ void pack_challenge_answer(detail::message_buffer& out, const nonce_bytes& worke
   pack_bin(p, worker_nonce.data(), worker_nonce.size());
 }
 
-std::optional<nonce_bytes> read_challenge_answer(const msgpack::object& result) noexcept { return nonce_of(field(result, "nonce")); }
+std::optional<nonce_bytes> read_challenge_answer(const msgpack::object& result) noexcept {
+  return nonce_of(field(result, "nonce"));
+}
 
 void pack(detail::message_buffer& out, const hello_request& hello) {
   packer p(out);
@@ -83,7 +85,8 @@ hello_request read_hello_request(const msgpack::object& params) noexcept {
   if (params.type != msgpack::type::ARRAY || params.via.array.size < 4) return r;
   const msgpack::object& extra = params.via.array.ptr[3];
   if (const auto* v = field(extra, "caller"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER) r.caller = v->via.u64;
-  if (const auto* v = field(extra, "proof"); v != nullptr && v->type == msgpack::type::BIN) r.proof = {v->via.bin.ptr, v->via.bin.size};
+  if (const auto* v = field(extra, "proof"); v != nullptr && v->type == msgpack::type::BIN)
+    r.proof = {v->via.bin.ptr, v->via.bin.size};
   return r;
 }
 
@@ -111,9 +114,12 @@ void pack(detail::message_buffer& out, const hello_answer& answer) {
 std::optional<read_answer> read_hello_answer(const msgpack::object& r) {
   if (r.type != msgpack::type::MAP) return std::nullopt;
   read_answer a;
-  if (const auto* v = field(r, "protocol"); v != nullptr) a.version_ok = v->type == msgpack::type::POSITIVE_INTEGER && v->via.u64 == version;
-  if (const auto* v = field(r, "max_message_size"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER) a.max_message_size = v->via.u64;
-  if (const auto* v = field(r, "proof"); v != nullptr && v->type == msgpack::type::BIN) a.proof = std::string_view(v->via.bin.ptr, v->via.bin.size);
+  if (const auto* v = field(r, "protocol"); v != nullptr)
+    a.version_ok = v->type == msgpack::type::POSITIVE_INTEGER && v->via.u64 == version;
+  if (const auto* v = field(r, "max_message_size"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER)
+    a.max_message_size = v->via.u64;
+  if (const auto* v = field(r, "proof"); v != nullptr && v->type == msgpack::type::BIN)
+    a.proof = std::string_view(v->via.bin.ptr, v->via.bin.size);
   if (const auto* v = field(r, "functions"); v != nullptr && v->type == msgpack::type::MAP) {
     for (std::uint32_t j = 0; j < v->via.map.size; ++j) {
       const auto& f = v->via.map.ptr[j];

@@ -45,7 +45,7 @@ struct hello_request {
   std::uint64_t version = 0;
   std::vector<std::pair<std::string_view, std::string_view>> functions;  // name, signature
   std::uint64_t max_message_size = 0;
-  std::string_view proof;   // empty: none (a caller without a token)
+  std::string_view proof;    // empty: none (a caller without a token)
   std::uint64_t caller = 0;  // who holds actors (src/worker/actor_table.hpp); 0: not said
 };
 void pack(detail::message_buffer& out, const hello_request& hello);

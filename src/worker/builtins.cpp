@@ -13,8 +13,9 @@ bool worker::impl::serve_builtin(const std::shared_ptr<net::session>& from, cons
   if (!notification && request.method == protocol::challenge) return challenge(*from, request.msgid, *request.params), true;
   if (!notification && request.method == protocol::hello) return hello(*from, request.msgid, *request.params), true;
   if (!token_.empty() && !from->credentials.trusted) {
-    refuse(*from, request, errc::unauthorized, detail::wire_type(errc::unauthorized),
-           std::string("the worker requires a token: prove it with ") + protocol::challenge + " and " + protocol::hello + " first");
+    refuse(
+        *from, request, errc::unauthorized, detail::wire_type(errc::unauthorized),
+        std::string("the worker requires a token: prove it with ") + protocol::challenge + " and " + protocol::hello + " first");
     return true;
   }
   if (notification && request.method == protocol::cancel) return cancel(*from, *request.params), true;
@@ -31,8 +32,9 @@ bool worker::impl::serve_builtin(const std::shared_ptr<net::session>& from, cons
 void worker::impl::manage_actor(const std::shared_ptr<net::session>& from, const net::incoming_request& request) {
   const msgpack::object& params = *request.params;
   const auto arg = [&](std::uint32_t i, msgpack::type::object_type type) -> const msgpack::object* {
-    return params.type == msgpack::type::ARRAY && params.via.array.size > i && params.via.array.ptr[i].type == type ? &params.via.array.ptr[i]
-                                                                                                                    : nullptr;
+    return params.type == msgpack::type::ARRAY && params.via.array.size > i && params.via.array.ptr[i].type == type
+               ? &params.via.array.ptr[i]
+               : nullptr;
   };
   const auto text = [](const msgpack::object* o) { return std::string_view(o->via.str.ptr, o->via.str.size); };
   const auto answer = [&](std::optional<std::uint64_t> id) {
@@ -51,27 +53,35 @@ void worker::impl::manage_actor(const std::shared_ptr<net::session>& from, const
   };
   const auto* first = arg(0, msgpack::type::POSITIVE_INTEGER);
   if (request.method == protocol::actor_lookup) {
-    const auto *cls = arg(0, msgpack::type::STR), *caller = arg(1, msgpack::type::POSITIVE_INTEGER), *name = arg(2, msgpack::type::STR);
-    if (cls == nullptr || caller == nullptr || name == nullptr) return fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments), std::string(protocol::actor_lookup) + ": expected [class, caller, name]");
+    const auto *cls = arg(0, msgpack::type::STR), *caller = arg(1, msgpack::type::POSITIVE_INTEGER),
+               *name = arg(2, msgpack::type::STR);
+    if (cls == nullptr || caller == nullptr || name == nullptr)
+      return fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments),
+                  std::string(protocol::actor_lookup) + ": expected [class, caller, name]");
     actors_.seen(from.get(), caller->via.u64);
     const std::uint64_t id = actors_.lookup(text(cls), text(name), caller->via.u64);
-    if (id == 0) return fail(errc::actor_lost, detail::wire_type(errc::actor_lost), "no " + std::string(text(cls)) + " actor named \"" + std::string(text(name)) + "\" here");
+    if (id == 0)
+      return fail(errc::actor_lost, detail::wire_type(errc::actor_lost),
+                  "no " + std::string(text(cls)) + " actor named \"" + std::string(text(name)) + "\" here");
     return answer(id);
   }
   if (request.method == protocol::actor_kill && first != nullptr) {
-    if (!actors_.kill(first->via.u64)) return fail(errc::actor_lost, detail::wire_type(errc::actor_lost), "no actor " + std::to_string(first->via.u64) + " here");
+    if (!actors_.kill(first->via.u64))
+      return fail(errc::actor_lost, detail::wire_type(errc::actor_lost), "no actor " + std::to_string(first->via.u64) + " here");
     return answer(std::nullopt);
   }
   if (request.method == protocol::actor_release && first != nullptr && arg(1, msgpack::type::POSITIVE_INTEGER) != nullptr) {
     actors_.release(first->via.u64, params.via.array.ptr[1].via.u64);
     return answer(std::nullopt);
   }
-  fail(errc::unknown_function, detail::wire_type(errc::unknown_function), "no request " + std::string(request.method) + " with these arguments");
+  fail(errc::unknown_function, detail::wire_type(errc::unknown_function),
+       "no request " + std::string(request.method) + " with these arguments");
 }
 
 void worker::impl::challenge(net::session& from, std::uint32_t msgid, const msgpack::object& params) {
   if (token_.empty()) {
-    return from.reply_error(msgid, errc::unknown_function, std::string("this worker has no token: it takes no ") + protocol::challenge);
+    return from.reply_error(msgid, errc::unknown_function,
+                            std::string("this worker has no token: it takes no ") + protocol::challenge);
   }
   auto& c = from.credentials;
   const auto theirs = protocol::read_challenge(params);
@@ -101,7 +111,8 @@ void worker::impl::hello(net::session& to, std::uint32_t msgid, const msgpack::o
   detail::proof ours;
   if (!token_.empty()) {
     if (!c.challenged) {
-      return deny(to, msgid, std::string("the worker requires a token: send ") + protocol::challenge + " before " + protocol::hello);
+      return deny(to, msgid,
+                  std::string("the worker requires a token: send ") + protocol::challenge + " before " + protocol::hello);
     }
     if (theirs.proof.empty()) return deny(to, msgid, "the worker requires a token, and the hello carries no proof");
     if (!detail::proof_matches(theirs.proof, detail::caller_proof(token_, c.own_nonce, c.peer_nonce))) {

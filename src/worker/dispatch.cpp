@@ -65,7 +65,8 @@ const detail::function_entry* worker::impl::served_function(net::session& from, 
   return nullptr;
 }
 
-bool worker::impl::read_layout(net::session& from, const net::incoming_request& request, const function_entry& fn, call_layout& out) {
+bool worker::impl::read_layout(net::session& from, const net::incoming_request& request, const function_entry& fn,
+                               call_layout& out) {
   const msgpack::object& params = *request.params;
   const auto bad = [&](const std::string& why) {
     refuse(from, request, errc::bad_arguments, detail::wire_type(errc::bad_arguments), std::string(request.method) + why);
@@ -88,25 +89,29 @@ bool worker::impl::read_layout(net::session& from, const net::incoming_request& 
   out.actor = actors_.find(out.method->actor);
   if (out.actor == nullptr || out.actor->class_name != fn.actor_class) {
     refuse(from, request, errc::actor_lost, detail::wire_type(errc::actor_lost),
-           "no " + fn.actor_class + " actor " + std::to_string(out.method->actor) + " here: killed, released, or the worker restarted");
+           "no " + fn.actor_class + " actor " + std::to_string(out.method->actor) +
+               " here: killed, released, or the worker restarted");
     return false;
   }
   return true;
 }
 
-std::unique_ptr<worker::impl::served_call> worker::impl::admit(const std::shared_ptr<net::session>& from, net::incoming_request request,
-                                                               const function_entry& fn) {
+std::unique_ptr<worker::impl::served_call> worker::impl::admit(const std::shared_ptr<net::session>& from,
+                                                               net::incoming_request request, const function_entry& fn) {
   std::lock_guard lock(mutex_);
   using verdict = detail::admission::verdict;
   const verdict v = admission_.check(from->calls(), request.cost);
-  if (v == verdict::stopping) return refuse(*from, request, errc::cancelled, detail::wire_type(errc::cancelled), admission_.why(v)), nullptr;
-  if (v == verdict::draining) return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
+  if (v == verdict::stopping)
+    return refuse(*from, request, errc::cancelled, detail::wire_type(errc::cancelled), admission_.why(v)), nullptr;
+  if (v == verdict::draining)
+    return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
   if (!request.notification && calls_.contains({from.get(), request.msgid})) {
     refuse(*from, request, errc::bad_arguments, protocol::duplicate_msgid,
            "msgid " + std::to_string(request.msgid) + " is already in flight on this connection");
     return nullptr;
   }
-  if (v != verdict::admit) return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
+  if (v != verdict::admit)
+    return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
   auto& l = lanes_[from.get()];
   if (!l) l = std::make_shared<lane>();
   auto call = std::make_unique<served_call>(*this, from, std::move(request), fn, l);
@@ -143,7 +148,8 @@ void worker::impl::dispatch(std::unique_ptr<served_call> call) {
   } else if (fn.is_async) {
     auto signal = call->signal;
     const auto ex = call->session().executor();
-    asio::co_spawn(ex, fn.run_async(std::move(call)), asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
+    asio::co_spawn(ex, fn.run_async(std::move(call)),
+                   asio::bind_cancellation_slot(signal->slot(), [signal](std::exception_ptr) {}));
   } else if (fn.run_inline) {
     call.release()->run(false);  // marked cheap (`framex::inline_ok`): here, on the I/O thread
   } else {
@@ -213,7 +219,8 @@ void worker::impl::served_call::run(bool stopping) noexcept {
 
 bool worker::impl::served_call::actor_lost() noexcept {
   if (!actor->gone.load(std::memory_order_acquire)) return false;
-  fail(errc::actor_lost, detail::wire_type(errc::actor_lost), actor->class_name + " actor " + std::to_string(actor->id) + " was killed or released");
+  fail(errc::actor_lost, detail::wire_type(errc::actor_lost),
+       actor->class_name + " actor " + std::to_string(actor->id) + " was killed or released");
   return true;
 }
 
@@ -229,15 +236,19 @@ void worker::impl::served_call::construct() noexcept {
         fn_.load(object.get(), state.get());
       }
     } catch (const std::exception& e) {
-      return fail(errc::object_unavailable, detail::wire_type(errc::object_unavailable), fn_.actor_class + ": its snapshot does not load: " + e.what());
+      return fail(errc::object_unavailable, detail::wire_type(errc::object_unavailable),
+                  fn_.actor_class + ": its snapshot does not load: " + e.what());
     }
   }
   if (owner_.actors_.size() >= owner_.cfg_.max_actors) {
-    return fail(errc::overloaded, detail::wire_type(errc::overloaded), "the worker hosts " + std::to_string(owner_.cfg_.max_actors) + " actors already");
+    return fail(errc::overloaded, detail::wire_type(errc::overloaded),
+                "the worker hosts " + std::to_string(owner_.cfg_.max_actors) + " actors already");
   }
   try {
     const std::uint64_t id = owner_.actors_.add(std::move(object), fn_.actor_class, actor_name, caller, plan);
-    if (id == 0) return fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments), "an actor named \"" + actor_name + "\" exists already");
+    if (id == 0)
+      return fail(errc::bad_arguments, detail::wire_type(errc::bad_arguments),
+                  "an actor named \"" + actor_name + "\" exists already");
     message_buffer body(detail::invocation::response_headroom);
     msgpack::packer<message_buffer>(body).pack(id);
     succeed(std::move(body));

@@ -99,8 +99,7 @@ worker::impl::impl(const config& cfg)
   check_exposure(cfg);
   detail::check_unambiguous();
   detail::configure_storage(cfg.storage);
-  listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg),
-                    cfg.worker.max_connections, *this,
+  listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg), cfg.worker.max_connections, *this,
                     detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
   if (detail::discovery_of(cfg.distributed.discovery).how == detail::discovery::kind::etcd) register_in_etcd(cfg);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg.worker.io_threads); ++i) {

@@ -127,7 +127,8 @@ class worker::impl final : public net::dispatcher {
     served_call(impl& owner, std::shared_ptr<net::session> from, net::incoming_request request, const function_entry& fn,
                 std::shared_ptr<lane> l)
         : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)) {
-      if (fn_.is_async) signal = std::allocate_shared<asio::cancellation_signal>(detail::pool_allocator<asio::cancellation_signal>());
+      if (fn_.is_async)
+        signal = std::allocate_shared<asio::cancellation_signal>(detail::pool_allocator<asio::cancellation_signal>());
     }
 
     ~served_call() override {
@@ -208,7 +209,8 @@ class worker::impl final : public net::dispatcher {
   };
 
   // A refusal: answered to a request, logged for a notification.
-  static void refuse(net::session& from, const net::incoming_request& request, errc code, const char* type, const std::string& message);
+  static void refuse(net::session& from, const net::incoming_request& request, errc code, const char* type,
+                     const std::string& message);
   // framex's own methods, and the token's gate before any other (builtins.cpp); true when it answered `request`.
   bool serve_builtin(const std::shared_ptr<net::session>& from, const net::incoming_request& request);
   // The function `request` names, if this worker serves it; else refused, and null.
@@ -216,7 +218,8 @@ class worker::impl final : public net::dispatcher {
   // Reads `request`'s layout for `fn` into `out`; false when refused.
   bool read_layout(net::session& from, const net::incoming_request& request, const function_entry& fn, call_layout& out);
   // Under the lock: the call, filed and counted, or null when refused.
-  std::unique_ptr<served_call> admit(const std::shared_ptr<net::session>& from, net::incoming_request request, const function_entry& fn);
+  std::unique_ptr<served_call> admit(const std::shared_ptr<net::session>& from, net::incoming_request request,
+                                     const function_entry& fn);
   // An actor's call that holds the actor's turn: runs once the calls before it are done.
   void take_turn_then_dispatch(std::unique_ptr<served_call> call);
 
@@ -252,7 +255,8 @@ class worker::impl final : public net::dispatcher {
   std::condition_variable held_changed_;
   std::condition_variable sessions_closed_;  // a session closed (see stop)
   using call_key = std::pair<net::session*, std::uint32_t>;
-  std::map<call_key, served_call*, std::less<>, detail::pool_allocator<std::pair<const call_key, served_call*>>> calls_;  // requests in flight
+  std::map<call_key, served_call*, std::less<>, detail::pool_allocator<std::pair<const call_key, served_call*>>>
+      calls_;  // requests in flight
   std::unordered_map<net::session*, std::shared_ptr<lane>> lanes_;
   detail::admission admission_;  // under mutex_
   detail::thread_pool pool_;

@@ -5,7 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+
+#include "config/keys.hpp"
 
 namespace config_test {
 
@@ -273,6 +276,43 @@ TEST(Config, BadPluginSettingsAreErrorsNamingTheKey) {
   EXPECT_EQ(error_of([&] { c.apply_toml("load_plugins = \"echo\"", "test"); }),
             "test: load_plugins: expected an array of strings, got a TOML string");
   EXPECT_EQ(error_of([&] { c.apply_toml("colour = \"blue\"", "test"); }), "test: unknown key \"colour\"");
+}
+
+}  // namespace config_test
+
+namespace config_test {
+
+// The README's configuration table is the key table's: a key added to one
+// and not to the other fails here. The expected text is printed on failure.
+TEST(Config, TheReadmeListsEveryKeyWithItsDefaultAsTheKeyTableDoes) {
+  std::ifstream in(std::string(FRAMEX_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(in) << "README.md not found";
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- keys: generated from src/config/keys.cpp by detail::reference_table() -->\n";
+  const std::string end = "<!-- end of keys -->";
+  const auto a = readme.find(begin);
+  const auto b = readme.find(end);
+  ASSERT_NE(a, std::string::npos) << "README.md has no generated key table";
+  ASSERT_NE(b, std::string::npos);
+  const std::string expected = framex::detail::reference_table();
+  EXPECT_EQ(readme.substr(a + begin.size(), b - a - begin.size()), expected) << "the README's table should read:\n" << expected;
+  for (const auto& k : framex::detail::config_keys()) {
+    EXPECT_NE(expected.find(std::string("| `") + k.name + "` |"), std::string::npos) << k.name;
+    EXPECT_NE(std::string_view(k.doc), "") << k.name;
+  }
+}
+
+TEST(Config, SecretKeysShowOnlyTheirSource) {
+  framex::config c;
+  c.apply("auth.dashboard_key", "hunter2-hunter2-hunter2", "test");
+  c.apply("auth.rules", "/api/*=env:FRAMEX_TEST_KEY", "test");
+  const std::string described = c.describe();
+  EXPECT_EQ(described.find("hunter2"), std::string::npos) << described;
+  EXPECT_NE(described.find("env:FRAMEX_TEST_KEY"), std::string::npos) << described;
+  for (const auto& k : framex::detail::config_keys()) {
+    const bool holds_keys = std::string_view(k.name).starts_with("auth.");
+    EXPECT_EQ(k.secret, holds_keys) << k.name;
+  }
 }
 
 }  // namespace config_test

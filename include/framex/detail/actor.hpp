@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "framex/detail/wire.hpp"
@@ -23,6 +24,38 @@ class runtime;
 }
 
 namespace framex::detail {
+
+// The layouts of the actor messages a caller packs (the worker reads them in
+// src/protocol/actor_layout.hpp; tests/unit/protocol_test.cpp pins the two
+// against each other).
+
+/// An actor's method call, `[actor, caller, arguments...]`: all but the
+/// `arguments` arguments, which the caller packs next.
+template <class Packer>
+void pack_actor_call_head(Packer& p, std::uint64_t actor, std::uint64_t caller, std::uint32_t arguments) {
+  p.pack_array(2 + arguments);
+  p.pack(actor);
+  p.pack(caller);
+}
+
+/// An actor's spawn, `[caller, name, [arguments...]]`, with `, [snapshot_every,
+/// key]` when `snapshot_key` is not 0: all before the arguments, which the
+/// caller packs next, and then `pack_actor_spawn_tail`.
+template <class Packer>
+void pack_actor_spawn_head(Packer& p, std::uint64_t caller, std::string_view name, std::uint32_t arguments,
+                           std::uint64_t snapshot_key) {
+  p.pack_array(snapshot_key != 0 ? 4 : 3);
+  p.pack(caller);
+  p.pack(name);
+  p.pack_array(arguments);
+}
+template <class Packer>
+void pack_actor_spawn_tail(Packer& p, unsigned snapshot_every, std::uint64_t snapshot_key) {
+  if (snapshot_key == 0) return;
+  p.pack_array(2);
+  p.pack(snapshot_every);
+  p.pack(snapshot_key);
+}
 
 /// One at a time, first come first served: an actor's calls take turns. The
 /// holder calls `leave` when done; the next waiter's handler is then posted to

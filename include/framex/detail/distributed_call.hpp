@@ -428,12 +428,7 @@ boost::asio::awaitable<T> call_distributed(runtime& rt, const Options& options, 
   message_buffer params(request_headroom(fn));
   msgpack::packer<message_buffer> p(params);
   p.pack_array(static_cast<std::uint32_t>(served<F, traits>::arity + (as_ref ? 1 : 0)));
-  if constexpr (as_ref) {
-    char owner[8];
-    put_u64(owner, caller_id());
-    p.pack_ext(sizeof owner, as_ref_ext_type);
-    p.pack_ext_body(owner, sizeof owner);
-  }
+  if constexpr (as_ref) pack_result_as_ref(p, caller_id());
   if constexpr (traits::is_member) {
     codec<std::remove_cv_t<typename traits::object>>::pack(p, object_value(object));
   }

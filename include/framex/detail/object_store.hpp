@@ -54,6 +54,17 @@ inline void put_u64(char* at, std::uint64_t v) noexcept {
   for (int i = 7; i >= 0; --i, v >>= 8) at[i] = static_cast<char>(v & 0xff);
 }
 
+/// The marker that opens the arguments of a call whose result is wanted as a
+/// reference: an ext of `as_ref_ext_type` holding `owner` in 8 bytes,
+/// big-endian (read by the worker in src/protocol/actor_layout.hpp).
+template <class S>
+void pack_result_as_ref(msgpack::packer<S>& p, std::uint64_t owner) {
+  char bytes[8];
+  put_u64(bytes, owner);
+  p.pack_ext(sizeof bytes, as_ref_ext_type);
+  p.pack_ext_body(bytes, sizeof bytes);
+}
+
 template <class S>
 void pack_object_id(msgpack::packer<S>& p, const object_id& id) {
   char payload[object_ext_size];

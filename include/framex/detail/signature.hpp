@@ -109,11 +109,12 @@ concept object_for = std::is_invocable_v<void (Class::*)() const, const std::rem
                      std::is_base_of_v<std::remove_cv_t<Class>, std::remove_cvref_t<O>> ||
                      std::is_base_of_v<std::remove_cv_t<Class>, typename actor_handle<std::remove_cvref_t<O>>::object>;
 
-// How the object of a member-function call is held. An object passed as an
+// How the target object of a member-function call is held (not to be confused
+// with the object store of spilled values, detail/object_store.hpp). An object passed as an
 // lvalue is referred to (pinned); one passed as an rvalue is moved in; pointers
 // are copied (a raw pointer or reference_wrapper pins, a smart pointer owns).
 template <class Class, class O>
-struct object_store {
+struct call_target {
   static constexpr bool is_object = std::is_base_of_v<std::remove_cv_t<Class>, std::remove_cvref_t<O>>;
   static constexpr bool pinned =
       is_object ? std::is_lvalue_reference_v<O>

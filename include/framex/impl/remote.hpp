@@ -125,7 +125,7 @@ Awaitable start_call(type_list<Ps...>, const call_options& options, Object&& obj
       return await_with_deadline(invoke_now<F>(std::forward<Object>(object), std::forward<Args>(args)...),
                                  options.timeout);
     } else {
-      using holder = std::conditional_t<traits::is_member, held_object<object_store<typename traits::object, Object>>,
+      using holder = std::conditional_t<traits::is_member, held_object<call_target<typename traits::object, Object>>,
                                         no_object>;
       static stats_cell& stats = stats_for(name_of<F>(), false);
       if constexpr (inline_ok<F>) {
