@@ -9,6 +9,9 @@
 
 #include <msgpack.hpp>
 
+#include <poll.h>
+
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -66,11 +69,21 @@ class raw_peer {
     }
   }
 
-  /// True once the worker has closed the connection (reads until EOF).
-  bool closed_by_worker() {
-    while (receive()) {
+  /// True once the worker has closed the connection (reads, dropping what
+  /// comes, until EOF or a reset); false when it has not within `limit`.
+  bool closed_by_worker(std::chrono::seconds limit = std::chrono::seconds(30)) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    socket_.non_blocking(true);
+    char buffer[65536];
+    while (std::chrono::steady_clock::now() < give_up) {
+      pollfd readable{socket_.native_handle(), POLLIN, 0};
+      if (::poll(&readable, 1, 1000) <= 0) continue;  // each wait at most a second
+      boost::system::error_code ec;
+      socket_.read_some(asio::buffer(buffer), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+      if (ec) return true;  // end of stream, a reset: closed
     }
-    return true;
+    return false;
   }
 
   asio::ip::tcp::socket& socket() { return socket_; }

@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <chrono>
 #include <future>
@@ -26,9 +27,27 @@
 #include "framex/config.hpp"
 #include "framex/error.hpp"
 
+/// Skips the test when this machine lacks what it needs (a tool, a right),
+/// saying which; under CI=true, which runs as root with every tool
+/// scripts/setup.sh installs, the same lack fails the test instead, so a
+/// skip can never pass CI unnoticed.
+#define FRAMEX_REQUIRE(available, why)                                                 \
+  do {                                                                                 \
+    if (!(available)) {                                                                \
+      if (::framex::test::in_ci()) GTEST_FAIL() << "CI=true, and it cannot run: " << why; \
+      GTEST_SKIP() << why;                                                             \
+    }                                                                                  \
+  } while (false)
+
 namespace framex::test {
 
 namespace asio = boost::asio;
+
+/// True when CI=true is set: tests that need a tool or a right fail without it.
+inline bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string_view(ci) == "true";
+}
 using clock = std::chrono::steady_clock;
 
 /// Runs the coroutine made by `make()` on a fresh single-threaded io_context and

@@ -161,19 +161,20 @@ class worker_process {
   std::uint16_t port_ = 0;
 };
 
-/// The peak resident memory (VmHWM) of process `pid`, in MiB; -1 if unknown.
+/// The peak resident memory (VmHWM) of process `pid`, in MiB. Throws when it
+/// cannot be read (the process is gone), so no memory bound passes by default.
 inline long peak_rss_mib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (status >> key) {
     if (key == "VmHWM:") {
       long kib = 0;
-      status >> kib;
-      return kib / 1024;
+      if (status >> kib) return kib / 1024;
+      break;
     }
     status.ignore(4096, '\n');
   }
-  return -1;
+  throw std::runtime_error("the peak memory of process " + std::to_string(pid) + " cannot be read: is it gone?");
 }
 
 /// What a siege may add to a worker's peak memory: 256 MiB, as users see it;

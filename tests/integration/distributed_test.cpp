@@ -788,7 +788,7 @@ class private_hosts {
 
 TEST(DistributedDiscovery, DnsDiscoveryFollowsANameAsItsAddressesComeAndGo) {
   private_hosts hosts;
-  if (!hosts.error().empty()) GTEST_SKIP() << "no mount namespace of its own here (" << hosts.error() << "): DNS discovery untested";
+  FRAMEX_REQUIRE(hosts.error().empty(), "no mount namespace of its own here (" << hosts.error() << "): DNS discovery untested");
   worker_process a;  // 127.0.0.1:P
   worker_process b(0, {}, "/proc/self/exe", {"--listen", "127.0.0.2:" + std::to_string(a.port())});  // 127.0.0.2:P
   hosts.set({"127.0.0.1 framex-workers.test"});

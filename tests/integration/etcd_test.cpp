@@ -50,7 +50,7 @@ using framex::test::worker_process;
 class Etcd : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!framex::test::etcd_installed()) GTEST_SKIP() << "etcd is not installed (apt-get install etcd-server etcd-client)";
+    FRAMEX_REQUIRE(framex::test::etcd_installed(), "etcd is not installed (apt-get install etcd-server etcd-client)");
     etcd = std::make_unique<etcd_process>();
   }
 
@@ -261,7 +261,7 @@ TEST_F(Etcd, WithAuthenticationAUserRegistersAndFollowsAndAWrongPasswordIsNamed)
 
 // etcd over TLS: callers and workers verify its certificate against the CA.
 TEST(EtcdTls, WorkersAndCallersSpeakTlsToEtcdAndRefuseAnUnknownCa) {
-  if (!framex::test::etcd_installed()) GTEST_SKIP() << "etcd is not installed";
+  FRAMEX_REQUIRE(framex::test::etcd_installed(), "etcd is not installed");
   framex::test::pki ca;
   const auto server = ca.issue("etcd", "IP:127.0.0.1");
   etcd_process etcd({server.cert, server.key, ca.ca_file()});

@@ -141,9 +141,9 @@ std::string this_program() {
 }
 
 TEST(Netns, APartitionedWorkersCallsEndWithinTheirDeadlineOthersGoOnAndItRejoins) {
-  if (!framex::test::etcd_installed()) GTEST_SKIP() << "etcd is not installed";
+  FRAMEX_REQUIRE(framex::test::etcd_installed(), "etcd is not installed");
   lab hosts({"etcd", "w1", "w2"});
-  if (!hosts.why_not().empty()) GTEST_SKIP() << "network namespaces cannot be made here (" << hosts.why_not() << "): untested";
+  FRAMEX_REQUIRE(hosts.why_not().empty(), "network namespaces cannot be made here (" << hosts.why_not() << "): untested");
   const std::string etcd_at = hosts.address(0) + ":2379";
   lab_process etcd(hosts.ns(0),
                    {"/usr/bin/etcd", "--name=lab", "--data-dir=" + hosts.log("etcd-data"), "--listen-client-urls=http://" + etcd_at,

@@ -380,7 +380,7 @@ std::string free_tcp_address() {
 class RpcClientNeovim : public ::testing::TestWithParam<bool> {};  // true: over a unix socket
 
 TEST_P(RpcClientNeovim, EvalApiInfoNotificationErrorAndARequestBack) {
-  if (!neovim::installed()) GTEST_SKIP() << "nvim is not installed (scripts/setup.sh installs it)";
+  FRAMEX_REQUIRE(neovim::installed(), "nvim is not installed (scripts/setup.sh installs it)");
   temp_dir dir;
   const std::string address = GetParam() ? dir.at("nvim.sock") : free_tcp_address();
   neovim nvim(address);

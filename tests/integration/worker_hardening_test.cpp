@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 
 #include <atomic>
@@ -81,10 +82,11 @@ int hardening_fragile(fragile f) { return f.value; }
 void hardening_arm_fragile(bool on) { fragile_construction_throws = on; }
 
 int hardening_add(int a, int b) { return a + b; }
-std::atomic<int> sleeps_started{0};
+std::atomic<int> sleeps_started{0}, sleeps_finished{0};
 int hardening_sleep(int ms) {
   ++sleeps_started;
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  ++sleeps_finished;
   return ms;
 }
 std::string hardening_blob(std::uint32_t n) { return std::string(n, 'b'); }
@@ -418,7 +420,8 @@ using framex::test::worker_process;
 
 // The caller destroys its io_context while calls are in flight, in both
 // declaration orders, the way `io.stop(); return` from main does.
-void destroy_the_io_context_mid_call(framex::runtime& rt, int ms, const std::function<bool()>& running) {
+// True when the calls were seen running before the io_context went.
+bool destroy_the_io_context_mid_call(framex::runtime& rt, int ms, const std::function<bool()>& running) {
   auto io = std::make_unique<asio::io_context>();
   std::atomic<bool> started{false};
   for (int i = 0; i < 4; ++i) {
@@ -430,15 +433,19 @@ void destroy_the_io_context_mid_call(framex::runtime& rt, int ms, const std::fun
   }
   while (!started) io->run_one();
   io->poll();
-  for (int i = 0; i < 3000 && !running(); ++i) std::this_thread::sleep_for(10ms);
+  bool seen = false;
+  for (int i = 0; i < 3000 && !(seen = running()); ++i) std::this_thread::sleep_for(10ms);
   io.reset();  // calls still in flight
+  return seen;
 }
 
 TEST(HardeningShutdown, DestroyingTheCallersIoContextWithLocalCallsInFlightIsSafe) {
   framex::runtime rt({.threads = 2});
   const int before = sleeps_started.load();
-  destroy_the_io_context_mid_call(rt, 300, [&] { return sleeps_started.load() >= before + 2; });
+  EXPECT_TRUE(destroy_the_io_context_mid_call(rt, 300, [&] { return sleeps_started.load() >= before + 2; }));
   rt.shutdown();  // the bodies finish, and deliver to nothing
+  EXPECT_EQ(sleeps_finished.load(), sleeps_started.load());
+  EXPECT_GE(sleeps_finished.load(), before + 2);
 }
 
 TEST(HardeningShutdown, DestroyingTheRuntimeAfterTheIoContextWithDistributedCallsInFlightIsSafe) {
@@ -447,11 +454,17 @@ TEST(HardeningShutdown, DestroyingTheRuntimeAfterTheIoContextWithDistributedCall
   cfg.runtime.mode = framex::mode::distributed;
   cfg.distributed.workers = {w.address()};
   auto rt = std::make_unique<framex::runtime>(cfg);
-  destroy_the_io_context_mid_call(*rt, 300, [&] {
+  EXPECT_TRUE(destroy_the_io_context_mid_call(*rt, 300, [&] {
     const auto s = framex::stats(*rt);
     return !s.workers.empty() && s.workers[0].in_flight == 4;
-  });
+  }));
   rt.reset();  // the connections close: the lost calls deliver to nothing
+  // The worker lived through it and serves the next caller.
+  framex::runtime next(cfg);
+  asio::io_context io;
+  auto sum = asio::co_spawn(io, framex::remote<&hardening_add>.with({.runtime = &next}).remote(2, 3), asio::use_future);
+  io.run();
+  EXPECT_EQ(sum.get(), 5);
 }
 
 }  // namespace

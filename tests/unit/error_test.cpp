@@ -22,10 +22,23 @@ TEST(Errc, ValuesAreStableBecauseTheyTravelOnTheWire) {
   EXPECT_EQ(static_cast<int>(framex::errc::exception), 10);
 }
 
-TEST(Errc, EveryValueHasItsOwnMessage) {
-  std::set<std::string> messages;
-  for (int v = 1; v <= 10; ++v) messages.insert(framex::make_error_code(static_cast<framex::errc>(v)).message());
-  EXPECT_EQ(messages.size(), 10u);
+TEST(Errc, EveryValueHasItsOwnMessageAndWireType) {
+  constexpr int last = static_cast<int>(framex::errc::object_unavailable);
+  EXPECT_EQ(last, 13);
+  std::set<std::string> messages, types;
+  for (int v = 1; v <= last; ++v) {
+    const auto e = static_cast<framex::errc>(v);
+    const std::string message = framex::make_error_code(e).message();
+    EXPECT_EQ(message.find("unknown framex error"), std::string::npos) << v;
+    messages.insert(message);
+    const std::string type = framex::detail::wire_type(e);
+    EXPECT_TRUE(type.starts_with("framex.")) << v;
+    EXPECT_NE(type, "framex.error") << v;
+    types.insert(type);
+  }
+  EXPECT_EQ(messages.size(), static_cast<std::size_t>(last));
+  EXPECT_EQ(types.size(), static_cast<std::size_t>(last));
+  EXPECT_EQ(std::string(framex::detail::wire_type(framex::errc::no_worker)), "framex.no_worker");
   EXPECT_NE(framex::error_category().message(99).find("99"), std::string::npos);
 }
 
