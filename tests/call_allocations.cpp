@@ -1,7 +1,8 @@
 // What a call allocates in steady state, counted: this executable counts every
 // allocation of its process (bench/cost.cpp interposes glibc's allocator), and
 // doubles as its own worker, whose count a remote call reads. Under a
-// sanitizer, whose allocator is not counted, the tests are skipped.
+// sanitizer, whose allocator is not counted, the tests are skipped (and
+// scripts/test.sh leaves them out by name).
 #include <gtest/gtest.h>
 
 #include <boost/asio/awaitable.hpp>
@@ -63,7 +64,7 @@ per_call measure(framex::runtime& rt, int calls, asio::io_context* caller_io = n
 }
 
 TEST(CallAllocations, ATinyBlockingCallAllocatesAlmostNothingOnEitherSide) {
-  if (!framex::bench::allocations_counted()) GTEST_SKIP() << "a sanitizer's allocator is not counted";
+  FRAMEX_REQUIRE(framex::bench::allocations_counted(), "a sanitizer's allocator is not counted (scripts/test.sh runs these in the optimised build only)");
   framex::test::worker_process w;
   framex::runtime rt(framex::test::distributed({w.address()}));
   for (const auto& [what, cost] : {std::pair{"pool", measure<&tiny_blocking>(rt, 2000)},
@@ -76,7 +77,7 @@ TEST(CallAllocations, ATinyBlockingCallAllocatesAlmostNothingOnEitherSide) {
 }
 
 TEST(CallAllocations, ACallThroughTheCallersIoContextAllocatesAlmostNothingOnEitherSide) {
-  if (!framex::bench::allocations_counted()) GTEST_SKIP() << "a sanitizer's allocator is not counted";
+  FRAMEX_REQUIRE(framex::bench::allocations_counted(), "a sanitizer's allocator is not counted (scripts/test.sh runs these in the optimised build only)");
   framex::test::worker_process w;
   asio::io_context io(1);
   framex::runtime rt(framex::test::distributed({w.address()}), io);
@@ -94,7 +95,7 @@ TEST(CallAllocations, ACallThroughTheCallersIoContextAllocatesAlmostNothingOnEit
 // message first: echoing 1 MiB, the worker allocates the argument it decodes
 // (1 MiB) and small change, not a second MiB for the packed result.
 TEST(CallAllocations, ALargeResultIsWrittenFromTheValueNotFromACopy) {
-  if (!framex::bench::allocations_counted()) GTEST_SKIP() << "a sanitizer's allocator is not counted";
+  FRAMEX_REQUIRE(framex::bench::allocations_counted(), "a sanitizer's allocator is not counted (scripts/test.sh runs these in the optimised build only)");
   framex::test::worker_process w;
   framex::runtime rt(framex::test::distributed({w.address()}));
   const std::string mib(std::size_t{1} << 20, 'm');
