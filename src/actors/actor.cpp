@@ -1,6 +1,6 @@
 // Actors, caller's side (framex/actor.hpp): the turn an actor's calls take,
 // local actors kept by their runtime, and the requests that spawn, find,
-// release and kill actors on workers (served by src/worker/builtins.cpp).
+// release and kill actors on workers (served by src/worker/dispatch.cpp).
 #include "framex/detail/actor.hpp"
 #include "framex/detail/object_store.hpp"
 

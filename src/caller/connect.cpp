@@ -1,17 +1,168 @@
 // Distributed mode, caller's side: making a slot's connection (the dial, TLS
-// and the hello within one deadline), what its outcome does to the calls that
-// waited for it, and the heartbeat that finds a worker gone silent.
+// and the hello within one deadline: `greet`, declared in greeting.hpp), what
+// its outcome does to the calls that waited for it, and the heartbeat that
+// finds a worker gone silent.
 #include "caller/distributed_impl.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
+#include <optional>
+
+#include "core/registry.hpp"
+#include "framex/detail/actor.hpp"
+#include "net/tls.hpp"
+#include "protocol/hello.hpp"
 #include "protocol/protocol.hpp"
+#include "security/auth.hpp"
 
 namespace framex::detail {
 
 namespace asio = boost::asio;
+
+namespace {
+
+// A request of the connect sequence in flight. It owns itself until the
+// connection completes it; completion cancels the waiting coroutine's timer,
+// on that timer's strand.
+class greeting_call final : public net::pending_call {
+ public:
+  explicit greeting_call(std::shared_ptr<asio::steady_timer> wake) : wake_(std::move(wake)) {}
+  static std::shared_ptr<greeting_call> make(std::shared_ptr<asio::steady_timer> wake) {
+    auto h = std::make_shared<greeting_call>(std::move(wake));
+    h->self_ = h;
+    return h;
+  }
+  void on_response(net::received_message message) noexcept override {
+    result = std::move(message);
+    wake();
+  }
+  void on_lost(std::error_code why) noexcept override {
+    lost = why;
+    wake();
+  }
+  net::received_message result;
+  std::error_code lost;
+  bool answered = false;  // read on the timer's strand only
+
+ private:
+  void wake() {
+    asio::post(wake_->get_executor(), [self = std::move(self_)] {
+      self->answered = true;
+      self->wake_->cancel();
+    });
+  }
+  std::shared_ptr<asio::steady_timer> wake_;
+  std::shared_ptr<greeting_call> self_;
+};
+
+// Why the connection ended before the hello was answered, with the side
+// that refused when TLS says so.
+greeting_failure lost_before_hello(const std::error_code& why, bool over_tls) {
+  if (net::is_certificate_refusal(why)) {
+    return {"the caller refused the worker's certificate: " + why.message(), errc::unauthorized};
+  }
+  if (net::is_tls_error(why)) {
+    if (why.message().find("alert") != std::string::npos) {
+      return {"the worker refused the TLS handshake: " + why.message(), errc::unauthorized};
+    }
+    return {"TLS failed: " + why.message() + " (does the worker speak TLS?)"};
+  }
+  std::string what = "the connection closed: " + why.message();
+  if (!over_tls) what += " (does the worker require TLS?)";
+  return {what};
+}
+
+// Sends `method` and waits for its answer until `deadline`: the answer's
+// result, or a greeting_failure (the worker's error object decoded).
+asio::awaitable<std::pair<net::received_message, greeting_failure>> ask(const std::shared_ptr<net::client>& conn,
+                                                                        const char* method, message_buffer params,
+                                                                        const std::shared_ptr<asio::steady_timer>& deadline,
+                                                                        bool over_tls) {
+  auto call = greeting_call::make(deadline);
+  if (conn->call(method, std::move(params), *call) == 0)
+    co_return std::pair{net::received_message{}, greeting_failure{"the connection closed"}};
+  boost::system::error_code ec;
+  co_await deadline->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (!call->answered) {
+    conn->close(code_of(errc::timeout));  // the connection completes the call as lost
+    co_return std::pair{net::received_message{},
+                        greeting_failure{std::string("no answer to ") + method + " within the connect timeout"}};
+  }
+  if (call->lost) co_return std::pair{net::received_message{}, lost_before_hello(call->lost, over_tls)};
+  const msgpack::object& m = call->result.get();
+  if (m.via.array.ptr[2].type != msgpack::type::NIL) {
+    reply r;
+    const errc code = decode_error_object(m.via.array.ptr[2], r);
+    // A peer that is no framex worker answers with an error object of its own.
+    co_return std::pair{net::received_message{}, greeting_failure{std::string(method) + " refused: " + r.error_message, code,
+                                                                  r.foreign_error || code == errc::unknown_function}};
+  }
+  co_return std::pair{std::move(call->result), greeting_failure{}};
+}
+
+}  // namespace
+
+// The hello (with a token, the challenge first: see src/security/auth.hpp),
+// and what it tells about the worker.
+asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_ptr<net::client>& conn,
+                                                            const std::shared_ptr<asio::steady_timer>& deadline,
+                                                            const greeting_settings& self) {
+  protocol::hello_request hello;
+  hello.version = protocol::version;
+  for (const auto* f : registered_functions()) hello.functions.emplace_back(f->name, f->signature);
+  hello.max_message_size = self.max_message_size;
+  hello.caller = caller_id();
+  std::optional<proof> expected;  // what the worker must prove
+  proof ours_proof;
+  if (!self.token.empty()) {
+    const nonce ours = random_nonce();
+    message_buffer challenge(64);
+    protocol::pack_challenge(challenge, ours);
+    auto [answer, failed] = co_await ask(conn, protocol::challenge, std::move(challenge), deadline, self.over_tls);
+    if (!failed.what.empty()) {
+      if (failed.code == errc::unknown_function)
+        co_return std::pair{
+            greeting_failure{"the worker takes no token, so it cannot prove it holds this caller's", errc::unauthorized},
+            greeted{}};
+      co_return std::pair{std::move(failed), greeted{}};
+    }
+    const auto worker_nonce = protocol::read_challenge_answer(answer.get().via.array.ptr[3]);
+    if (!worker_nonce)
+      co_return std::pair{greeting_failure{std::string("malformed answer to ") + protocol::challenge}, greeted{}};
+    ours_proof = caller_proof(self.token, *worker_nonce, ours);
+    hello.proof = std::string_view(reinterpret_cast<const char*>(ours_proof.data()), ours_proof.size());
+    expected = worker_proof(self.token, ours, *worker_nonce);
+  }
+  message_buffer params(64);
+  protocol::pack(params, hello);
+  auto [answer, failed] = co_await ask(conn, protocol::hello, std::move(params), deadline, self.over_tls);
+  if (failed.unknown_method && self.mode == hello_mode::automatic && !expected) {
+    // Any msgpack-RPC server: called by method name, with this side's limit, checking no signature.
+    co_return std::pair{greeting_failure{}, greeted{{}, {}, self.max_message_size}};
+  }
+  if (failed.unknown_method)
+    failed.what += " (a server that is no framex worker: set distributed.hello = \"auto\" or \"off\" to call it)";
+  if (!failed.what.empty()) co_return std::pair{std::move(failed), greeted{}};
+  auto told = protocol::read_hello_answer(answer.get().via.array.ptr[3]);
+  if (!told) co_return std::pair{greeting_failure{"malformed hello answer"}, greeted{}};
+  if (expected && (!told->proof || !proof_matches(*told->proof, *expected))) {
+    co_return std::pair{
+        greeting_failure{"the worker did not prove it holds the token (refused by the caller)", errc::unauthorized}, greeted{}};
+  }
+  if (!told->version_ok) co_return std::pair{greeting_failure{"the worker speaks another framex protocol version"}, greeted{}};
+  std::unordered_map<std::string, std::string> mismatched;
+  for (const auto* f : registered_functions()) {
+    const auto it = told->functions.find(f->name);
+    if (it != told->functions.end() && it->second != f->signature) mismatched.emplace(f->name, it->second);
+  }
+  greeted out{std::move(told->resources), std::move(mismatched),
+              std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size))};
+  co_return std::pair{greeting_failure{}, std::move(out)};
+}
 
 void distributed_runtime::impl::connect(slot& s) {
   s.status = slot::state::connecting;

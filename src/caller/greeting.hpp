@@ -1,6 +1,6 @@
 // The caller's side of the connect sequence: the challenge (with a token)
 // and the hello, over a connection just made, within one deadline. Free
-// functions over a `net::client`; the runtime (caller/distributed.cpp) applies
+// functions over a `net::client` (defined in connect.cpp); the runtime applies
 // what the hello told to its slot under its own lock.
 #pragma once
 

@@ -31,7 +31,7 @@
 // Where each part lives: life, drain and stop in worker.cpp (with
 // `worker_main`); admission's budgets in admission.hpp; reading a request,
 // admitting it and running it in dispatch.cpp; framex's own methods (the
-// hello, the challenge, the actor table's requests) in builtins.cpp.
+// hello, the challenge, the actor table's requests) in dispatch.cpp too.
 //
 // A `served_call` has one owner at a time, whoever runs it: `on_request`
 // until it hands the call to the pool (which runs `run`) or to the async
@@ -211,7 +211,7 @@ class worker::impl final : public net::dispatcher {
   // A refusal: answered to a request, logged for a notification.
   static void refuse(net::session& from, const net::incoming_request& request, errc code, const char* type,
                      const std::string& message);
-  // framex's own methods, and the token's gate before any other (builtins.cpp); true when it answered `request`.
+  // framex's own methods, and the token's gate before any other; true when it answered `request`.
   bool serve_builtin(const std::shared_ptr<net::session>& from, const net::incoming_request& request);
   // The function `request` names, if this worker serves it; else refused, and null.
   const function_entry* served_function(net::session& from, const net::incoming_request& request);
