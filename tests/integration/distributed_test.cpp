@@ -93,6 +93,12 @@ int sleep_then(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
 }
+// Creates `path` once the worker runs it, then sleeps: a test waits for the
+// file to know the call is running, not merely sent.
+int mark_then_sleep(std::string path, int ms) {
+  std::ofstream{path} << ::getpid();
+  return sleep_then(ms);
+}
 int throws_invalid(int x) {
   if (x < 0) throw std::invalid_argument("x must be positive");
   return x;
@@ -643,10 +649,14 @@ TEST(DistributedDrain, ACallerSeesItsWorkerDrainingAndItsCallInFlightFinishes) {
   framex::runtime rt(distributed({w.address()}));
   asio::io_context io;
   int result = 0;
-  asio::co_spawn(io, framex::remote<&sleep_then>.with({.timeout = 30s, .runtime = &rt}).remote(1500),
+  const framex::test::temp_dir dir;
+  const std::string running = dir.at("running");
+  asio::co_spawn(io, framex::remote<&mark_then_sleep>.with({.timeout = 30s, .runtime = &rt}).remote(running, 1500),
                  [&](std::exception_ptr e, int r) { result = e ? -1 : r; });
   std::thread caller([&] { io.run(); });
-  EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.size() == 1 && framex::stats(rt).workers[0].in_flight == 1; }));
+  // Running on the worker, not merely sent: a request still unread when the
+  // drain begins is refused, for another worker to take.
+  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(running); }));
   ::kill(w.pid(), SIGTERM);
   EXPECT_TRUE(eventually([&] { return framex::stats(rt).workers.at(0).state == "draining"; }));
   caller.join();
