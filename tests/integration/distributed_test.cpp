@@ -40,6 +40,7 @@
 #include <variant>
 #include <vector>
 
+#include "ports.hpp"
 #include "raw_peer.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
@@ -380,12 +381,12 @@ TEST(DistributedFailures, AWorkerKilledMidCallFailsItsCallsWithWorkerLost) {
 }
 
 TEST(DistributedFailures, TheCallerReconnectsToARestartedWorker) {
-  std::uint16_t port = 0;
+  const std::uint16_t port = framex::test::free_port();  // the restarted worker takes it again
   framex::config cfg;
   {
-    worker_process w;
-    port = w.port();
+    worker_process w(port);
     cfg = distributed({w.address()});
+    cfg.distributed.connect_timeout = 2s;  // how long the call after the kill waits for the worker to come back
     framex::runtime rt(cfg);
     EXPECT_EQ(run([&]() { return framex::remote<&add>.with({.runtime = &rt}).remote(1, 2); }), 3);
     w.kill_now();
@@ -667,9 +668,9 @@ TEST(DistributedDrain, ACallerSeesItsWorkerDrainingAndItsCallInFlightFinishes) {
 // under steady calls with one retry: no call fails, and each drained worker
 // exits 0.
 TEST(DistributedDrain, ARollingRestartUnderLoadLosesNoCall) {
-  auto a = std::make_unique<worker_process>();
-  auto b = std::make_unique<worker_process>();
-  const auto port_a = a->port(), port_b = b->port();
+  const auto port_a = framex::test::free_port(), port_b = framex::test::free_port();  // each restarted worker takes its own again
+  auto a = std::make_unique<worker_process>(port_a);
+  auto b = std::make_unique<worker_process>(port_b);
   framex::runtime rt(distributed({a->address(), b->address()}));
   framex::test::steady_load load(8, [&]() -> asio::awaitable<void> {
     co_await framex::remote<&sleep_then>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(10);

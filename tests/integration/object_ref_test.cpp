@@ -263,9 +263,11 @@ TEST(ObjectRef, TheObjectsOfADeadProcessAreDeletedAfterTheOrphanTtl) {
   std::ofstream(dead / "0123") << "an object";
   std::ofstream(dead / ".alive") << "";
   fs::last_write_time(dead / ".alive", fs::file_time_type::clock::now() - 1h);
-  const fs::path alive = s.dir.path() / "00000000cafef00d";  // a live process's: refreshed
+  const fs::path alive = s.dir.path() / "00000000cafef00d";  // a live process's
   fs::create_directories(alive);
   std::ofstream(alive / ".alive") << "";
+  // Fresh for as long as the test runs, as a live process keeps it by refreshing.
+  fs::last_write_time(alive / ".alive", fs::file_time_type::clock::now() + 1h);
   auto cfg = to({"127.0.0.1:1"}, s);
   cfg.storage.orphan_ttl = 1000ms;
   framex::runtime rt(cfg);

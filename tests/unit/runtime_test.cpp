@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
@@ -25,12 +26,17 @@ using framex::test::error_of;
 using framex::test::run;
 
 std::mutex ids_mutex;
+std::condition_variable ids_grew;
 std::set<std::thread::id> ids;
+std::size_t ids_wanted = 0;
 
+// Records its thread, then holds it until `ids_wanted` threads are recorded (at
+// most 5 s), so each call of a batch as large as the pool needs its own thread.
 int record_thread(int x) {
-  std::this_thread::sleep_for(30ms);
-  std::lock_guard lock(ids_mutex);
+  std::unique_lock lock(ids_mutex);
   ids.insert(std::this_thread::get_id());
+  ids_grew.notify_all();
+  ids_grew.wait_for(lock, 5s, [] { return ids.size() >= ids_wanted; });
   return x;
 }
 constexpr auto recorded = framex::remote<&record_thread>;
@@ -41,6 +47,7 @@ std::set<std::thread::id> threads_used(Fn fn, int calls) {
   {
     std::lock_guard lock(ids_mutex);
     ids.clear();
+    ids_wanted = static_cast<std::size_t>(calls);
   }
   asio::io_context io;
   for (int i = 0; i < calls; ++i) asio::co_spawn(io, fn.remote(i), asio::detached);
@@ -61,18 +68,19 @@ TEST(Runtime, TheThreadCountIsConfigurable) {
 }
 
 TEST(Runtime, ACallRunsOnTheRuntimeNamedInItsOptions) {
-  framex::runtime rt({.threads = 5});
-  const auto used = threads_used(recorded.with({.runtime = &rt}), 20);
-  EXPECT_EQ(used.size(), 5u);  // the default runtime has fewer threads here
+  const std::size_t more = framex::runtime::current().thread_count() + 2;  // than the default runtime has
+  framex::runtime rt({.threads = more});
+  EXPECT_EQ(threads_used(recorded.with({.runtime = &rt}), static_cast<int>(more)).size(), more);
 }
 
 TEST(Runtime, AScopeMakesARuntimeCurrentAndRestoresThePreviousOne) {
   framex::runtime& before = framex::runtime::current();
-  framex::runtime rt({.threads = 4});
+  const std::size_t more = before.thread_count() + 1;
+  framex::runtime rt({.threads = more});
   {
     framex::runtime_scope scope(rt);
     EXPECT_EQ(&framex::runtime::current(), &rt);
-    EXPECT_EQ(threads_used(recorded, 16).size(), 4u);
+    EXPECT_EQ(threads_used(recorded, static_cast<int>(more)).size(), more);
   }
   EXPECT_EQ(&framex::runtime::current(), &before);
 }

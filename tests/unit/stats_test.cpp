@@ -40,8 +40,10 @@ TEST(Stats, LocalBlockingCallsAreCountedWithTheirLatencyAndErrors) {
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->calls, 10u);
   EXPECT_EQ(f->errors, 1u);
-  EXPECT_GT(f->p50_ms, 3.0);  // 4 ms naps; buckets are a quarter octave wide
-  EXPECT_LT(f->p50_ms, 8.0);
+  // 4 ms naps; buckets are a quarter octave wide. The upper bound catches a
+  // wrong unit, not a slow machine.
+  EXPECT_GT(f->p50_ms, 3.0);
+  EXPECT_LT(f->p50_ms, 40.0);
   ASSERT_FALSE(s.recent_errors.empty());
   EXPECT_EQ(s.recent_errors.front().message, "no negative naps");
 }
