@@ -1,5 +1,8 @@
 #include "client.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,10 @@ bool client::forget(std::uint32_t msgid) {
 
 void client::notify(std::string_view method, std::uint64_t argument) { send(notification_message(method, argument)); }
 
+void client::tell_cancelled(std::uint32_t msgid) {
+  if (!cancel_notice_.empty()) notify(cancel_notice_, msgid);
+}
+
 void client::on_message(received_message message, std::size_t) {
   const msgpack::object& m = message.get();
   incoming_request r;
@@ -50,13 +57,23 @@ void client::on_message(received_message message, std::size_t) {
     case incoming_shape::not_request: break;
   }
   if (m.type != msgpack::type::ARRAY || m.via.array.size != 4 || m.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
-      m.via.array.ptr[0].via.u64 != response || m.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {
+      m.via.array.ptr[0].via.u64 != response) {
     return close(std::make_error_code(std::errc::protocol_error));
+  }
+  const msgpack::object& id = m.via.array.ptr[1];
+  if (id.type != msgpack::type::POSITIVE_INTEGER || id.via.u64 > UINT32_MAX) {
+    // No call of this connection has such an id (they are 32-bit, from 1):
+    // the peer's mistake costs the other calls nothing.
+    spdlog::warn("framex: a response with msgid {} answers no call made on this connection; ignored",
+                 id.type == msgpack::type::NEGATIVE_INTEGER   ? std::to_string(id.via.i64)
+                 : id.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(id.via.u64)
+                                                              : std::string("of another type than an integer"));
+    return;
   }
   pending_call* call = nullptr;
   {
     std::lock_guard lock(calls_mutex_);
-    const auto it = calls_.find(static_cast<std::uint32_t>(m.via.array.ptr[1].via.u64));
+    const auto it = calls_.find(static_cast<std::uint32_t>(id.via.u64));
     if (it == calls_.end()) return;  // a call the caller gave up on
     call = it->second;
     calls_.erase(it);

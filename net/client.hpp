@@ -44,6 +44,15 @@ class client final : public connection {
   /// Sends `[2, method, [argument]]`. Thread safety: any thread.
   void notify(std::string_view method, std::uint64_t argument);
 
+  /// The notification by which the server hears that the caller gave up on a
+  /// call (framex's protocol names it; a server that does not speak it is
+  /// never sent it). Set before the first call.
+  void cancel_with(std::string notification) { cancel_notice_ = std::move(notification); }
+
+  /// Tells the server that call `msgid` was given up, if it takes the
+  /// notification named by `cancel_with`. Thread safety: any thread.
+  void tell_cancelled(std::uint32_t msgid);
+
   /// What the client does with a request or notification its server sends
   /// (any not framex's own). Without one, a request is answered with
   /// `unknown_function` and a notification is ignored. On the strand; set
@@ -82,6 +91,7 @@ class client final : public connection {
   std::atomic<std::size_t> outstanding_{0};
   std::atomic<bool> draining_{false};
   std::string drain_notice_;  // empty: none
+  std::string cancel_notice_;  // empty: none
   std::function<void()> on_drained_;
   incoming_handler on_incoming_;
 };

@@ -134,6 +134,7 @@ std::uint64_t big_endian(const char* p, std::size_t n) noexcept {
 void frame_scanner::reset() noexcept {
   offset_ = 0;
   elements_ = 0;
+  promised_ = 0;
   depth_ = 0;
 }
 
@@ -181,7 +182,13 @@ std::size_t frame_scanner::scan(const char* bytes, std::size_t size) {
     if (offset_ + head + body > limits_.max_bytes) too_large("the message exceeds the size limit");
     if (offset_ + head + body > size) return 0;  // the body is still arriving
     offset_ += head + body;
-    if (++elements_ > limits_.max_elements) too_large("the message has too many elements");
+    // Every object counts, and so does every one a container's header
+    // promises: a header declaring more than the limit is refused as it
+    // arrives, not after the elements it promised fail to.
+    ++elements_;
+    if (depth_ > 0) --promised_;
+    promised_ += children;
+    if (elements_ + promised_ > limits_.max_elements) too_large("the message has too many elements");
     if (children != 0) {
       if (depth_ == limits_.max_depth) too_large("the message nests too deep");
       remaining_[depth_++] = children;

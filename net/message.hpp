@@ -96,6 +96,7 @@ class frame_scanner {
   read_limits limits_;
   std::size_t offset_ = 0;
   std::size_t elements_ = 0;
+  std::uint64_t promised_ = 0;  // objects declared by open containers' headers, not yet begun
   std::size_t depth_ = 0;
   std::uint64_t remaining_[65] = {};  // items still to come in each open container
 };

@@ -4,12 +4,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <system_error>
 
 namespace framex::net {
 
@@ -132,7 +134,13 @@ struct listener::state : std::enable_shared_from_this<state> {
 
 listener::listener(asio::io_context& io, const address& at, const connection_limits& limits, std::size_t max_connections,
                    dispatcher& d, std::shared_ptr<tls_context> tls)
-    : state_(std::make_shared<state>(io, at, limits, max_connections, d, std::move(tls))) {
+    : state_([&] {
+        try {
+          return std::make_shared<state>(io, at, limits, max_connections, d, std::move(tls));
+        } catch (const boost::system::system_error& e) {  // its text names Boost's own source file and function
+          throw std::system_error(e.code(), "cannot listen on " + at.text());
+        }
+      }()) {
   if (!at.is_unix()) {
     asio::ip::tcp::endpoint bound;
     std::memcpy(bound.data(), state_->acceptor.local_endpoint().data(), state_->acceptor.local_endpoint().size());

@@ -219,9 +219,18 @@ class refusing_port {
   refusing_port& operator=(const refusing_port&) = delete;
   [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
- private:
+ protected:
   int fd_ = -1;
   std::uint16_t port_ = 0;
+};
+
+/// A port on 127.0.0.1 that listens and never accepts: the kernel completes
+/// each connection, and nothing ever answers on it (a hung worker's hello).
+class silent_port : public refusing_port {
+ public:
+  silent_port() {
+    if (::listen(fd_, 64) != 0) throw std::runtime_error("cannot listen on 127.0.0.1");
+  }
 };
 
 }  // namespace framex::test

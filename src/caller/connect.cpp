@@ -10,6 +10,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <iterator>
 #include <optional>
 
 #include "core/registry.hpp"
@@ -160,12 +161,13 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
     if (it != told->functions.end() && it->second != f->signature) mismatched.emplace(f->name, it->second);
   }
   greeted out{std::move(told->resources), std::move(mismatched),
-              std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size))};
+              std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size)), true};
   co_return std::pair{greeting_failure{}, std::move(out)};
 }
 
 void distributed_runtime::impl::connect(slot& s) {
   s.status = slot::state::connecting;
+  s.framex = false;  // until this connection's hello is answered
   auto strand = asio::make_strand(io);
   asio::post(strand, [self = shared_from_this(), &s, strand] {
     asio::co_spawn(strand, connect_and_greet(self, &s, strand), asio::detached);
@@ -207,6 +209,8 @@ asio::awaitable<void> distributed_runtime::impl::connect_and_greet(std::shared_p
         s->resources = std::move(told.resources);
         s->mismatched = std::move(told.mismatched);
         s->limit = told.limit;
+        s->framex = told.framex;
+        if (told.framex) conn->cancel_with(protocol::cancel);
       }
     }
   } catch (const std::exception& e) {
@@ -238,7 +242,7 @@ void distributed_runtime::impl::beat() {
     if (stopping) return;
     const auto now = clock::now();
     for (auto& s : slots) {
-      if (s->status != slot::state::ready || !s->conn->is_open()) continue;
+      if (s->status != slot::state::ready || !s->framex || !s->conn->is_open()) continue;  // a stranger is never pinged
       const auto sent = s->beat.sent_at.load(std::memory_order_relaxed);
       if (sent != 0 && now - clock::time_point(clock::duration(sent)) >= period && now - s->conn->last_heard() >= period) {
         s->unhealthy = true;
@@ -277,6 +281,13 @@ void distributed_runtime::impl::connected(slot& s, std::shared_ptr<net::client> 
     s.conn = conn;
     s.reconnect.reset();
     s.unhealthy = false;
+    // Calls waiting for another worker's connection take this one: a worker
+    // that accepts but never answers the hello delays no call.
+    for (const auto& other : slots) {
+      if (other.get() == &s || other->status != slot::state::connecting || other->waiting.empty()) continue;
+      waiting.insert(waiting.end(), std::make_move_iterator(other->waiting.begin()), std::make_move_iterator(other->waiting.end()));
+      other->waiting.clear();
+    }
   }
   for (auto& call : waiting) {
     route(call, lock);

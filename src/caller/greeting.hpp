@@ -31,6 +31,7 @@ struct greeted {
   resource_map resources;
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature, where it differs
   std::size_t limit = 0;                                    // the smaller of both sides' message limits
+  bool framex = false;  // it answered the hello: it takes framex's own notifications
 };
 
 struct greeting_settings {

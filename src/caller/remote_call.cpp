@@ -233,7 +233,7 @@ void remote_call::detach() noexcept {
 
 void remote_call::forget_on_worker() {
   if (conn_ && msgid_ != 0 && conn_->forget(msgid_)) {
-    conn_->notify(protocol::cancel, msgid_);
+    conn_->tell_cancelled(msgid_);  // a framex worker only: it stops the call
     intrusive_ptr_release(this);  // the table's reference
   }
 }

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/shown.hpp"
 #include "net/address.hpp"
 #include "net/client.hpp"
 #include "caller/distributed.hpp"
@@ -44,7 +45,7 @@ class incoming_call final : public invocation {
   }
   void fail(errc code, std::string type, std::string message) noexcept override {
     if (request_.notification) {
-      spdlog::warn("framex: rpc_client: the handler of notification {} failed: {}: {}", request_.method, type, message);
+      spdlog::warn("framex: rpc_client: the handler of notification {} failed: {}: {}", detail::shown(request_.method), type, message);
     } else {
       conn_->reply_error(request_.msgid, static_cast<int>(code), type, message);
     }
@@ -84,7 +85,7 @@ struct rpc_state : std::enable_shared_from_this<rpc_state> {
     if (!handler.run && !handler.run_async) {
       if (!r.notification) {
         conn->reply_error(r.msgid, errc::unknown_function,
-                          "this client serves no method " + std::string(r.method));
+                          "this client serves no method " + detail::shown(r.method));
       }
       return;
     }
@@ -92,7 +93,7 @@ struct rpc_state : std::enable_shared_from_this<rpc_state> {
     if (serving->fetch_add(1, std::memory_order_relaxed) >= max_serving) {
       serving->fetch_sub(1, std::memory_order_relaxed);
       if (r.notification) {
-        spdlog::warn("framex: rpc_client: {} requests and notifications are being served; notification {} dropped", max_serving, r.method);
+        spdlog::warn("framex: rpc_client: {} requests and notifications are being served; notification {} dropped", max_serving, detail::shown(r.method));
       } else {
         conn->reply_error(r.msgid, errc::overloaded,
                           "this client is serving " + std::to_string(max_serving) + " requests already");

@@ -3,6 +3,7 @@
 // answer or error. See worker_impl.hpp.
 #include "worker/worker_impl.hpp"
 
+#include "core/shown.hpp"
 #include "protocol/actor_layout.hpp"
 
 namespace framex {
@@ -58,7 +59,7 @@ const detail::function_entry* worker::impl::served_function(net::session& from, 
                         fn->run_on != nullptr || fn->run_async_on != nullptr)) {
     return fn;
   }
-  const std::string name(request.method);
+  const std::string name = detail::shown(request.method);
   refuse(from, request, errc::unknown_function, detail::wire_type(errc::unknown_function),
          fn == nullptr ? "no function named \"" + name + "\" is served here"
                        : "\"" + name + "\" names several functions; give each a framex::wire_name");
@@ -333,7 +334,7 @@ void worker::impl::manage_actor(const std::shared_ptr<net::session>& from, const
     return answer(std::nullopt);
   }
   fail(errc::unknown_function, detail::wire_type(errc::unknown_function),
-       "no request " + std::string(request.method) + " with these arguments");
+       "no request " + detail::shown(request.method) + " with these arguments");
 }
 
 void worker::impl::challenge(net::session& from, std::uint32_t msgid, const msgpack::object& params) {

@@ -406,6 +406,24 @@ TEST(DistributedFailures, TheCallerReconnectsToARestartedWorker) {
   }
 }
 
+// A worker that accepts but never answers the hello holds no call while
+// another answers: the calls waiting for its connection go to the first that
+// is ready, not after the connect timeout.
+TEST(DistributedFailures, AWorkerThatNeverAnswersTheHelloDelaysNoCall) {
+  framex::test::silent_port hung;
+  worker_process live;
+  framex::config cfg = distributed({hung.address(), live.address()});
+  cfg.distributed.connect_timeout = 60s;
+  framex::runtime rt(cfg);
+  asio::io_context io;
+  int answered = 0;
+  for (int i = 0; i < 8; ++i) {  // spread over both connections as they are made
+    asio::co_spawn(io, framex::remote<&add>.with({.runtime = &rt}).remote(i, 1), [&](std::exception_ptr e, int) { answered += !e; });
+  }
+  EXPECT_TRUE(runs_to_completion(io, 1, 30s)) << "calls waited for the silent worker's hello";
+  EXPECT_EQ(answered, 8);
+}
+
 TEST(DistributedFailures, NoReachableWorkerMeansWorkerLostNotAHang) {
   framex::test::refusing_port nobody;
   framex::config cfg = distributed({nobody.address()});

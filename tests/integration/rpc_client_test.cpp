@@ -156,6 +156,25 @@ TEST_P(RpcClientPython, StringAndArrayErrorObjectsBecomeRemoteErrors) {
   });
 }
 
+// A server that is no framex worker is sent none of framex's own messages (a
+// timed-out call sends no framex.cancel, which this server would answer with
+// msgid -1), and a response no call of the connection made (msgid -1, or
+// 2^32 plus a waiting call's) is ignored: the calls in flight go on.
+TEST_P(RpcClientPython, AStrangerIsSentNoFramexMessageAndResponsesToNoCallCostNothing) {
+  run_client(io, client, [&]() -> asio::awaitable<void> {
+    auto kept = [&]() -> asio::awaitable<std::string> { co_return co_await client.call<std::string>("echo_after", "kept", 1500); };
+    auto meanwhile = [&]() -> asio::awaitable<int> {
+      EXPECT_EQ(co_await framex::test::error_of(client.with({.timeout = 100ms}).call<std::string>("echo_after", "late", 5000)),
+                framex::errc::timeout);
+      co_return co_await client.call<int>("strays");
+    };
+    const auto [got, strays] = co_await (kept() && meanwhile());
+    EXPECT_EQ(got, "kept");
+    EXPECT_GE(strays, 1);
+    EXPECT_EQ(co_await client.call<std::vector<std::string>>("framex_seen"), std::vector<std::string>{});
+  });
+}
+
 TEST_P(RpcClientPython, NotificationsBothWays) {
   std::vector<int> ticks;
   client.on_notification("tick", [&](int i) { ticks.push_back(i); });

@@ -116,9 +116,6 @@ using framex::test::distributed;
 using framex::test::raw_peer;
 using framex::test::request_bytes;
 
-
-/// The worker's peak resident memory, in MiB (VmHWM).
-
 std::string error_text(const msgpack::object& response) {
   const auto& error = response.via.array.ptr[2];
   std::string out;
@@ -181,6 +178,22 @@ TEST_F(Hardening, ADuplicateMsgidInFlightIsRefusedAndOverwritesNothing) {
   EXPECT_NE(error_text(first->get()).find("already in flight"), std::string::npos) << error_text(first->get());
   EXPECT_EQ(second->get().via.array.ptr[2].type, msgpack::type::NIL);
   EXPECT_EQ(second->get().via.array.ptr[3].as<int>(), 300);
+}
+
+// An unknown name is not echoed back whole: 1 MiB in is not 1 MiB out.
+TEST_F(Hardening, AnUnknownMethodNameIsNotEchoedBackWhole) {
+  raw_peer peer(shared->port());
+  const std::string huge(1u << 20, 'n');
+  for (const std::string& method : {huge, "framex." + huge}) {
+    peer.request(1, method, 1);
+    auto response = peer.receive();
+    ASSERT_TRUE(response);
+    const std::string text = error_text(response->get());
+    EXPECT_NE(text.find("unknown_function"), std::string::npos) << text.substr(0, 200);
+    EXPECT_NE(text.find("(" + std::to_string(method.size()) + " bytes)"), std::string::npos) << text.substr(0, 200);
+    EXPECT_LT(text.size(), 512u);
+  }
+  EXPECT_EQ(good_call(2, 3), 5);
 }
 
 TEST_F(Hardening, ANotificationRunsItsFunctionAndIsNeverAnswered) {
@@ -358,6 +371,22 @@ TEST_F(Hardening, OneConnectionFloodingCallsDoesNotStarveAnother) {
 }
 
 // ---- what crosses to the caller ----
+
+TEST(HardeningErrors, AWorkerThatCannotListenSaysWhereAndWhyInPlainWords) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor taken(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const std::string where = "127.0.0.1:" + std::to_string(taken.local_endpoint().port());
+  framex::config cfg;
+  cfg.worker.listen = where;
+  std::string said;
+  try {
+    framex::worker w(cfg);
+  } catch (const std::exception& e) {
+    said = e.what();
+  }
+  EXPECT_NE(said.find("cannot listen on " + where + ": Address already in use"), std::string::npos) << said;
+  EXPECT_EQ(said.find(".hpp"), std::string::npos) << said;  // not Boost's source file and function
+}
 
 TEST(HardeningErrors, WithExposeErrorsOffACallerGetsAFixedMessageAndAnErrorId) {
   worker_process w(0, {"FRAMEX_WORKER__EXPOSE_ERRORS=false"});

@@ -2,7 +2,9 @@
 """A msgpack-RPC server that is not framex, written with Debian's python3-msgpack,
 for framex's rpc_client to call. It answers out of order (a call may wait
 before it is answered), sends notifications and requests of its own to the
-client, and fails with a plain string error. It knows no `framex.hello`.
+client, and fails with a plain string error. It knows no `framex.hello`, and,
+as msgpack-rpc-lite does, it answers a notification it does not know with a
+response of msgid -1.
 
 usage: plain_rpc_server.py tcp | unix:PATH
 Prints "listening on PORT" (or "listening on unix:PATH") once it accepts, and
@@ -20,6 +22,10 @@ Methods:
   flood(m, n)           sends the client n requests m() at once, and answers
                         [answered, refused as overloaded] once all are answered
   drop()                closes the connection without answering
+  strays()              for each call of this connection still waiting, sends
+                        a response whose msgid is that call's plus 2^32, then
+                        answers how many it sent
+  framex_seen()         the names of the framex.* messages received, but the hello
 """
 import heapq
 import os
@@ -53,6 +59,7 @@ def main():
     asked = {}     # our msgid -> (client socket, their msgid)
     floods = {}    # our msgid -> the flood it belongs to: [client, their msgid, left, answered, overloaded]
     notes = []
+    framex_seen = []
     seq = 0
     give_up = time.monotonic() + 120
 
@@ -87,9 +94,14 @@ def main():
             unpacker = clients[r]
             unpacker.feed(data)
             for m in unpacker:
+                name = m[1] if m[0] == 2 else m[2] if m[0] == 0 else None
+                if isinstance(name, str) and name.startswith("framex.") and name != "framex.hello":
+                    framex_seen.append(name)
                 if m[0] == 2:
                     if m[1] == "note":
                         notes.append(m[2])
+                    else:
+                        send(r, [1, -1, "unknown notification " + str(m[1]), None])
                     continue
                 if m[0] == 1 and m[1] in floods:
                     flood = floods.pop(m[1])
@@ -134,6 +146,13 @@ def main():
                         floods[1000 + seq] = flood
                         burst.append(msgpack.packb([0, 1000 + seq, params[0], []]))
                     r.sendall(b"".join(burst))
+                elif method == "strays":
+                    waiting = [message[1] for (_, _, sock, message) in later if sock is r]
+                    for theirs in waiting:
+                        send(r, [1, theirs + 2**32, None, "stray"])
+                    send(r, [1, msgid, None, len(waiting)])
+                elif method == "framex_seen":
+                    send(r, [1, msgid, None, framex_seen])
                 elif method == "drop":
                     del clients[r]
                     r.close()

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "framex/error.hpp"
 #include "net/message.hpp"
 #include "framex/detail/message_buffer.hpp"
 #include "framex/detail/pool.hpp"
@@ -119,6 +120,33 @@ TEST(Reader, BadInputIsAnErrorAndLimitsHold) {
     received_message m;
     EXPECT_THROW(r.next(m), std::system_error);
   }
+}
+
+// A container header that declares more elements than the limit is refused as
+// soon as the header is in, as a long string's is; and so are headers whose
+// promises add up past it, however they nest. Within the limit, a message
+// whose elements have not arrived yet waits for them.
+TEST(Reader, ContainerHeadersPromisingTooManyElementsAreRefusedAtTheHeader) {
+  read_limits limits;
+  limits.max_elements = 1000;
+  const auto outcome = [&](const std::string& bytes) -> std::string {
+    reader r(limits);
+    char* room = r.prepare(bytes.size());
+    std::memcpy(room, bytes.data(), bytes.size());
+    r.commit(bytes.size());
+    received_message m;
+    try {
+      return r.next(m) ? "message" : "waiting";
+    } catch (const std::system_error& e) {
+      return e.code() == framex::errc::too_large ? "too_large" : e.what();
+    }
+  };
+  using std::string_literals::operator""s;
+  EXPECT_EQ(outcome("\x92\x01\xdd\x80\x00\x00\x00"s), "too_large");   // [1, array32 of 2^31
+  EXPECT_EQ(outcome("\x92\x01\xdf\x00\x00\x02\x00"s), "too_large");   // [1, map32 of 512 pairs: 1,024 objects
+  EXPECT_EQ(outcome("\x92\xdc\x01\xf4\xdc\x01\xf4"s), "too_large");   // [array16 of 500, [array16 of 500
+  EXPECT_EQ(outcome("\x92\x01\xdc\x03\x00"s), "waiting");               // [1, array16 of 768: fits, still arriving
+  EXPECT_EQ(outcome("\x92\x01\xdd\x00\x00\x00\x02\x01\x02"s), "message");
 }
 
 TEST(Pool, BlocksAreAtLeastWhatWasAskedAndCrossThreads) {
