@@ -18,7 +18,7 @@ class category final : public std::error_category {
       case errc::timeout: return "the call timed out";
       case errc::cancelled: return "the call was cancelled";
       case errc::unknown_function: return "no such function is registered";
-      case errc::bad_arguments: return "the arguments do not match the function";
+      case errc::bad_arguments: return "the request does not fit the function or actor it names";
       case errc::signature_mismatch: return "caller and callee disagree on the function's signature";
       case errc::too_large: return "the message exceeds the size limit";
       case errc::overloaded: return "the callee is overloaded";

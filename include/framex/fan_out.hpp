@@ -254,10 +254,13 @@ class progress_bar {
     std::fprintf(s.out, "%s%s%s[%s] %zu/%zu  %.0f calls/s", s.terminal ? "\r" : "", s.label.c_str(), s.label.empty() ? "" : " ",
                  bar.c_str(), done, total, rate);
     if (last) {
-      std::fprintf(s.out, "  %.1f s\n", seconds);
+      std::fprintf(s.out, "  %.1f s", seconds);
     } else if (rate > 0) {
-      std::fprintf(s.out, "  ETA %.1f s ", static_cast<double>(total - done) / rate);
+      std::fprintf(s.out, "  ETA %.1f s", static_cast<double>(total - done) / rate);
     }
+    // On a terminal, what a longer drawing before left of the line goes.
+    std::fputs(s.terminal ? "\x1b[K" : "", s.out);
+    if (last) std::fputc('\n', s.out);
     std::fflush(s.out);
   }
 

@@ -10,6 +10,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <iterator>
 #include <optional>
 
@@ -167,6 +168,7 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
 
 void distributed_runtime::impl::connect(slot& s) {
   s.status = slot::state::connecting;
+  s.connecting_since = clock::now();
   s.framex = false;  // until this connection's hello is answered
   auto strand = asio::make_strand(io);
   asio::post(strand, [self = shared_from_this(), &s, strand] {
@@ -221,6 +223,26 @@ asio::awaitable<void> distributed_runtime::impl::connect_and_greet(std::shared_p
     conn.reset();
   }
   self->connected(*s, conn, failed);
+}
+
+void distributed_runtime::impl::unstick(std::string ready_address) {
+  std::unique_lock lock(mutex);
+  const auto ready = std::any_of(slots.begin(), slots.end(), [&](const auto& s) {
+    return s->address == ready_address && s->status == slot::state::ready && s->conn->is_open() && !s->conn->draining();
+  });
+  if (!ready || stopping) return;
+  std::vector<call_ref> moved;
+  const auto now = clock::now();
+  for (const auto& s : slots) {
+    if (s->status != slot::state::connecting || s->address == ready_address || now - s->connecting_since < std::chrono::milliseconds(100))
+      continue;
+    moved.insert(moved.end(), std::make_move_iterator(s->waiting.begin()), std::make_move_iterator(s->waiting.end()));
+    s->waiting.clear();
+  }
+  for (auto& call : moved) {  // to a ready connection (the router prefers one), or back to the waiting
+    route(call, lock);
+    if (!lock.owns_lock()) lock.lock();
+  }
 }
 
 net::connection_limits distributed_runtime::impl::limits() const {
@@ -281,12 +303,17 @@ void distributed_runtime::impl::connected(slot& s, std::shared_ptr<net::client> 
     s.conn = conn;
     s.reconnect.reset();
     s.unhealthy = false;
-    // Calls waiting for another worker's connection take this one: a worker
-    // that accepts but never answers the hello delays no call.
-    for (const auto& other : slots) {
-      if (other.get() == &s || other->status != slot::state::connecting || other->waiting.empty()) continue;
-      waiting.insert(waiting.end(), std::make_move_iterator(other->waiting.begin()), std::make_move_iterator(other->waiting.end()));
-      other->waiting.clear();
+    // A worker that accepts but never answers the hello must not hold the
+    // calls waiting for it until the connect timeout.
+    const bool others_wait = std::any_of(slots.begin(), slots.end(), [&](const auto& other) {
+      return other->address != s.address && other->status == slot::state::connecting && !other->waiting.empty();
+    });
+    if (others_wait) {
+      const auto patience = std::max<clock::duration>(std::chrono::milliseconds(100), 4 * (clock::now() - s.connecting_since));
+      auto timer = std::make_shared<asio::steady_timer>(io, patience);
+      timer->async_wait([weak = weak_from_this(), timer, address = s.address](const boost::system::error_code& ec) {
+        if (const auto self = weak.lock(); self && !ec) self->unstick(address);
+      });
     }
   }
   for (auto& call : waiting) {

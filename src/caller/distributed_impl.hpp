@@ -163,6 +163,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // The calls that waited for it are sent on it, or routed again.
   void connected(slot& s, std::shared_ptr<net::client> conn, const greeting_failure& failed);
 
+  // Some time after a connection became ready: the calls still waiting for
+  // another worker's connection, made no faster than four times as slowly
+  // (a hello that never comes), go where a connection is ready.
+  void unstick(std::string ready_address);
+
   void fill(stats_snapshot& out);
 
   void shutdown() noexcept;

@@ -91,6 +91,7 @@ struct slot {
   std::shared_ptr<net::client> conn;
   std::vector<call_ref> waiting;  // for the connection being made
   clock::time_point retry_at{};
+  clock::time_point connecting_since{};
   backoff reconnect{first_backoff, last_backoff};
   std::size_t limit = 0;                                    // the smaller of both sides' message limits
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature

@@ -8,9 +8,12 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <utility>
 
@@ -339,6 +342,24 @@ config load_command_line(int argc, const char* const* argv, bool worker) {
 
 config config::load(int argc, const char* const* argv) { return detail::load_command_line(argc, argv, false); }
 
+namespace {
+
+// A plugin's key is judged by its name, since --print-config runs no plugin
+// code to ask: one that names a key, token, secret, password or credential
+// shows where it points (file:, env:) or nothing.
+std::string shown_plugin_value(const std::string& key, const std::string& json) {
+  std::string lower(key);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  static constexpr std::string_view secret_words[] = {"key", "token", "secret", "password", "passwd", "credential"};
+  const bool secret = std::any_of(std::begin(secret_words), std::end(secret_words),
+                                  [&](std::string_view w) { return lower.find(w) != std::string::npos; });
+  if (!secret) return json;
+  if (json.starts_with("\"file:") || json.starts_with("\"env:")) return json;
+  return "(secret)";
+}
+
+}  // namespace
+
 std::string config::describe() const {
   std::string out;
   for (const auto& k : detail::config_keys()) {
@@ -354,7 +375,7 @@ std::string config::describe() const {
     for (const auto& [key, value] : lines) {
       const std::string name = "plugins." + entry.first + "." + key;
       const auto source = sources.find(name);
-      out += name + " = " + value + "  # " + (source == sources.end() ? std::string("default") : source->second) + "\n";
+      out += name + " = " + shown_plugin_value(key, value) + "  # " + (source == sources.end() ? std::string("default") : source->second) + "\n";
     }
   }
   return out;

@@ -132,7 +132,7 @@ class app::impl {
  public:
   explicit impl(const config& c) : cfg(c), guard(c.auth.rules, c.auth.dashboard_key), rt(c), scope(rt) {
     set_log_level(c.log.level);
-    plugins.emplace(c, false, &rt);
+    if (!c.print_only) plugins.emplace(c, false, &rt);  // --print-config runs no plugin code
   }
 
   // 401 unless the request carries one of `keys` (null: the path is public).
@@ -199,6 +199,7 @@ class app::impl {
 
   void start() {
     if (ingress) return;
+    if (!plugins) plugins.emplace(cfg, false, &rt);
     plugins->check([this](const std::string& path) { return routes.contains(path); });
     for (std::size_t i = 0; i < cfg.server.threads; ++i) threads.emplace_back([this] { io.run(); });
     try {

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -149,11 +150,23 @@ digest sha256(std::string_view s) {
   return d;
 }
 
+// Whether `header` begins with `scheme` (any case, RFC 9110) and a space;
+// then `header` is what follows the spaces.
+bool take_scheme(std::string_view& header, std::string_view scheme) {
+  if (header.size() <= scheme.size() || header[scheme.size()] != ' ') return false;
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i]) return false;
+  }
+  header.remove_prefix(scheme.size());
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  return true;
+}
+
 // The key an Authorization header carries.
 std::string presented_key(std::string_view header) {
-  if (header.starts_with("Bearer ")) return std::string(header.substr(7));
-  if (header.starts_with("Basic ")) {
-    const std::string_view encoded = header.substr(6);
+  if (take_scheme(header, "bearer")) return std::string(header);
+  if (take_scheme(header, "basic")) {
+    const std::string_view encoded = header;
     std::string decoded(encoded.size() / 4 * 3 + 3, '\0');
     const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
                                   reinterpret_cast<const unsigned char*>(encoded.data()), static_cast<int>(encoded.size()));

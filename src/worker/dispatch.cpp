@@ -364,8 +364,6 @@ void worker::impl::deny(net::session& from, std::uint32_t msgid, const std::stri
 void worker::impl::hello(net::session& to, std::uint32_t msgid, const msgpack::object& params) {
   auto& c = to.credentials;
   const protocol::hello_request theirs = protocol::read_hello_request(params);
-  // The caller's id as an actor holder: it is back (see src/worker/actor_table.hpp).
-  if (theirs.caller != 0) actors_.seen(&to, theirs.caller);
   protocol::hello_answer answer;
   detail::proof ours;
   if (!token_.empty()) {
@@ -383,6 +381,9 @@ void worker::impl::hello(net::session& to, std::uint32_t msgid, const msgpack::o
   }
   c.trusted = true;
   to.greeted();
+  // Proved (or no token asked): the caller's id as an actor holder is back
+  // (see src/worker/actor_table.hpp). Believed no earlier.
+  if (theirs.caller != 0) actors_.seen(&to, theirs.caller);
   answer.version = protocol::version;
   for (const auto* f : detail::registered_functions()) {
     if (detail::serves(cfg_.serve, f->name)) answer.functions.emplace_back(f->name, f->signature);

@@ -16,7 +16,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -137,6 +139,12 @@ TEST(LocalActor, NamesLookupKillAndExceptions) {
     co_await add.remote(again, 2);
     EXPECT_EQ(co_await get.remote(hits), 3);
     EXPECT_EQ(co_await error_of(framex::spawn<Counter>({.name = "hits"}, 0)), framex::errc::bad_arguments);
+    try {  // says what is wrong, and nothing about the arguments
+      co_await framex::spawn<Counter>({.name = "hits"}, 0);
+    } catch (const std::system_error& e) {
+      EXPECT_NE(std::string(e.what()).find("an actor named \"hits\" exists already"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("arguments"), std::string::npos) << e.what();
+    }
     EXPECT_EQ(co_await error_of(framex::actor<Counter>::lookup("misses")), framex::errc::actor_lost);
     // A method's exception reaches the caller as itself; the actor lives on.
     try {
@@ -259,8 +267,11 @@ TEST_F(DistributedActor, NamedActorsAreFoundFromAnotherRuntimeAndKilled) {
 TEST(DistributedActorChild, HoldsAnActorUntilKilled) {
   const char* worker = std::getenv("FRAMEX_TEST_ACTOR_WORKER");
   if (worker == nullptr) GTEST_SKIP() << "run by DistributedActor.ACallerThatDiesLosesItsActors";
-  framex::runtime rt(to({worker}));
+  auto cfg = to({worker});
+  if (const char* token = std::getenv("FRAMEX_TEST_ACTOR_TOKEN")) cfg.distributed.token_file = token;
+  framex::runtime rt(cfg);
   auto counter = run([&] { return framex::spawn<Counter>({.runtime = &rt}, 0); });
+  if (const char* file = std::getenv("FRAMEX_TEST_ACTOR_CALLER_FILE")) std::ofstream(file) << framex::detail::caller_id() << "\n";
   std::this_thread::sleep_for(60s);  // killed long before
 }
 
@@ -270,6 +281,47 @@ TEST_F(DistributedActor, ACallerThatDiesLosesItsActors) {
   ASSERT_EQ(eventually([&] { return alive_on(first); }, 1), 1) << "the child made no actor";
   caller.kill_now();
   EXPECT_EQ(eventually([&] { return alive_on(first); }, 0), 0) << "the dead caller's actor lives on";
+}
+
+// A hello is believed only once its proof is: a peer without the token that
+// names a dead caller in its hellos does not keep that caller's actors alive.
+TEST(DistributedActorTrust, AHelloWithoutProofKeepsNoDeadCallersActorsAlive) {
+  framex::test::temp_dir dir;
+  const std::string token = dir.write("token", "actor-trust-0123456789abcdef0123456789");
+  worker_process w(0, {"FRAMEX_WORKER__ACTOR_GRACE_MS=300", "FRAMEX_WORKER__TOKEN_FILE=" + token});
+  auto cfg = to({w.address()});
+  cfg.distributed.token_file = token;
+  const auto alive_there = [&] {
+    framex::runtime only(cfg);
+    return run([&] { return alive.with({.runtime = &only}).remote(); });
+  };
+  const std::string caller_file = dir.at("caller");
+  framex::test::child_process caller({"/proc/self/exe", "--gtest_filter=DistributedActorChild.*"},
+                                     {"FRAMEX_TEST_ACTOR_WORKER=" + w.address(), "FRAMEX_TEST_ACTOR_TOKEN=" + token,
+                                      "FRAMEX_TEST_ACTOR_CALLER_FILE=" + caller_file});
+  ASSERT_EQ(eventually([&] { return alive_there(); }, 1), 1) << "the child made no actor";
+  ASSERT_EQ(eventually([&] { return std::filesystem::exists(caller_file) ? 1 : 0; }, 1), 1);
+  std::uint64_t dead_caller = 0;
+  std::ifstream(caller_file) >> dead_caller;
+  ASSERT_NE(dead_caller, 0u);
+  caller.kill_now();
+  // Hellos naming the dead caller, with no proof, every 50 ms while the test
+  // waits (for at most 10 s, many times the grace) for its actor to go.
+  std::atomic<bool> attacking{true};
+  std::thread attacker([&] {
+    while (attacking) {
+      framex::test::raw_peer p(w.port());
+      p.request(1, "framex.challenge", std::string(32, 'c'));
+      (void)p.receive();
+      p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20,
+                std::map<std::string, std::uint64_t>{{"caller", dead_caller}});
+      (void)p.receive();
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  EXPECT_EQ(eventually([&] { return alive_there(); }, 0, 10s), 0) << "an unproved hello kept the dead caller's actor";
+  attacking = false;
+  attacker.join();
 }
 
 TEST_F(DistributedActor, AWorkerLostMeansActorLostThenARestartElsewhere) {

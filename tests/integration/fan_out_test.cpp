@@ -10,10 +10,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -149,6 +153,61 @@ TEST(Map, AProgressBarWritesOnlyItsFinalLineWhenNotOnATerminal) {
   EXPECT_EQ(text.find("squares [####################] 300/300  "), 0u) << text;
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
   EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+}
+
+// What a terminal shows of `written`: a carriage return goes back to the
+// line's start, ESC[K erases to its end, characters overwrite.
+std::vector<std::string> screen_lines(const std::string& written) {
+  std::vector<std::string> lines{""};
+  std::size_t column = 0;
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    const char ch = written[i];
+    if (ch == '\r') {
+      column = 0;
+    } else if (ch == '\n') {
+      lines.emplace_back();
+      column = 0;
+    } else if (written.compare(i, 3, "\x1b[K") == 0) {
+      lines.back().resize(std::min(column, lines.back().size()));
+      i += 2;
+    } else {
+      if (column < lines.back().size()) {
+        lines.back()[column] = ch;
+      } else {
+        lines.back() += ch;
+      }
+      ++column;
+    }
+  }
+  return lines;
+}
+
+// On a terminal (a pseudo-terminal here), the final line reads as written,
+// whatever a longer line drawn before it left.
+TEST(Map, AProgressBarsFinalLineOnATerminalIsItsOwn) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const int follower = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  ASSERT_GE(follower, 0);
+  std::FILE* terminal = ::fdopen(follower, "w");
+  ASSERT_NE(terminal, nullptr);
+  {
+    const framex::progress_bar bar("squares", terminal, std::chrono::milliseconds(0));
+    bar(5, 1'000'000'000'000);  // a long line: a long total, an ETA
+    bar(3, 3);                  // the final one, shorter
+  }
+  std::fclose(terminal);
+  std::string written;
+  char buffer[4096];
+  ::fcntl(master, F_SETFL, O_NONBLOCK);
+  for (ssize_t n; (n = ::read(master, buffer, sizeof buffer)) > 0;) written.append(buffer, static_cast<std::size_t>(n));
+  ::close(master);
+  const auto lines = screen_lines(written);
+  ASSERT_GE(lines.size(), 1u) << written;
+  const std::string& last = lines.size() >= 2 && lines.back().empty() ? lines[lines.size() - 2] : lines.back();
+  EXPECT_TRUE(std::regex_match(last, std::regex(R"(squares \[#{20}\] 3/3  [0-9]+ calls/s  [0-9]+\.[0-9] s)"))) << last;
 }
 
 TEST(Map, UnorderedTuplesSpreadOverParametersVoidAndEmptyInputs) {

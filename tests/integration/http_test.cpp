@@ -271,6 +271,8 @@ dashboard_key = "board-key"
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-a").status, 401);  // the exact rule, not /api/v1/*
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-b").body, "42");
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "key-b").body, "42");  // the key alone
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "bearer key-b").body, "42");  // the scheme in any case
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "BEARER  key-b").body, "42");
   EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-a").status, 401);  // /api/v1/gr* is longer
   EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-c").status, 200);
   EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a").status, 200);

@@ -250,6 +250,23 @@ TEST(Plugins, DeployedToTwoWorkersTheyPassTheSameChecks) {
   for (int pid : where) EXPECT_TRUE(pid == w1.pid() || pid == w2.pid()) << pid;
 }
 
+// --print-config prints and runs no plugin code: a plugin that cannot even be
+// loaded, under plugins_strict, stops nothing.
+TEST(Plugins, PrintConfigLoadsNoPlugin) {
+  framex::config cfg;
+  cfg.log.level = "off";
+  cfg.apply_toml("plugins_strict = true\nload_plugins = [\"/nonexistent/libgone.so\"]", "test");
+  cfg.print_only = true;
+  std::string printed;
+  EXPECT_NO_THROW({
+    framex::app app{cfg};
+    testing::internal::CaptureStdout();
+    app.run();
+    printed = testing::internal::GetCapturedStdout();
+  });
+  EXPECT_NE(printed.find("/nonexistent/libgone.so"), std::string::npos) << printed;
+}
+
 TEST(Plugins, LoadErrorsNameThePluginAndTheReason) {
   const auto refused = [](const std::string& toml) -> std::string {
     framex::config cfg;

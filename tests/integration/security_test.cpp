@@ -273,11 +273,11 @@ TEST(WorkerExposure, AWorkerOnANonLoopbackAddressNeedsATokenOrSaysItIsInsecure) 
   }
   // Said to be insecure, it goes on to bind (and fails only because the address is not here).
   cfg.worker.insecure = true;
-  EXPECT_THROW(framex::worker{cfg}, boost::system::system_error);
+  EXPECT_THROW(framex::worker{cfg}, std::system_error);
   cfg.worker.insecure = false;
   token_files files;
   cfg.worker.token_file = files.write("t", good_token);
-  EXPECT_THROW(framex::worker{cfg}, boost::system::system_error);
+  EXPECT_THROW(framex::worker{cfg}, std::system_error);
   cfg.worker.listen = "127.0.0.1:0";
   cfg.worker.token_file.clear();
   framex::worker loopback(cfg);  // loopback needs neither

@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -272,6 +273,31 @@ TEST_F(Tls, PeersThatNeverCompleteTheHandshakeAreCutOffAndGarbageIsRefused) {
   still_serves(w);
 }
 
+// TLS 1.2 is spoken with AEAD suites only: a client that offers nothing but
+// CBC with SHA-1 is refused; one that offers GCM is served. (OpenSSL's own
+// client, so the offer is exactly what the command line says.)
+TEST_F(Tls, Tls12TakesAeadSuitesOnly) {
+  worker_process w(0, worker_env(worker_cert));
+  const auto handshake = [&](const std::string& ciphers) {
+    const std::string cmd = "echo | timeout 20 openssl s_client -connect 127.0.0.1:" + std::to_string(w.port()) +
+                            " -tls1_2 -cipher '" + ciphers + "' -cert " + client_cert.cert + " -key " + client_cert.key +
+                            " -CAfile " + ca.ca_file() + " 2>&1";
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char buffer[4096];
+      while (std::size_t n = std::fread(buffer, 1, sizeof buffer, p)) out.append(buffer, n);
+      ::pclose(p);
+    }
+    return out;
+  };
+  const std::string cbc = handshake("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA");
+  EXPECT_EQ(cbc.find("Cipher is ECDHE"), std::string::npos) << cbc;
+  EXPECT_NE(cbc.find("Cipher is (NONE)"), std::string::npos) << cbc;
+  const std::string gcm = handshake("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_NE(gcm.find("Cipher is ECDHE-"), std::string::npos) << gcm;
+  still_serves(w);
+}
+
 TEST_F(Tls, SettingsThatCannotWorkAreConfigErrorsNamingTheKey) {
   const auto expect_error = [](framex::config cfg, const std::string& says) {
     try {
@@ -303,7 +329,7 @@ TEST_F(Tls, SettingsThatCannotWorkAreConfigErrorsNamingTheKey) {
   cfg.worker.tls.require_client_cert = false;
   expect_error(cfg, "worker.require_client_cert");
   cfg.worker.tls.require_client_cert = true;
-  EXPECT_THROW(framex::worker{cfg}, boost::system::system_error);  // allowed; fails only to bind an address not here
+  EXPECT_THROW(framex::worker{cfg}, std::system_error);  // allowed; fails only to bind an address not here
 }
 
 // ---- a TLS worker under attack ----

@@ -309,6 +309,13 @@ TEST(Config, SecretKeysShowOnlyTheirSource) {
   const std::string described = c.describe();
   EXPECT_EQ(described.find("hunter2"), std::string::npos) << described;
   EXPECT_NE(described.find("env:FRAMEX_TEST_KEY"), std::string::npos) << described;
+  // A plugin's keys that name a secret, however they were set.
+  c.apply_toml("[plugins.proxy]\nauth_key = \"upstream-sekrit\"\nApiToken = \"tok-sekrit\"\nkey_file = \"file:/etc/k\"\nretries = 2", "test");
+  const std::string with_plugins = c.describe();
+  EXPECT_EQ(with_plugins.find("sekrit"), std::string::npos) << with_plugins;
+  EXPECT_NE(with_plugins.find("plugins.proxy.auth_key = (secret)  # test"), std::string::npos) << with_plugins;
+  EXPECT_NE(with_plugins.find("plugins.proxy.key_file = \"file:/etc/k\""), std::string::npos) << with_plugins;
+  EXPECT_NE(with_plugins.find("plugins.proxy.retries = 2"), std::string::npos) << with_plugins;
   for (const auto& k : framex::detail::config_keys()) {
     const bool holds_keys = std::string_view(k.name).starts_with("auth.");
     EXPECT_EQ(k.secret, holds_keys) << k.name;
