@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <unistd.h>
@@ -79,7 +80,10 @@ struct listener::state : std::enable_shared_from_this<state> {
     acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](const boost::system::error_code& ec,
                                                                               connection::socket_type socket) {
       if (!self->acceptor.is_open()) return;
-      if (ec) return self->wait_then_accept();  // EMFILE and the like: let descriptors free up
+      if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system) {
+        self->make_room();  // out of descriptors before max_connections: the same rule makes room
+      }
+      if (ec) return self->wait_then_accept();  // and the like: let descriptors free up
       self->delay = {};
       self->admit(std::move(socket));
       self->accept();
@@ -94,9 +98,32 @@ struct listener::state : std::enable_shared_from_this<state> {
     });
   }
 
-  // At the limit, the connection that has been silent longest and owes
-  // nothing makes room, preferring one that never sent a whole message; if
-  // every connection is busy, the new one is turned away.
+  // Under the table's mutex: the connection that has been silent longest and
+  // owes nothing, preferring one that never sent a whole message, taken out
+  // of the table; null when every connection is busy.
+  std::shared_ptr<session> take_longest_silent() {
+    std::shared_ptr<session> evict;
+    auto rank = [](const session& x) { return std::pair{x.spoke(), x.last_activity()}; };
+    for (auto& [key, weak] : table->open) {
+      auto candidate = weak.lock();
+      if (!candidate || candidate->calls() != 0 || !candidate->is_open()) continue;
+      if (!evict || rank(*candidate) < rank(*evict)) evict = std::move(candidate);
+    }
+    if (evict) table->open.erase(evict.get());
+    return evict;
+  }
+
+  void make_room() {
+    std::shared_ptr<session> evict;
+    {
+      std::lock_guard lock(table->mutex);
+      evict = take_longest_silent();
+    }
+    if (evict) evict->close(make_error_code(errc::overloaded));
+  }
+
+  // At the limit, the longest-silent connection makes room; if every
+  // connection is busy, the new one is turned away.
   void admit(connection::socket_type socket) {
     std::shared_ptr<session> evict;
     tls_setup speaks;
@@ -105,14 +132,8 @@ struct listener::state : std::enable_shared_from_this<state> {
     {
       std::lock_guard lock(table->mutex);
       if (max_connections != 0 && table->open.size() >= max_connections) {
-        auto rank = [](const session& x) { return std::pair{x.spoke(), x.last_activity()}; };
-        for (auto& [key, weak] : table->open) {
-          auto candidate = weak.lock();
-          if (!candidate || candidate->calls() != 0 || !candidate->is_open()) continue;
-          if (!evict || rank(*candidate) < rank(*evict)) evict = std::move(candidate);
-        }
+        evict = take_longest_silent();
         if (!evict) return;  // `s` closes its socket as it goes
-        table->open.erase(evict.get());
       }
       table->open.emplace(s.get(), s);
     }

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -127,10 +128,12 @@ class worker_process {
   /// Starts `program` (default: this executable) as a worker listening on
   /// 127.0.0.1:`port` (0: any), with `env` ("NAME=value") added to the
   /// environment; its log goes to `log_file` if given. `extra_args` may
-  /// listen elsewhere (`--listen unix:PATH`: then `port()` is 0).
+  /// listen elsewhere (`--listen unix:PATH`: then `port()` is 0). `launcher`
+  /// runs the worker (`{"/usr/bin/prlimit", "--nofile=1024:1024"}`).
   explicit worker_process(std::uint16_t port = 0, std::vector<std::string> env = {}, std::string program = "/proc/self/exe",
-                          std::vector<std::string> extra_args = {}, const std::string& log_file = {})
-      : child_(arguments(port, std::move(program), std::move(extra_args)), std::move(env), log_file) {
+                          std::vector<std::string> extra_args = {}, const std::string& log_file = {},
+                          std::vector<std::string> launcher = {})
+      : child_(launched(std::move(launcher), arguments(port, std::move(program), std::move(extra_args))), std::move(env), log_file) {
     // "framex worker listening on 127.0.0.1:PORT" (or "on unix:PATH").
     const std::string line = child_.first_line();
     const auto colon = line.rfind(':');
@@ -152,6 +155,10 @@ class worker_process {
   int stop() { return child_.stop(); }
 
  private:
+  static std::vector<std::string> launched(std::vector<std::string> launcher, std::vector<std::string> args) {
+    launcher.insert(launcher.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
+    return launcher;
+  }
   static std::vector<std::string> arguments(std::uint16_t port, std::string program, std::vector<std::string> extra) {
     std::vector<std::string> args{std::move(program), "--framex-worker", "--listen", "127.0.0.1:" + std::to_string(port), "--threads", "4"};
     args.insert(args.end(), extra.begin(), extra.end());

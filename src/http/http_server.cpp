@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <vector>
 #include <map>
 #include <mutex>
 #include <set>
@@ -159,10 +160,14 @@ struct http_server::state : std::enable_shared_from_this<state> {
   }
 
   asio::awaitable<http_reply> answer(const http::request<http::string_body>& request) {
-    const std::string_view target = request.target();
-    const std::size_t q = target.find('?');
+    const std::string_view raw = request.target();
+    const std::size_t q = raw.find('?');
+    // One form of the path for every rule, route and plugin, and for a proxy to forward.
+    const std::string path = normalized_path(raw.substr(0, q));
+    if (path.empty()) co_return error_reply(400, "the request's path is malformed or leaves the root");
+    const std::string target = q == std::string_view::npos ? path : path + std::string(raw.substr(q));
     http_call call;
-    if (q != std::string_view::npos) call.query = parse_query(target.substr(q + 1));
+    if (q != std::string_view::npos) call.query = parse_query(raw.substr(q + 1));
     call.body = request.body();
     call.authorization = request[http::field::authorization];
     call.method = request.method_string();
@@ -173,7 +178,6 @@ struct http_server::state : std::enable_shared_from_this<state> {
     const auto type = request[http::field::content_type];
     call.json_body = type.starts_with("application/json") ||
                      (!call.body.empty() && (type.empty() || type.starts_with("application/x-www-form-urlencoded")));
-    const std::string path(target.substr(0, q));
     try {
       co_return co_await dispatch(std::string(request.method_string()), path, call);
     } catch (const http_error& e) {
@@ -295,6 +299,62 @@ http_reply error_reply(int status, const std::string& message) {
   o["status"] = status;
   o["message"] = message;
   return {status, boost::json::serialize(o), "application/json"};
+}
+
+std::string normalized_path(std::string_view path) {
+  if (path.empty() || path.front() != '/') return {};
+  const auto hex = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+  };
+  const auto unreserved = [](unsigned char ch) { return std::isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~'; };
+  std::vector<std::string> segments;
+  std::string segment;
+  bool trailing_slash = false;
+  const auto end_segment = [&]() -> bool {
+    if (segment == "..") {
+      if (segments.empty()) return false;  // above the root
+      segments.pop_back();
+    } else if (!segment.empty() && segment != ".") {
+      segments.push_back(std::move(segment));
+    }
+    segment.clear();
+    return true;
+  };
+  for (std::size_t i = 1; i < path.size(); ++i) {
+    const char ch = path[i];
+    if (ch == '/') {
+      if (!end_segment()) return {};
+      trailing_slash = true;
+      continue;
+    }
+    trailing_slash = false;
+    if (ch == '\\' || ch == '\0') return {};
+    if (ch != '%') {
+      segment += ch;
+      continue;
+    }
+    if (i + 2 >= path.size() || hex(path[i + 1]) < 0 || hex(path[i + 2]) < 0) return {};
+    const auto decoded = static_cast<unsigned char>(hex(path[i + 1]) * 16 + hex(path[i + 2]));
+    if (decoded == '/' || decoded == '\\' || decoded == 0) return {};
+    if (unreserved(decoded)) {
+      segment += static_cast<char>(decoded);
+    } else {
+      static constexpr char digits[] = "0123456789ABCDEF";
+      segment += '%';
+      segment += digits[decoded >> 4];
+      segment += digits[decoded & 15];
+    }
+    i += 2;
+  }
+  const bool last_was_dots = segment == "." || segment == "..";
+  if (!end_segment()) return {};
+  std::string out;
+  for (const auto& s : segments) out.append("/").append(s);
+  if (out.empty() || ((trailing_slash || last_was_dots) && !segments.empty())) out += '/';
+  return out;
 }
 
 std::map<std::string, std::string> parse_query(std::string_view query) {

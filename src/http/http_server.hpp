@@ -62,4 +62,12 @@ http_reply error_reply(int status, const std::string& message);
 /// Splits "a=1&b=x%20y" into decoded pairs.
 std::map<std::string, std::string> parse_query(std::string_view query);
 
+/// A request's path as every rule, route and plugin sees it and a proxy
+/// forwards it (RFC 3986, 6.2.2): unreserved characters decoded, other
+/// escapes in upper case, "." and ".." segments and repeated slashes
+/// removed. Empty (refused) for a path that does not start with "/", has a
+/// malformed escape, an encoded "/" or "\", a "\" or a NUL, or climbs above
+/// the root.
+std::string normalized_path(std::string_view path);
+
 }  // namespace framex::detail

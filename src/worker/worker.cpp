@@ -2,6 +2,10 @@
 // whole picture is at the top of worker_impl.hpp.
 #include "worker/worker_impl.hpp"
 
+#include <sys/resource.h>
+
+#include <string>
+
 namespace framex {
 
 using detail::function_entry;
@@ -87,6 +91,32 @@ std::string advertised(const config::worker_section& w, std::uint16_t port) {
   }
   return (ip.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
+
+// Descriptors a worker keeps for itself beyond its connections: its listener,
+// logs, storage, etcd, the pool's wake-ups.
+constexpr rlim_t spare_descriptors = 64;
+
+// The soft limit on open files raised to the hard one, and as many
+// connections as fit below it: the rule that the longest-silent connection
+// makes room for a new one must fire before descriptors run out.
+std::size_t connections_that_fit(std::size_t wanted) {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return wanted;
+  if (files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+    (void)::getrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (files.rlim_cur == RLIM_INFINITY || files.rlim_cur > wanted + spare_descriptors) return wanted;
+  const std::size_t fit = files.rlim_cur > 2 * spare_descriptors ? static_cast<std::size_t>(files.rlim_cur - spare_descriptors)
+                                                                 : static_cast<std::size_t>(files.rlim_cur / 2);
+  if (wanted == 0 || fit < wanted) {
+    spdlog::warn("framex worker: {} open files allowed (ulimit -n): at most {} connections, not {}", files.rlim_cur, fit,
+                 wanted == 0 ? std::string("unlimited") : std::to_string(wanted));
+    return fit;
+  }
+  return wanted;
+}
 }  // namespace
 
 worker::impl::impl(const config& cfg)
@@ -99,7 +129,7 @@ worker::impl::impl(const config& cfg)
   check_exposure(cfg);
   detail::check_unambiguous();
   detail::configure_storage(cfg.storage);
-  listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg), cfg.worker.max_connections, *this,
+  listener_.emplace(io_, net::parse_address(cfg.worker.listen), limits_of(cfg), connections_that_fit(cfg.worker.max_connections), *this,
                     detail::tls_context_for(cfg.worker.tls, net::tls_context::role::server, "worker"));
   if (detail::discovery_of(cfg.distributed.discovery).how == detail::discovery::kind::etcd) register_in_etcd(cfg);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, cfg.worker.io_threads); ++i) {

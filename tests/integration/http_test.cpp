@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "framex/framex.hpp"
+#include "http/http_server.hpp"
 #include "http_client.hpp"
 #include "tls_certs.hpp"
 #include "worker_process.hpp"
@@ -157,6 +158,21 @@ void check_routes(std::uint16_t port) {
   EXPECT_NE(get(port, "/version").body.find("framex"), std::string::npos);
 }
 
+TEST(HttpPath, OneFormForEveryRuleRouteAndProxy) {
+  using framex::detail::normalized_path;
+  EXPECT_EQ(normalized_path("/"), "/");
+  EXPECT_EQ(normalized_path("/api/v1/run"), "/api/v1/run");
+  EXPECT_EQ(normalized_path("/api/v1/pub/../admin/x"), "/api/v1/admin/x");
+  EXPECT_EQ(normalized_path("/api/v1/pub/%2e%2e/internal/x"), "/api/v1/internal/x");
+  EXPECT_EQ(normalized_path("/api/v1/pub/%69nternal/x"), "/api/v1/pub/internal/x");
+  EXPECT_EQ(normalized_path("/a/./b//c/"), "/a/b/c/");
+  EXPECT_EQ(normalized_path("/a/b/.."), "/a/");
+  EXPECT_EQ(normalized_path("/a%20b%7e%3f"), "/a%20b~%3F");
+  for (const char* refused : {"", "api", "/..", "/a/../..", "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", "/a%00", "/a%4", "/a%zz"}) {
+    EXPECT_EQ(normalized_path(refused), "") << refused;
+  }
+}
+
 TEST(App, RoutesBindQueryAndJsonParametersAndReportEachErrorStatusLocally) {
   framex::app app{app_config()};
   add_routes(app);
@@ -271,6 +287,12 @@ dashboard_key = "board-key"
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-a").status, 401);  // the exact rule, not /api/v1/*
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-b").body, "42");
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "key-b").body, "42");  // the key alone
+  // Rules and routes see the path normalized, whatever form it was sent in.
+  EXPECT_EQ(get_with(port, "/api/v1/pub/../multiply?a=6&b=7", "").status, 401);
+  EXPECT_EQ(get_with(port, "/api/v1/pub/%2e%2e/multiply?a=6&b=7", "").status, 401);
+  EXPECT_EQ(get_with(port, "/api/v1//%6dultiply?a=6&b=7", "Bearer key-b").body, "42");
+  EXPECT_EQ(get_with(port, "/api/v1/a%2fb", "Bearer key-b").status, 400);
+  EXPECT_EQ(get_with(port, "/api/../../multiply", "Bearer key-b").status, 400);
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "bearer key-b").body, "42");  // the scheme in any case
   EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "BEARER  key-b").body, "42");
   EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-a").status, 401);  // /api/v1/gr* is longer

@@ -488,6 +488,10 @@ timeout_ms = 10000
   EXPECT_NE(message_of(bad).find("parameter 'cents'"), std::string::npos) << bad.body;
   EXPECT_EQ(get(port, "/api/v1/echo?message=here").body, R"("here")");  // its own routes first
   EXPECT_EQ(get(port, "/api/v1/billing/hold?value=1").status, 404);       // denied
+  // ... however its path is spelled: rules see it normalized, and so does the upstream.
+  EXPECT_EQ(get(port, "/api/v1/billing/tax/../hold?value=1").status, 404);
+  EXPECT_EQ(get(port, "/api/v1/billing/tax/%2e%2e/%68old?value=1").status, 404);
+  EXPECT_EQ(get(port, "/api/v1/other/../billing/tax?cents=250").body, "25");
   EXPECT_EQ(get(port, "/api/v1/other").status, 404);                      // not allowed
   // Round-robin past the dead one: both live upstreams answer.
   std::set<std::string> currencies;

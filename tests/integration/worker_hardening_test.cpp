@@ -30,7 +30,14 @@
 #include <thread>
 #include <vector>
 
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "raw_peer.hpp"
 #include "support.hpp"
@@ -287,6 +294,39 @@ TEST_F(Hardening, MessagesStillArrivingAreBoundedTogether) {
 }
 
 // ---- connections and time ----
+
+// A worker allowed 1,024 open files (the common soft limit) and the default
+// max_connections of 1,024: 1,100 silent connections do not lock a new
+// caller out until the idle timeout. The worker keeps its connections below
+// its descriptors, and running out of descriptors makes room the same way.
+TEST(HardeningFiles, AWorkerAllowedAThousandOpenFilesKeepsRoomForANewCaller) {
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0);
+  if (mine.rlim_cur < 4096 && mine.rlim_max > mine.rlim_cur) {
+    mine.rlim_cur = std::min<rlim_t>(mine.rlim_max, 4096);
+    ::setrlimit(RLIMIT_NOFILE, &mine);
+  }
+  FRAMEX_REQUIRE(mine.rlim_cur >= 2048 && ::access("/usr/bin/prlimit", X_OK) == 0,
+                 "needs 2,048 open files for the test's own connections and util-linux's prlimit");
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  worker_process w(0, {}, self, {}, {}, {"/usr/bin/prlimit", "--nofile=1024:1024"});
+  std::vector<int> silent;
+  for (int i = 0; i < 1100; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(w.port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+    silent.push_back(fd);
+  }
+  framex::config cfg = distributed({w.address()});
+  cfg.distributed.connect_timeout = 30s;
+  framex::runtime rt(cfg);
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_add>.with({.timeout = 60s, .runtime = &rt}).remote(4, 4); }), 8);
+  for (const int fd : silent) ::close(fd);
+}
 
 TEST_F(Hardening, SilentConnectionsCannotLockACallerOut) {
   worker_process w(0, {"FRAMEX_WORKER__MAX_CONNECTIONS=16"});

@@ -23,7 +23,7 @@ struct http_call {
   bool json_body = false;  // Content-Type: application/json
   std::string authorization;  // the Authorization header, as sent
   std::string method;        // "GET", ...
-  std::string target;        // the path and query, as sent
+  std::string target;        // the path (normalized: see src/http/http_server.hpp) and the query as sent
   std::string content_type;  // the Content-Type header, as sent
 };
 
