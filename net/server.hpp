@@ -59,6 +59,7 @@ class session final : public connection {
     bool challenged = false;  // nonces exchanged
     std::array<unsigned char, 32> peer_nonce{};
     std::array<unsigned char, 32> own_nonce{};
+    std::uint64_t caller = 0;  // the caller's process id, from its hello (once proved)
   } credentials;
 
  private:

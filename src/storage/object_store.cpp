@@ -56,6 +56,29 @@ std::array<unsigned char, 32> sha256(std::string_view bytes) {
 
 [[noreturn]] void unavailable(const std::string& why) { throw std::system_error(make_error_code(errc::object_unavailable), why); }
 
+// A directory of the store must be this user's own, reached without a
+// symbolic link, and writable by nobody else: another user could read the
+// spilled arguments and results there, or plant files and links in it.
+void check_private(const fs::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) unavailable("cannot use " + dir.string() + ": " + std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) unavailable(dir.string() + " is a symbolic link: the object store follows none");
+  if (!S_ISDIR(st.st_mode)) unavailable(dir.string() + " is not a directory");
+  if (st.st_uid != ::geteuid()) {
+    unavailable(dir.string() + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                "): set storage.path to a directory of your own");
+  }
+  if ((st.st_mode & 022) != 0) {
+    unavailable(dir.string() + " is writable by group or others: chmod 700 it, or set storage.path to a private directory");
+  }
+}
+
+// `dir` made (0700) if it is missing, then checked.
+void make_private(const fs::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) unavailable("cannot make " + dir.string() + ": " + std::strerror(errno));
+  check_private(dir);
+}
+
 std::string describe(const object_id& id) {
   return "object " + id.name() + " (" + std::to_string(id.size) + " bytes, of process " + owner_name(id.owner) + ")";
 }
@@ -170,8 +193,10 @@ class store {
   }
 
   std::optional<std::string> read_snapshot(std::uint64_t owner, std::uint64_t key) {
-    const fs::path file = root() / owner_name(owner) / ("actor-" + owner_name(key));
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    const fs::path dir = root() / owner_name(owner);
+    const fs::path file = dir / ("actor-" + owner_name(key));
+    if (fs::exists(dir)) check_private(dir);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) return std::nullopt;
       unavailable("cannot read the snapshot " + file.string() + ": " + std::strerror(errno));
@@ -192,8 +217,11 @@ class store {
   }
 
   void remove_snapshot(std::uint64_t key) noexcept {
-    std::error_code ec;
-    fs::remove(root() / owner_name(caller_id()) / ("actor-" + owner_name(key)), ec);
+    try {
+      std::error_code ec;
+      fs::remove(root() / owner_name(caller_id()) / ("actor-" + owner_name(key)), ec);
+    } catch (...) {  // a store that is not private: nothing of ours was written there
+    }
   }
 
   storage_stats counters() const noexcept {
@@ -209,9 +237,18 @@ class store {
   }
 
  private:
+  // The store's root, made private if missing (its parents as needed) and
+  // checked before each use.
   fs::path root() const {
-    std::lock_guard lock(mutex_);
-    return root_;
+    fs::path r;
+    {
+      std::lock_guard lock(mutex_);
+      r = root_;
+    }
+    std::error_code ec;
+    if (!fs::exists(r, ec) && r.has_parent_path()) fs::create_directories(r.parent_path(), ec);
+    make_private(r);
+    return r;
   }
 
   // Writes the file whole, then renames it into place: a reader sees all or
@@ -219,13 +256,12 @@ class store {
   void write(const fs::path& dir, const fs::path& file, std::string_view bytes, const std::string& what) {
     std::error_code ec;
     const bool fresh = !fs::exists(dir, ec);
-    fs::create_directories(dir, ec);
-    if (ec) unavailable("cannot write " + what + ": cannot make " + dir.string() + ": " + ec.message());
+    make_private(dir);
     if (fresh) touch(dir / ".alive");
     std::uint64_t nonce = 0;
     RAND_bytes(reinterpret_cast<unsigned char*>(&nonce), sizeof nonce);
     const fs::path temp = dir / (file.filename().string() + ".part-" + owner_name(nonce));
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) unavailable("cannot write " + what + " to " + temp.string() + ": " + std::strerror(errno));
     std::size_t done = 0;
     while (done < bytes.size()) {
@@ -249,8 +285,10 @@ class store {
   }
 
   std::string read(const object_id& id) {
-    const fs::path file = root() / owner_name(id.owner) / id.name();
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    const fs::path dir = root() / owner_name(id.owner);
+    const fs::path file = dir / id.name();
+    if (fs::exists(dir)) check_private(dir);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       unavailable(describe(id) + " is not at " + file.string() + " (" + std::strerror(errno) +
                   "): deleted, or this process's storage.path is not the one its writer uses");
@@ -294,7 +332,7 @@ class store {
   }
 
   static void touch(const fs::path& file) {
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
     ::futimens(fd, nullptr);
     ::close(fd);
@@ -330,7 +368,15 @@ class store {
   void sweep(const fs::path& root, std::chrono::milliseconds ttl, std::uint64_t me) {
     std::error_code ec;
     const fs::path mine = root / owner_name(me);
-    if (fs::exists(mine, ec)) touch(mine / ".alive");
+    try {
+      if (fs::exists(mine, ec)) {
+        check_private(root);
+        check_private(mine);
+        touch(mine / ".alive");
+      }
+    } catch (const std::system_error&) {  // not private: written to by nobody, the sweeper included
+      return;
+    }
     for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (name.size() != 16 || name.find_first_not_of("0123456789abcdef") != std::string::npos || it->path() == mine) continue;

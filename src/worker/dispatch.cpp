@@ -76,6 +76,11 @@ bool worker::impl::read_layout(net::session& from, const net::incoming_request& 
   if (fn.actor_class.empty()) {
     out.ref = protocol::read_result_as_ref(params, detail::as_ref_ext_type);
     if (out.ref && out.ref->owner == 0) return bad(": a malformed result-as-reference marker");
+    // A result is written only into the directory of the caller this
+    // connection's hello named: a marker naming another owner is refused.
+    if (out.ref && out.ref->owner != from.credentials.caller) {
+      return bad(": the result-as-reference marker names another owner than this connection's caller");
+    }
     return true;
   }
   if (fn.construct != nullptr) {
@@ -383,6 +388,7 @@ void worker::impl::hello(net::session& to, std::uint32_t msgid, const msgpack::o
   to.greeted();
   // Proved (or no token asked): the caller's id as an actor holder is back
   // (see src/worker/actor_table.hpp). Believed no earlier.
+  c.caller = theirs.caller;
   if (theirs.caller != 0) actors_.seen(&to, theirs.caller);
   answer.version = protocol::version;
   for (const auto* f : detail::registered_functions()) {

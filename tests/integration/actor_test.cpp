@@ -311,7 +311,7 @@ TEST(DistributedActorTrust, AHelloWithoutProofKeepsNoDeadCallersActorsAlive) {
   std::thread attacker([&] {
     while (attacking) {
       framex::test::raw_peer p(w.port());
-      p.request(1, "framex.challenge", std::string(32, 'c'));
+      p.request(1, "framex.challenge", std::vector<char>(32, 'c'));  // bin
       (void)p.receive();
       p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20,
                 std::map<std::string, std::uint64_t>{{"caller", dead_caller}});

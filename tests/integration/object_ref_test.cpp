@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -318,6 +319,64 @@ TEST(ObjectRef, MissingAndCorruptObjectsAreClearErrorsNamingThem) {
   });
 }
 
+// The store is this user's alone: its directories 0700, its files 0600; a
+// root another user could write, a root of another user, or a link planted
+// for an owner's directory is refused with an error naming it, and nothing is
+// written through it.
+TEST(ObjectRef, TheStoreIsPrivateAndRefusesWhatItCannotKeepSo) {
+  const auto spill = [](const storage& s) -> std::string {
+    framex::runtime rt(to({"127.0.0.1:1"}, s));
+    return run([&]() -> asio::awaitable<std::string> {
+      try {
+        auto ref = co_await framex::put(pattern(threshold * 2, 21), &rt);
+        co_return ref.spilled() ? ref.name() : std::string("(not spilled)");
+      } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code(), framex::errc::object_unavailable);
+        co_return std::string("refused: ") + e.what();
+      }
+    });
+  };
+  storage fresh;
+  const fs::path root = fresh.dir.path() / "objects";  // made by the store
+  framex::config cfg = to({"127.0.0.1:1"}, fresh);
+  cfg.storage.path = root.string();
+  {
+    framex::runtime rt(cfg);
+    const bool spilled = run([&]() -> asio::awaitable<bool> {
+      auto ref = co_await framex::put(pattern(threshold * 2, 20), &rt);
+      co_return ref.spilled();
+    });
+    ASSERT_TRUE(spilled);
+    ASSERT_TRUE(fs::is_directory(root));
+    EXPECT_EQ(fs::status(root).permissions(), fs::perms::owner_all);
+    for (const auto& e : fs::recursive_directory_iterator(root)) {
+      const auto want = e.is_directory() ? fs::perms::owner_all : fs::perms::owner_read | fs::perms::owner_write;
+      EXPECT_EQ(e.status().permissions(), want) << e.path();
+    }
+  }
+
+  storage open_to_all;
+  fs::permissions(open_to_all.dir.path(), fs::perms::all);
+  const std::string shared = spill(open_to_all);
+  EXPECT_NE(shared.find("refused: " + open_to_all.path() + " is writable by group or others"), std::string::npos) << shared;
+
+  storage planted;
+  const framex::test::temp_dir elsewhere;
+  char owner[17];
+  std::snprintf(owner, sizeof owner, "%016llx", static_cast<unsigned long long>(framex::detail::caller_id()));
+  fs::create_directory_symlink(elsewhere.path(), planted.dir.path() / owner);
+  const std::string linked = spill(planted);
+  EXPECT_NE(linked.find("is a symbolic link"), std::string::npos) << linked;
+  EXPECT_TRUE(fs::is_empty(elsewhere.path())) << "written through a planted link";
+
+  if (::geteuid() == 0) {  // only root can give a directory away
+    storage theirs;
+    ASSERT_EQ(::chown(theirs.path().c_str(), 65534, 65534), 0);
+    const std::string foreign = spill(theirs);
+    EXPECT_NE(foreign.find(theirs.path() + " belongs to another user"), std::string::npos) << foreign;
+  }
+}
+
 TEST(ObjectRef, AWorkerWithAnotherStorageDirectoryFailsClearly) {
   storage s, elsewhere;
   worker_process w(0, env_for(elsewhere));
@@ -376,6 +435,21 @@ TEST(HostileObjectRefs, MalformedReferencesAndMarkersGetClearErrors) {
   EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
   send(7, ext(42, "an ext of another type"), 1);
   EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  {  // a well-formed marker naming an owner this connection's hello did not: no result is written for it
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p(b);
+    p.pack_array(4);
+    p.pack(0);
+    p.pack(8);
+    p.pack(std::string("object_ref_test::make_bytes"));
+    p.pack_array(3);
+    p.pack_ext(8, framex::detail::as_ref_ext_type);
+    p.pack_ext_body(std::string(8, '\x01').data(), 8);
+    p.pack(std::uint64_t{threshold * 4});
+    p.pack(5);
+    peer.send(std::string(b.data(), b.size()));
+    EXPECT_EQ(code_of_next(), code(framex::errc::bad_arguments));
+  }
   std::size_t files = 0;
   for (const auto& e : fs::recursive_directory_iterator(s.dir.path())) files += e.is_regular_file() ? 1 : 0;
   EXPECT_EQ(files, 0u) << "the worker wrote something for a hostile peer";
