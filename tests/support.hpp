@@ -100,9 +100,11 @@ class temp_dir {
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   /// The path of `name` in the directory.
   [[nodiscard]] std::string at(const std::string& name) const { return (path_ / name).string(); }
-  /// Writes `content` and a newline to `name`; returns its path.
+  /// Writes `content` and a newline to `name` (0600: a token file may be
+  /// read by its owner only); returns its path.
   std::string write(const std::string& name, const std::string& content) {
     std::ofstream(path_ / name) << content << "\n";
+    std::filesystem::permissions(path_ / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return at(name);
   }
 

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -43,6 +44,11 @@ std::string trimmed(const std::string& s) {
 std::string read_token_file(const std::string& path, std::string_view key) {
   const auto text = read_file(path);
   if (!text) throw config_error(std::string(key) + ": cannot read the token file " + path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IRWXO) != 0) {
+    throw config_error(std::string(key) + ": the token file " + path +
+                       " may be read or written by any user: chmod o-rwx it (600, or 640 for a group)");
+  }
   std::string token = trimmed(*text);
   if (token.empty()) throw config_error(std::string(key) + ": the token file " + path + " is empty");
   if (token.size() < 16) {

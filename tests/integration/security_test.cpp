@@ -234,6 +234,15 @@ TEST_F(Security, AnUnreadableTokenFileIsAConfigErrorThatNamesTheFileNotTheToken)
   }
   cfg.distributed.token_file = files.write("short", "tiny");
   EXPECT_THROW(framex::runtime{cfg}, framex::config_error);
+  const std::string open_to_all = files.write("open", good_token);
+  std::filesystem::permissions(open_to_all, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  cfg.distributed.token_file = open_to_all;
+  try {
+    framex::runtime rt(cfg);
+    ADD_FAILURE() << "a token file any user may read was taken";
+  } catch (const framex::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find(open_to_all + " may be read or written by any user"), std::string::npos) << e.what();
+  }
   cfg.distributed.token_file = good;
   EXPECT_EQ(cfg.describe().find(good_token), std::string::npos);  // --print-config shows the file only
 }

@@ -207,6 +207,7 @@ TEST_F(Tls, ATokenOverTlsIsCheckedAsWithout) {
   const auto dir = std::filesystem::path(ca.ca_file()).parent_path();
   std::ofstream(dir / "good") << "tls-token-good-0123456789abcdef\n";
   std::ofstream(dir / "bad") << "tls-token-bad-0123456789abcdef\n";
+  for (const char* name : {"good", "bad"}) std::filesystem::permissions(dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto env = worker_env(worker_cert, false);
   env.push_back("FRAMEX_WORKER__TOKEN_FILE=" + (dir / "good").string());
   worker_process w(0, env);
