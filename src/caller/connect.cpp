@@ -71,7 +71,11 @@ greeting_failure lost_before_hello(const std::error_code& why, bool over_tls) {
     if (why.message().find("alert") != std::string::npos) {
       return {"the worker refused the TLS handshake: " + why.message(), errc::unauthorized};
     }
-    return {"TLS failed: " + why.message() + " (does the worker speak TLS?)"};
+    greeting_failure plaintext{"TLS failed: " + why.message() + " (does the worker speak TLS?)"};
+    // A reply that is no TLS record ("wrong version number"): a plaintext
+    // server, which no retry turns into a TLS one.
+    plaintext.other_protocol = why.message().find("wrong version number") != std::string::npos;
+    return plaintext;
   }
   std::string what = "the connection closed: " + why.message();
   if (!over_tls) what += " (does the worker require TLS?)";
@@ -295,7 +299,7 @@ void distributed_runtime::impl::connected(slot& s, std::shared_ptr<net::client> 
     s.status = slot::state::down;
     s.last_error = stopping ? "the runtime is shutting down" : failed.what;
     s.last_code = failed.code;
-    s.hello_refused = failed.unknown_method;
+    s.hello_refused = failed.unknown_method || failed.other_protocol;
     s.retry_at = clock::now() + s.reconnect.next();
     if (conn) conn->close(code_of(errc::cancelled));
   } else {

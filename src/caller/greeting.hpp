@@ -24,6 +24,7 @@ struct greeting_failure {
   std::string what;
   errc code = errc::worker_lost;
   bool unknown_method = false;  // the peer answered that it knows no such method
+  bool other_protocol = false;  // the peer speaks another protocol (plaintext to TLS): retrying cannot help
 };
 
 /// What a worker's hello told.

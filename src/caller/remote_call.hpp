@@ -97,7 +97,7 @@ struct slot {
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
   errc last_code = errc::worker_lost;          // what last_error means to a call
-  bool hello_refused = false;                  // its server answered the required hello as no framex worker does
+  bool hello_refused = false;                  // its server answered the required hello as no framex worker does, or spoke plaintext to TLS
   bool framex = false;                         // it answered the hello: framex's own messages (ping, cancel) go to it
   std::weak_ptr<asio::steady_timer> deadline;  // while connecting: shutdown cuts it short
   heartbeat beat;

@@ -218,6 +218,11 @@ class app::impl {
                                    detail::tls_context_for(cfg.server.tls, net::tls_context::role::server, "server")};
     ingress.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dispatch(m, p, c); });
     o.host = cfg.server.dashboard_host;
+    if (guard.dashboard() == nullptr && !detail::is_loopback(o.host)) {
+      spdlog::warn("framex app: the dashboard listens on {} with no auth.dashboard_key: anyone who reaches it reads the "
+                   "stats, recent errors and function names",
+                   o.host);
+    }
     o.port = cfg.server.dashboard_port;
     board.emplace(io, o, [this](const std::string& m, const std::string& p, http_call& c) { return dashboard(m, p, c); });
     const char* scheme = o.tls ? "https" : "http";

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -323,6 +324,27 @@ TEST(AppKeys, RulesAndTheDashboardKeyInDistributedMode) {
   cfg.runtime.mode = framex::mode::distributed;
   cfg.distributed.workers = {w.address()};
   check_key_rules(cfg);
+}
+
+// A dashboard open to the network with no key is said so in the log.
+TEST(AppKeys, ADashboardBeyondLoopbackWithNoKeyIsWarnedOf) {
+  const auto log_of_start = [](const std::string& key) {
+    framex::config cfg = app_config();
+    cfg.log.level = "warn";
+    cfg.server.dashboard_host = "0.0.0.0";
+    if (!key.empty()) cfg.auth.dashboard_key = key;
+    testing::internal::CaptureStdout();
+    testing::internal::CaptureStderr();
+    {
+      framex::app app{cfg};
+      app.start();
+      app.stop();
+    }
+    std::fflush(nullptr);
+    return testing::internal::GetCapturedStdout() + testing::internal::GetCapturedStderr();
+  };
+  EXPECT_NE(log_of_start("").find("the dashboard listens on 0.0.0.0 with no auth.dashboard_key"), std::string::npos);
+  EXPECT_EQ(log_of_start("a-dashboard-key-0123456789").find("no auth.dashboard_key"), std::string::npos);
 }
 
 TEST(AppKeys, AMissingKeyFileOrVariableIsAConfigError) {

@@ -201,6 +201,9 @@ TEST_F(Tls, PlaintextAgainstTlsFailsClearlyEitherWay) {
   expect_fails_saying(caller(plain_worker.address(), &client_cert), "does the worker speak TLS?");
   framex::runtime plain(distributed({plain_worker.address()}));
   EXPECT_EQ(twice(plain, 5), 10);
+  // A plaintext server never turns into a TLS one: no retry until the deadline.
+  framex::runtime tls_to_plain(caller(plain_worker.address(), &client_cert));
+  EXPECT_EQ(failure(tls_to_plain).code(), framex::errc::worker_lost);  // at once, not `timeout` after 20 s
 }
 
 TEST_F(Tls, ATokenOverTlsIsCheckedAsWithout) {
