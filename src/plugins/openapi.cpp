@@ -51,11 +51,12 @@ json::object operation(http_method method, const route_doc& doc, bool streams, c
   }
   json::object error_schema{{"type", "object"},
                             {"properties", {{"status", {{"type", "integer"}}}, {"message", {{"type", "string"}}}}}};
-  op["responses"] = {{"200", {{"description", "the result"}, {"content", std::move(content)}}},
-                     {"400",
-                      {{"description", "a parameter is missing or has the wrong type"},
-                       {"content", {{"application/json", {{"schema", error_schema}}}}}}},
-                     {"503", {{"description", "the plugin is serving its max_ongoing_requests"}}}};
+  json::object responses{{"200", {{"description", "the result"}, {"content", std::move(content)}}},
+                         {"400",
+                          {{"description", "a parameter is missing or has the wrong type"},
+                           {"content", {{"application/json", {{"schema", error_schema}}}}}}}};
+  if (!tag.empty()) responses["503"] = {{"description", "the plugin is serving its max_ongoing_requests"}};  // a plugin's only
+  op["responses"] = std::move(responses);
   return op;
 }
 

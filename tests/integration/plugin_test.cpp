@@ -414,6 +414,9 @@ TEST(Plugins, OpenApiDescribesEveryRouteAndDocsIsServed) {
     }
   }
   EXPECT_EQ(paths.at("/api/v1/twice").at("get").at("summary"), "Twice x");
+  // 503 is a plugin's answer at its max_ongoing_requests, not the app's own routes'.
+  EXPECT_FALSE(paths.at("/api/v1/twice").at("get").at("responses").as_object().contains("503"));
+  EXPECT_TRUE(paths.at("/api/v1/billing/tax").at("get").at("responses").as_object().contains("503"));
   EXPECT_EQ(paths.at("/api/v1/billing/tax").at("get").at("parameters").at(0).at("schema").at("type"), "integer");
   const auto& invoice = paths.at("/api/v1/billing/invoice").at("post").at("requestBody").at("content").at("application/json").at("schema");
   EXPECT_EQ(invoice.at("properties").at("cents").at("type"), "array");
