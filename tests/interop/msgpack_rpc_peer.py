@@ -102,7 +102,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         token = "python-peer-" + os.urandom(16).hex()
         token_file = os.path.join(tmp, "token")
-        with open(token_file, "w") as f:
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:  # the owner's only
             f.write(token + "\n")
         proc, port = start_worker(sys.argv[1], dict(os.environ, FRAMEX_WORKER__TOKEN_FILE=token_file))
         try:
