@@ -14,11 +14,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -307,20 +309,27 @@ TEST(DistributedActorTrust, AHelloWithoutProofKeepsNoDeadCallersActorsAlive) {
   caller.kill_now();
   // Hellos naming the dead caller, with no proof, every 50 ms while the test
   // waits (for at most 10 s, many times the grace) for its actor to go.
-  std::atomic<bool> attacking{true};
+  std::mutex attack;
+  std::condition_variable attack_over;
+  bool attacking = true;
   std::thread attacker([&] {
-    while (attacking) {
+    for (std::unique_lock lock(attack); attacking; attack_over.wait_for(lock, 50ms, [&] { return !attacking; })) {
+      lock.unlock();
       framex::test::raw_peer p(w.port());
       p.request(1, "framex.challenge", std::vector<char>(32, 'c'));  // bin
       (void)p.receive();
       p.request(2, "framex.hello", 1, std::map<std::string, std::string>{}, 1 << 20,
                 std::map<std::string, std::uint64_t>{{"caller", dead_caller}});
       (void)p.receive();
-      std::this_thread::sleep_for(50ms);
+      lock.lock();
     }
   });
   EXPECT_EQ(eventually([&] { return alive_there(); }, 0, 10s), 0) << "an unproved hello kept the dead caller's actor";
-  attacking = false;
+  {
+    std::lock_guard lock(attack);
+    attacking = false;
+  }
+  attack_over.notify_all();
   attacker.join();
 }
 

@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -69,13 +71,15 @@ TEST(LocalRuntime, TheCallersIoContextKeepsServingTimersWhileBlockingCallsRun) {
 
 // Each call waits (at most 5 s) until `n` calls run at once, and counts the
 // most it saw: calls run one after another would see 1.
-std::atomic<int> running_now{0};
-std::atomic<int> most_at_once{0};
+std::mutex meeting;
+std::condition_variable arrived;
+int running_now = 0;
+int most_at_once = 0;
 int meet(int n) {
-  int now = ++running_now;
-  for (int seen = most_at_once.load(); seen < now && !most_at_once.compare_exchange_weak(seen, now);) {
-  }
-  for (const auto until = clock::now() + 5s; most_at_once.load() < n && clock::now() < until;) std::this_thread::sleep_for(1ms);
+  std::unique_lock lock(meeting);
+  most_at_once = std::max(most_at_once, ++running_now);
+  arrived.notify_all();
+  arrived.wait_for(lock, 5s, [&] { return most_at_once >= n; });
   --running_now;
   return n;
 }
