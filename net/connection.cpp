@@ -60,6 +60,8 @@ void drop_front(std::vector<asio::const_buffer>& buffers, std::size_t n) {
   buffers.front() += n;
 }
 
+std::string shown(std::chrono::milliseconds t) { return std::to_string(t.count()) + " ms"; }
+
 bool is_tcp(const connection::socket_type& s) {
   boost::system::error_code ec;
   const int family = s.local_endpoint(ec).protocol().family();
@@ -193,11 +195,70 @@ bool connection::send(message_buffer message, bool batch) {
 // written; above the cap the connection closes, as its peer does not read
 // what it asked for.
 void connection::count_queued(std::size_t n, std::unique_lock<std::mutex>& lock) {
-  queued_bytes_ += n;
-  if (queued_bytes_ > limits_.write_cap) {
-    lock.unlock();
-    close(make_error_code(errc::too_large));
+  const bool had_output = queued_bytes_ != 0;
+  requeue(n, 0);
+  auto why = over_budget(had_output);
+  if (why.empty()) return;
+  // Over a budget: what waits is freed here and now, and the connection
+  // refuses what its calls still send, rather than hold it until the strand
+  // gets to the close.
+  std::deque<message_buffer> dropped;
+  dropped.swap(queue_);
+  std::vector<message_buffer> dropped_held;
+  message_buffer dropped_batch;
+  if (tls_) {
+    dropped_held.swap(tls_->held);
+    std::swap(dropped_batch, tls_->batch);
   }
+  std::size_t freed = 0;
+  for (const auto& m : dropped) freed += m.size();
+  for (const auto& m : dropped_held) freed += m.size();
+  freed += dropped_batch.size();
+  if (sent_of_front_ != 0 && !dropped.empty()) freed -= sent_of_front_;
+  sent_of_front_ = 0;
+  requeue(0, std::min(freed, queued_bytes_));
+  if (!close_reason_) {
+    close_reason_ = make_error_code(errc::too_large);
+    close_detail_ = std::move(why);
+  }
+  const bool sending = state_ == write_state::direct;
+  state_ = write_state::closing;
+  lock.unlock();
+  if (!sending) asio::post(executor_, [self = shared_from_this()] { self->finish_close(); });
+}
+
+std::string connection::over_budget(bool had_output) const {
+  if (queued_bytes_ > limits_.write_cap) {
+    return "answers unread: " + std::to_string(queued_bytes_) + " bytes queued, over the connection's limit of " +
+           std::to_string(limits_.write_cap);
+  }
+  if (!limits_.queued_total || limits_.max_queued_total == 0 || queued_bytes_ == 0) return {};
+  // One budget for the answers of every connection: past it, the connection
+  // that was already behind goes, and so does one that cannot take a large
+  // answer at once; a few small answers gathered for one write are not behind.
+  constexpr std::size_t small_output = std::size_t{64} << 10;
+  const std::size_t total = limits_.queued_total->load(std::memory_order_relaxed);
+  if (total > limits_.max_queued_total && (had_output || queued_bytes_ > small_output)) {
+    return "answers unread: the connections' queued answers hold " + std::to_string(total) +
+           " bytes, over their shared limit of " + std::to_string(limits_.max_queued_total);
+  }
+  return {};
+}
+
+void connection::requeue(std::size_t added, std::size_t removed) noexcept {
+  queued_bytes_ = queued_bytes_ + added - removed;
+  if (limits_.queued_total && added != removed) {
+    if (added > removed) {
+      limits_.queued_total->fetch_add(added - removed, std::memory_order_relaxed);
+    } else {
+      limits_.queued_total->fetch_sub(removed - added, std::memory_order_relaxed);
+    }
+  }
+}
+
+bool connection::shared_output_high() const noexcept {
+  return limits_.queued_total && limits_.max_queued_total != 0 && queued_bytes_ != 0 &&
+         limits_.queued_total->load(std::memory_order_relaxed) > limits_.max_queued_total / 2;
 }
 
 // Under `lock` (of mutex_): writes `message` (ciphertext, over TLS) at once
@@ -253,10 +314,25 @@ void connection::finish_direct(message_buffer rest, std::size_t sent, bool faile
   bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
   if (sent == rest.size()) touch();
   std::unique_lock lock(mutex_);
-  if (!failed && sent < rest.size()) {
-    sent_of_front_ = sent;
-    queued_bytes_ += rest.size() - sent;
-    queue_.push_front(std::move(rest));
+  if (!failed && sent < rest.size() && state_ != write_state::closing) {
+    const bool had_output = queued_bytes_ != 0;
+    requeue(rest.size() - sent, 0);
+    if (auto why = over_budget(had_output); !why.empty()) {
+      requeue(0, rest.size() - sent);  // dropped, with what waits behind it
+      std::deque<message_buffer> dropped;
+      dropped.swap(queue_);
+      std::size_t freed = 0;
+      for (const auto& m : dropped) freed += m.size();
+      requeue(0, std::min(freed, queued_bytes_));
+      failed = true;
+      if (!close_reason_) {
+        close_reason_ = make_error_code(errc::too_large);
+        close_detail_ = std::move(why);
+      }
+    } else {
+      sent_of_front_ = sent;
+      queue_.push_front(std::move(rest));
+    }
   }
   enum { nothing, close_now, flush_queue } next = nothing;
   if (failed) {
@@ -290,10 +366,9 @@ void connection::flush() {
     std::lock_guard lock(mutex_);
     if (state_ != write_state::writing) return;
     if (tls_ && tls_->batch.size() != 0) {
-      queued_bytes_ -= tls_->batch.size();
       auto sealed = seal(tls_->batch);
+      requeue(sealed.size(), tls_->batch.size());
       tls_->batch = message_buffer();
-      queued_bytes_ += sealed.size();
       queue_.push_back(std::move(sealed));
     }
     in_flight_.clear();
@@ -322,7 +397,13 @@ void connection::flush() {
 
 // On the strand: `n` bytes of what `flush` took are written, or writing failed.
 void connection::wrote(const boost::system::error_code& ec, std::size_t n) {
-  if (ec) return do_close(ec);
+  if (ec) {
+    {
+      std::lock_guard lock(mutex_);
+      in_flight_.clear();  // what it held is freed now, not when the connection goes
+    }
+    return do_close(ec);
+  }
   touch();
   bytes_sent_.fetch_add(n, std::memory_order_relaxed);
   bool drained = false, resume = false, more = false, close_now = false;
@@ -330,7 +411,7 @@ void connection::wrote(const boost::system::error_code& ec, std::size_t n) {
     std::lock_guard lock(mutex_);
     in_flight_.clear();
     if (state_ != write_state::writing) return;  // closed meanwhile: nothing is queued any more
-    queued_bytes_ -= n;
+    requeue(0, n);
     if (nothing_queued()) {
       state_ = write_state::idle;
       drained = true;
@@ -354,7 +435,7 @@ void connection::read() {
   {
     std::lock_guard lock(mutex_);
     if (state_ == write_state::closing || state_ == write_state::closed) return;
-    if (limits_.pause_reading && queued_bytes_ > limits_.write_high_water) {
+    if (limits_.pause_reading && (queued_bytes_ > limits_.write_high_water || shared_output_high())) {
       read_paused_ = true;  // flush resumes reading once the peer has read its answers
       return;
     }
@@ -408,11 +489,14 @@ void connection::arrived(std::size_t n) {
       on_message(std::move(message), reader_.last_cost());
     }
   } catch (const std::system_error& e) {
-    return do_close(e.code());
-  } catch (const std::exception&) {
-    return do_close(std::make_error_code(std::errc::protocol_error));
+    return do_close(e.code(), e.what());
+  } catch (const std::exception& e) {
+    return do_close(std::make_error_code(std::errc::protocol_error), e.what());
   }
-  if (!count_partial()) return do_close(make_error_code(errc::too_large));
+  if (!count_partial()) {
+    return do_close(make_error_code(errc::too_large), "messages still arriving on all connections would hold over " +
+                                                          std::to_string(limits_.max_partial_bytes) + " bytes");
+  }
   if (completed || !receiving()) message_started_ = {};
   if (receiving() && message_started_ == clock::time_point{}) message_started_ = clock::now();
   read();
@@ -468,14 +552,14 @@ void connection::watch() {
   if (message_timeout.count() == 0 && idle_timeout.count() == 0 && !awaiting_greeting && handshake_timeout.count() == 0) return;
   const auto now = clock::now();
   if (handshake_timeout.count() != 0 && now - started_ >= handshake_timeout) {
-    return do_close(make_error_code(errc::timeout));  // a TLS handshake that never completes
+    return do_close(make_error_code(errc::timeout), "the TLS handshake did not complete in " + shown(handshake_timeout));
   }
   if (awaiting_greeting && now - started_ >= limits_.greeting_timeout) {
-    return do_close(make_error_code(errc::unauthorized));  // never proved who it is
+    return do_close(make_error_code(errc::unauthorized), "the peer did not prove who it is in " + shown(limits_.greeting_timeout));
   }
   if (message_timeout.count() != 0 && message_started_ != clock::time_point{} &&
       now - message_started_ >= message_timeout) {
-    return do_close(make_error_code(errc::timeout));  // a message that never finishes arriving
+    return do_close(make_error_code(errc::timeout), "a message did not arrive whole in " + shown(message_timeout));
   }
   if (idle_timeout.count() != 0 && !receiving() && now - last_activity() >= idle_timeout && idle() &&
       queued_bytes() == 0) {
@@ -494,6 +578,23 @@ void connection::watch() {
 
 void connection::close(std::error_code why) {
   asio::post(executor_, [self = shared_from_this(), why] { self->do_close(why); });
+}
+
+void connection::close(std::error_code why, std::string detail) {
+  asio::post(executor_, [self = shared_from_this(), why, d = std::move(detail)]() mutable { self->do_close(why, std::move(d)); });
+}
+
+std::string connection::close_detail() const {
+  std::lock_guard lock(mutex_);
+  return close_detail_;
+}
+
+void connection::do_close(std::error_code why, std::string detail) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!close_reason_ && close_detail_.empty()) close_detail_ = std::move(detail);
+  }
+  do_close(why);
 }
 
 void connection::close_when_drained() {
@@ -526,7 +627,7 @@ void connection::finish_close() {
     state_ = write_state::closed;
     queue_.clear();
     if (tls_) tls_->batch = message_buffer();
-    queued_bytes_ = 0;
+    requeue(0, queued_bytes_);
   }
   if (limits_.partial_bytes) limits_.partial_bytes->fetch_sub(counted_partial_, std::memory_order_relaxed);
   counted_partial_ = 0;

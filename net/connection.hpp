@@ -19,7 +19,11 @@
 //
 // Bounds. Output queued above `write_high_water` pauses reading (a peer that
 // does not read its answers gets no new work read from it) until the queue
-// drains below half of it; above `write_cap` the connection closes. A message
+// drains below half of it; above `write_cap` the connection closes. The output
+// queued by all connections sharing `queued_total` has one budget too: above
+// half of it a connection with output waiting reads no new work, and above it
+// a connection closes that already had output waiting or now has more than
+// 64 KiB waiting. A message
 // must arrive whole within `message_timeout` of its first byte; a connection
 // that the owner says is idle closes after `idle_timeout` without traffic, and
 // one the owner has not marked greeted closes `greeting_timeout` after it began.
@@ -65,6 +69,11 @@ struct connection_limits {
   /// Queued output bytes above which the connection closes (at least one
   /// largest message above the high-water mark).
   std::size_t write_cap = std::size_t{64} << 20;
+  /// Shared by the connections of one server: the output bytes they have
+  /// queued together, bounded by `max_queued_total` (see the top of this
+  /// file). Null: no shared limit.
+  std::shared_ptr<std::atomic<std::size_t>> queued_total;
+  std::size_t max_queued_total = 0;
   /// A message's bytes must all arrive within this time; zero: no limit.
   std::chrono::milliseconds message_timeout{0};
   /// An idle connection (see `connection::idle`) closes after this long without
@@ -127,6 +136,11 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Closes the connection (asynchronously); `on_close` follows once.
   /// Thread safety: any thread.
   void close(std::error_code why);
+  /// The same, saying in words why this side closes (see `close_detail`).
+  void close(std::error_code why, std::string detail);
+  /// Why this side closed the connection, in words, when it did so for a
+  /// limit or a timeout; empty otherwise. Thread safety: any thread.
+  [[nodiscard]] std::string close_detail() const;
 
   /// Closes once every queued byte is written (at once if none is). On the strand.
   void close_when_drained();
@@ -185,6 +199,12 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] bool nothing_queued() const;
   bool transmit(message_buffer message, std::unique_lock<std::mutex>& lock, bool batch = false);
   void count_queued(std::size_t n, std::unique_lock<std::mutex>& lock);
+  // Under mutex_: why the output queued now is past a budget; empty when it is not.
+  [[nodiscard]] std::string over_budget(bool had_output) const;
+  // Under mutex_: this connection's queued output, and the server's, change by `added - removed`.
+  void requeue(std::size_t added, std::size_t removed) noexcept;
+  // Under mutex_: the server's queued output is so high that this connection, with output waiting, reads no new work.
+  [[nodiscard]] bool shared_output_high() const noexcept;
   void read();
   void decrypted(std::size_t n);
   void arrived(std::size_t n);
@@ -194,6 +214,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void wrote(const boost::system::error_code& ec, std::size_t n);
   void finish_direct(message_buffer rest, std::size_t sent, bool failed);
   void finish_close();
+  void do_close(std::error_code why, std::string detail);
   void watch();
   void touch() noexcept;
   bool count_partial();
@@ -225,6 +246,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t sent_of_front_ = 0;  // bytes of queue_.front() a direct send already wrote
   std::size_t queued_bytes_ = 0;   // in queue_ and in_flight_, not yet written
   bool close_when_drained_ = false;
+  std::string close_detail_;
   std::error_code close_reason_;
 };
 

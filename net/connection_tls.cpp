@@ -64,9 +64,8 @@ void connection::handshake_done() {
     if (state_ != write_state::writing) return;  // closed meanwhile
     tls_->ready = true;
     for (auto& plain : tls_->held) {
-      queued_bytes_ -= plain.size();
       auto sealed = seal(plain);
-      queued_bytes_ += sealed.size();
+      requeue(sealed.size(), plain.size());
       queue_.push_back(std::move(sealed));
     }
     tls_->held.clear();

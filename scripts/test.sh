@@ -54,8 +54,8 @@ for preset in "${presets[@]}"; do
     # sanitizer replaces.
     asan) skip=(-E '^((compile_fail|DistributedActorChild|CallAllocations)[.])') ;;
     release) skip=(-E '^((Etcd|EtcdTls|Netns|DistributedActorChild)[.])') ;;
-    tsan) skip=(-E '^((Siege|SiegeHttp|SiegeTls|HardeningFiles|Etcd|EtcdTls|Netns|example|DistributedActorChild|CallAllocations)[.]|ObjectRef[.]ALargeObjectIsReadOncePerWorker$)') ;;
-    *) skip=(-E '^((Siege|SiegeHttp|SiegeTls|Etcd|EtcdTls|Netns|DistributedActorChild)[.])') ;;
+    tsan) skip=(-E '^((Siege|SiegeHttp|SiegeTls|SiegeOutput|SiegeAdmission|HardeningFiles|Etcd|EtcdTls|Netns|example|DistributedActorChild|CallAllocations)[.]|ObjectRef[.]ALargeObjectIsReadOncePerWorker$)') ;;
+    *) skip=(-E '^((Siege|SiegeHttp|SiegeTls|SiegeOutput|SiegeAdmission|Etcd|EtcdTls|Netns|DistributedActorChild)[.])') ;;
   esac
   stage "${preset}: test" ctest --preset "$preset" -j "$jobs" "${skip[@]}"
 done

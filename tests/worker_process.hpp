@@ -168,21 +168,27 @@ class worker_process {
   std::uint16_t port_ = 0;
 };
 
-/// The peak resident memory (VmHWM) of process `pid`, in MiB. Throws when it
-/// cannot be read (the process is gone), so no memory bound passes by default.
-inline long peak_rss_mib(pid_t pid) {
+/// A figure of /proc/PID/status (`field`, such as "VmHWM:"), in MiB. Throws
+/// when it cannot be read (the process is gone), so no memory bound passes by
+/// default.
+inline long status_mib(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (status >> key) {
-    if (key == "VmHWM:") {
+    if (key == field) {
       long kib = 0;
       if (status >> kib) return kib / 1024;
       break;
     }
     status.ignore(4096, '\n');
   }
-  throw std::runtime_error("the peak memory of process " + std::to_string(pid) + " cannot be read: is it gone?");
+  throw std::runtime_error("the memory of process " + std::to_string(pid) + " cannot be read: is it gone?");
 }
+
+/// The peak resident memory (VmHWM) of process `pid`, in MiB.
+inline long peak_rss_mib(pid_t pid) { return status_mib(pid, "VmHWM:"); }
+/// The resident memory (VmRSS) of process `pid` now, in MiB.
+inline long rss_mib(pid_t pid) { return status_mib(pid, "VmRSS:"); }
 
 /// What a siege may add to a worker's peak memory: 256 MiB, as users see it;
 /// under ASan, where every allocation costs a redzone, shadow bytes and a size

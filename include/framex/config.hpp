@@ -167,6 +167,11 @@ struct config {
     /// Answers queued for a peer that does not read them: above this many
     /// bytes the connection closes (reading from it pauses at a quarter).
     std::size_t max_output_bytes = std::size_t{64} << 20;
+    /// Answers queued for all peers together: above this many bytes, a
+    /// connection closes that already had answers waiting, or that cannot take
+    /// more than 64 KiB of an answer at once; above half of it, connections
+    /// with answers waiting read no new work. 0: no limit.
+    std::size_t max_output_total_bytes = std::size_t{64} << 20;
     /// Send a failed function's exception type and message to the caller
     /// (framex callers rethrow them as `remote_error`). When false, the caller
     /// gets a fixed message with an error id, and the text goes to the log.

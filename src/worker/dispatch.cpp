@@ -28,6 +28,40 @@ void worker::impl::refuse(net::session& from, const net::incoming_request& reque
 }
 
 void worker::impl::on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) {
+  const auto& m = request.method;
+  const bool control = m == protocol::cancel || m == protocol::ping || m == protocol::hello || m == protocol::challenge ||
+                       m.starts_with(protocol::actor_prefix);
+  if (!control) {
+    std::lock_guard lock(mutex_);
+    if (const auto it = ordered_.find(from.get()); it != ordered_.end()) {
+      auto& held = it->second.held;
+      if (cfg_.max_calls_per_connection != 0 && held.size() >= cfg_.max_calls_per_connection) {
+        return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded),
+                      "this connection has " + std::to_string(held.size()) + " messages waiting for a notification already");
+      }
+      held.push_back(std::move(request));
+      return;
+    }
+  }
+  serve(from, std::move(request));
+}
+
+void worker::impl::serve_held(const std::shared_ptr<net::session>& from) {
+  for (;;) {
+    net::incoming_request next;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = ordered_.find(from.get());
+      if (it == ordered_.end() || it->second.running != 0) return;
+      if (it->second.held.empty()) return void(ordered_.erase(it));
+      next = std::move(it->second.held.front());
+      it->second.held.pop_front();
+    }
+    serve(from, std::move(next));
+  }
+}
+
+void worker::impl::serve(const std::shared_ptr<net::session>& from, net::incoming_request request) {
   if (serve_builtin(from, request)) return;
   const function_entry* fn = served_function(*from, request);
   if (fn == nullptr) return;
@@ -102,11 +136,21 @@ bool worker::impl::read_layout(net::session& from, const net::incoming_request& 
   return true;
 }
 
+detail::admission::peer_id worker::impl::peer_of(const net::session& from) noexcept {
+  // A caller's id, from its hello (proved, with a token); else the host its
+  // connection comes from ("unix:PATH" for every peer on a unix socket).
+  if (from.credentials.caller != 0) return from.credentials.caller & ~(std::uint64_t{1} << 63);
+  std::string_view host = from.peer();
+  if (!host.starts_with("unix:")) host = host.substr(0, std::min(host.size(), host.rfind(':')));
+  return std::hash<std::string_view>{}(host) | (std::uint64_t{1} << 63);
+}
+
 std::unique_ptr<worker::impl::served_call> worker::impl::admit(const std::shared_ptr<net::session>& from,
                                                                net::incoming_request request, const function_entry& fn) {
+  const auto peer = peer_of(*from);
   std::lock_guard lock(mutex_);
   using verdict = detail::admission::verdict;
-  const verdict v = admission_.check(from->calls(), request.cost);
+  const verdict v = admission_.check(peer, from->calls(), request.cost);
   if (v == verdict::stopping)
     return refuse(*from, request, errc::cancelled, detail::wire_type(errc::cancelled), admission_.why(v)), nullptr;
   if (v == verdict::draining)
@@ -120,9 +164,13 @@ std::unique_ptr<worker::impl::served_call> worker::impl::admit(const std::shared
     return refuse(*from, request, errc::overloaded, detail::wire_type(errc::overloaded), admission_.why(v)), nullptr;
   auto& l = lanes_[from.get()];
   if (!l) l = std::make_shared<lane>();
-  auto call = std::make_unique<served_call>(*this, from, std::move(request), fn, l);
-  if (!call->notification()) calls_[call->key()] = call.get();
-  admission_.admitted(call->cost());
+  auto call = std::make_unique<served_call>(*this, from, std::move(request), fn, l, peer);
+  if (call->notification()) {
+    ++ordered_[from.get()].running;  // what comes after it waits for it
+  } else {
+    calls_[call->key()] = call.get();
+  }
+  admission_.admitted(peer, call->cost());
   from->call_started();
   return call;
 }

@@ -2,6 +2,7 @@
 // whole picture is at the top of worker_impl.hpp.
 #include "worker/worker_impl.hpp"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <string>
@@ -27,23 +28,41 @@ void check_exposure(const config& cfg) {
                      "can reach it may call every function it serves");
 }
 
-// A failed TLS handshake, with the reason only this side knows (the peer
-// learns no more than an alert); at most one line a second, so a flood of bad
-// handshakes cannot flood the log.
-void log_tls_failure(const net::session& s, const std::error_code& why) {
-  using clock = std::chrono::steady_clock;
-  static std::atomic<clock::rep> last{0};
-  static std::atomic<std::uint64_t> unlogged{0};
-  const auto now = clock::now().time_since_epoch().count();
-  auto seen = last.load(std::memory_order_relaxed);
-  if (now - seen < std::chrono::duration_cast<clock::duration>(std::chrono::seconds(1)).count() ||
-      !last.compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
-    unlogged.fetch_add(1, std::memory_order_relaxed);
-    return;
+// Warnings about peers, at most one line a second of each kind, so a flood of
+// bad peers cannot flood the log: the line says how many went unlogged.
+class rate_limited_log {
+ public:
+  void warn(const std::string& line) {
+    using clock = std::chrono::steady_clock;
+    const auto now = clock::now().time_since_epoch().count();
+    auto seen = last_.load(std::memory_order_relaxed);
+    if (now - seen < std::chrono::duration_cast<clock::duration>(std::chrono::seconds(1)).count() ||
+        !last_.compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
+      unlogged_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    const auto more = unlogged_.exchange(0, std::memory_order_relaxed);
+    spdlog::warn("{}{}", line, more == 0 ? std::string() : " (and " + std::to_string(more) + " more since the last such line)");
   }
-  const auto more = unlogged.exchange(0, std::memory_order_relaxed);
-  spdlog::warn("worker: TLS with {} failed: {}{}", s.peer(), why.message(),
-               more == 0 ? std::string() : " (and " + std::to_string(more) + " more since the last such line)");
+
+ private:
+  std::atomic<std::chrono::steady_clock::rep> last_{0};
+  std::atomic<std::uint64_t> unlogged_{0};
+};
+
+// A failed TLS handshake, with the reason only this side knows (the peer
+// learns no more than an alert); and a connection the worker closed for a
+// limit or a timeout, with the limit.
+// True when it closed for a limit.
+bool log_closed(const net::session& s, const std::error_code& why) {
+  static rate_limited_log tls_failures, limits;
+  if (net::is_tls_error(why)) {
+    tls_failures.warn("framex worker: TLS with " + s.peer() + " failed: " + why.message());
+    return false;
+  }
+  auto detail = s.close_detail();
+  if (!detail.empty()) limits.warn("framex worker: closed the connection from " + s.peer() + ": " + detail);
+  return !detail.empty();
 }
 
 net::connection_limits limits_of(const config& cfg) {
@@ -52,6 +71,8 @@ net::connection_limits limits_of(const config& cfg) {
   l.read.max_elements = cfg.distributed.max_message_elements;
   l.write_high_water = std::max<std::size_t>(cfg.worker.max_output_bytes / 4, 1024);
   l.write_cap = cfg.worker.max_output_bytes;
+  l.queued_total = std::make_shared<std::atomic<std::size_t>>(0);
+  l.max_queued_total = cfg.worker.max_output_total_bytes;
   l.message_timeout = cfg.distributed.message_timeout;
   l.idle_timeout = cfg.worker.idle_timeout;
   l.partial_bytes = std::make_shared<std::atomic<std::size_t>>(0);
@@ -195,23 +216,43 @@ void worker::impl::stop() noexcept {
 }
 
 void worker::impl::on_session_closed(net::session& s, std::error_code why) {
-  if (net::is_tls_error(why)) log_tls_failure(s, why);
+  if (log_closed(s, why)) give_memory_back_soon();
   std::lock_guard lock(mutex_);
   actors_.session_closed(&s);
   lanes_.erase(&s);  // calls still queued keep the lane alive
+  if (const auto it = ordered_.find(&s); it != ordered_.end()) it->second.held.clear();  // no one to answer
   for (auto it = calls_.lower_bound({&s, 0}); it != calls_.end() && it->first.first == &s; ++it) it->second->cancel();
   sessions_closed_.notify_all();
 }
 
+void worker::impl::give_memory_back_soon() {
+  if (trim_pending_.exchange(true)) return;
+  trim_timer_.expires_after(std::chrono::seconds(1));
+  trim_timer_.async_wait([this](const boost::system::error_code& ec) {
+    trim_pending_ = false;
+    // Large answers are freed in the middle of the allocator's heaps, which
+    // it keeps unless asked.
+    if (!ec) ::malloc_trim(0);
+  });
+}
+
 void worker::impl::finished(served_call& call) {
+  bool release = false;
   {
     std::lock_guard lock(mutex_);
     if (!call.notification()) {
       const auto it = calls_.find(call.key());
       if (it != calls_.end() && it->second == &call) calls_.erase(it);
+    } else if (const auto it = ordered_.find(&call.session()); it != ordered_.end() && --it->second.running == 0) {
+      if (it->second.held.empty()) {
+        ordered_.erase(it);
+      } else {
+        release = true;  // what came after it may start now, on its connection's strand
+      }
     }
-    admission_.finished(call.cost());
+    admission_.finished(call.peer(), call.cost());
   }
+  if (release) asio::post(call.session().executor(), [this, s = call.session_ptr()] { serve_held(s); });
   held_changed_.notify_all();
   call.session().call_finished();
 }

@@ -49,6 +49,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <boost/asio/strand.hpp>
@@ -63,6 +64,7 @@
 #include <csignal>
 #include <cstring>
 #include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -125,8 +127,8 @@ class worker::impl final : public net::dispatcher {
   class served_call final : public detail::pool_task, public detail::invocation, public detail::pooled {
    public:
     served_call(impl& owner, std::shared_ptr<net::session> from, net::incoming_request request, const function_entry& fn,
-                std::shared_ptr<lane> l)
-        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)) {
+                std::shared_ptr<lane> l, detail::admission::peer_id peer)
+        : owner_(owner), session_(std::move(from)), request_(std::move(request)), fn_(fn), lane_(std::move(l)), peer_(peer) {
       if (fn_.is_async)
         signal = std::allocate_shared<asio::cancellation_signal>(detail::pool_allocator<asio::cancellation_signal>());
     }
@@ -142,7 +144,9 @@ class worker::impl final : public net::dispatcher {
     std::pair<net::session*, std::uint32_t> key() const noexcept { return {session_.get(), request_.msgid}; }
     bool notification() const noexcept { return request_.notification; }
     std::size_t cost() const noexcept { return request_.cost; }
+    detail::admission::peer_id peer() const noexcept { return peer_; }
     net::session& session() const noexcept { return *session_; }
+    const std::shared_ptr<net::session>& session_ptr() const noexcept { return session_; }
     const function_entry& fn() const noexcept { return fn_; }
     lane& queue() const noexcept { return *lane_; }
     // An async call's: what cancels its coroutine (a blocking one is cancelled by its flag).
@@ -193,12 +197,25 @@ class worker::impl final : public net::dispatcher {
     net::incoming_request request_;
     const function_entry& fn_;
     std::shared_ptr<lane> lane_;
+    detail::admission::peer_id peer_;  // whose share of the worker this call takes
     std::atomic<bool> cancelled_{false};
     msgpack::object args_{};
     bool has_args_ = false;
   };
 
+  // A message after a notification on the same connection waits until that
+  // notification's function has finished; requests among themselves run at
+  // once (framex's own methods, such as a cancel or a ping, never wait).
   void on_request(const std::shared_ptr<net::session>& from, net::incoming_request request) override;
+  // Serves a message whose turn has come.
+  void serve(const std::shared_ptr<net::session>& from, net::incoming_request request);
+  // On `from`'s strand: serves the messages held behind its notifications, in order, while none runs.
+  void serve_held(const std::shared_ptr<net::session>& from);
+  // A connection's notifications running, and the messages that came after them (under mutex_).
+  struct after_notification {
+    std::size_t running = 0;
+    std::deque<net::incoming_request> held;
+  };
 
   // What a call carries besides its function's arguments (protocol/actor_layout.hpp).
   struct call_layout {
@@ -217,6 +234,8 @@ class worker::impl final : public net::dispatcher {
   const function_entry* served_function(net::session& from, const net::incoming_request& request);
   // Reads `request`'s layout for `fn` into `out`; false when refused.
   bool read_layout(net::session& from, const net::incoming_request& request, const function_entry& fn, call_layout& out);
+  // Who `from`'s calls come from, for fair admission (worker/admission.hpp).
+  static detail::admission::peer_id peer_of(const net::session& from) noexcept;
   // Under the lock: the call, filed and counted, or null when refused.
   std::unique_ptr<served_call> admit(const std::shared_ptr<net::session>& from, net::incoming_request request,
                                      const function_entry& fn);
@@ -234,6 +253,11 @@ class worker::impl final : public net::dispatcher {
   void cancel(net::session& from, const msgpack::object& params);
 
   void on_session_closed(net::session& s, std::error_code why) override;
+
+  // A connection closed for a limit (a flood of large answers, say): a
+  // second later, the memory the allocator kept from it goes back to the
+  // system. At most one is pending.
+  void give_memory_back_soon();
 
   // The challenge (see src/protocol/hello.hpp and src/security/auth.hpp).
   void challenge(net::session& from, std::uint32_t msgid, const msgpack::object& params);
@@ -258,10 +282,13 @@ class worker::impl final : public net::dispatcher {
   std::map<call_key, served_call*, std::less<>, detail::pool_allocator<std::pair<const call_key, served_call*>>>
       calls_;  // requests in flight
   std::unordered_map<net::session*, std::shared_ptr<lane>> lanes_;
+  std::unordered_map<net::session*, after_notification> ordered_;  // connections with a notification running
   detail::admission admission_;  // under mutex_
   detail::thread_pool pool_;
   asio::io_context io_;
   detail::actor_table actors_{io_, cfg_.actor_grace};
+  asio::steady_timer trim_timer_{io_};  // see give_memory_back_soon
+  std::atomic<bool> trim_pending_{false};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::optional<net::listener> listener_;
   std::shared_ptr<detail::etcd::registration> registration_;  // with an etcd:// discovery

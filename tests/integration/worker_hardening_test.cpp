@@ -18,6 +18,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
 #include <atomic>
 #include <fstream>
 #include <functional>
@@ -103,6 +104,8 @@ int hardening_turn(int ms) {
   return before;
 }
 std::string hardening_blob(std::uint32_t n) { return std::string(n, 'b'); }
+// Only ever called by raw peers, so registered explicitly.
+[[maybe_unused]] const bool blob_exposed = (framex::expose<&hardening_blob>(), true);
 std::size_t hardening_length(const std::string& s) { return s.size(); }
 std::atomic<int> notes{0};
 void hardening_note(int n) { notes += n; }
@@ -110,6 +113,15 @@ int hardening_notes() { return notes.load(); }
 // Only ever notified by a raw peer, so registered explicitly.
 [[maybe_unused]] const bool note_exposed = (framex::expose<&hardening_note>(), true);
 int hardening_throw(int) { throw std::runtime_error("secret detail /etc/worker.conf"); }
+// A notification whose function takes a while, and what it has done.
+std::atomic<int> slow_notes{0};
+void hardening_slow_note(int n) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  slow_notes += n;
+}
+int hardening_slow_notes() { return slow_notes.load(); }
+[[maybe_unused]] const bool slow_note_exposed =
+    (framex::expose<&hardening_slow_note>(), framex::expose<&hardening_slow_notes>(), true);
 
 namespace {
 
@@ -363,6 +375,31 @@ TEST_F(Hardening, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   const auto start = clock::now();
   EXPECT_TRUE(peer.closed_by_worker());
   EXPECT_LT(since(start), 10s);
+}
+
+// ---- a notification, then a request: in order, as Neovim and msgpack-rpc peers expect ----
+
+TEST(HardeningOrder, ARequestAfterANotificationStartsOnceTheNotificationsFunctionHasFinished) {
+  worker_process w(0, {}, "/proc/self/exe", {"--threads", "4"});
+  raw_peer peer(w.port());
+  for (int i = 1; i <= 3; ++i) {
+    peer.notify("hardening_slow_note", 1);
+    peer.request(static_cast<std::uint32_t>(i), "hardening_slow_notes");
+    const auto r = peer.receive();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->get().via.array.ptr[2].type, msgpack::type::NIL) << error_text(r->get());
+    EXPECT_EQ(r->get().via.array.ptr[3].as<int>(), i) << "the request overtook notification " << i;
+  }
+  // A cancel or a ping is framex's own and does not wait: answered while a notification runs.
+  peer.notify("hardening_slow_note", 1);
+  peer.request(9, "framex.ping");
+  peer.request(10, "hardening_slow_notes");
+  const auto ping = peer.receive();
+  ASSERT_TRUE(ping);
+  EXPECT_EQ(ping->get().via.array.ptr[1].as<std::uint32_t>(), 9u);
+  const auto notes = peer.receive();
+  ASSERT_TRUE(notes);
+  EXPECT_EQ(notes->get().via.array.ptr[3].as<int>(), 4);
 }
 
 // ---- a peer that does not read its answers ----
@@ -783,6 +820,97 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
   const long peak = peak_rss_mib(w.pid());
   EXPECT_LT(peak - at_rest, framex::test::siege_bound_mib);
   std::cout << "[ siege    ] good calls " << good.succeeded() << ", worker peak RSS " << peak << " MiB (" << at_rest << " at rest)\n";
+}
+
+// Slow readers on many connections: each pipelines requests for 1 MiB
+// answers and never reads them. The answers of all connections share one
+// budget (`worker.max_output_total_bytes`), and the memory goes back once they
+// are gone, round after round.
+TEST(SiegeOutput, SlowReadersOnManyConnectionsShareOneBudgetAndGiveTheMemoryBack) {
+  raise_file_limit();
+  worker_process w(0, framex::test::siege_env());
+  const long at_rest = framex::test::rss_mib(w.pid());
+  good_caller good(w.address());
+  long after_last_round = 0;
+  for (const int connections : {32, 96, 300}) {
+    {
+      std::vector<std::unique_ptr<raw_peer>> readers;
+      std::string burst;
+      for (std::uint32_t id = 1; id <= 80; ++id) burst += request_bytes(id, "hardening_blob", 1u << 20);
+      for (int i = 0; i < connections; ++i) {
+        readers.push_back(std::make_unique<raw_peer>(w.port()));
+        readers.back()->socket().set_option(asio::socket_base::receive_buffer_size(4096));
+        boost::system::error_code ec;
+        asio::write(readers.back()->socket(), asio::buffer(burst), ec);
+      }
+      std::this_thread::sleep_for(4s);  // the attack lasts this long, then its connections go
+    }
+    // The memory goes back: within 20 s, the worker is near where it rested.
+    const auto give_up = clock::now() + 20s;
+    long now = framex::test::rss_mib(w.pid());
+    while (now - at_rest > framex::test::siege_bound_mib / 4 && clock::now() < give_up) {
+      std::this_thread::sleep_for(100ms);
+      now = framex::test::rss_mib(w.pid());
+    }
+    const long peak = peak_rss_mib(w.pid());
+    std::cout << "[ siege    ] " << connections << " slow readers: worker peak RSS " << peak << " MiB, " << now
+              << " MiB after (" << at_rest << " at rest), good caller " << good.succeeded() << " calls, "
+              << good.failed() << " errors " << good.first_failure() << "\n";
+    EXPECT_LT(peak - at_rest, framex::test::siege_bound_mib) << connections << " connections";
+    EXPECT_LE(now - at_rest, framex::test::siege_bound_mib / 4) << "the memory stayed after " << connections << " connections";
+    after_last_round = now;
+  }
+  good.finish();
+  EXPECT_EQ(good.failed(), 0) << good.first_failure();
+  EXPECT_GE(good.succeeded(), 10);
+  EXPECT_GT(after_last_round, 0);
+}
+
+// One peer floods from 16 connections, each keeping 1,024 slow calls
+// outstanding for 15 s: the worker's 10,000 calls are not all its own, and a
+// good caller, and a brand-new connection, are served meanwhile.
+TEST(SiegeAdmission, OnePeerKeepingSixteenThousandCallsOutstandingLeavesRoomForAGoodCaller) {
+  worker_process w(0, framex::test::siege_env(), "/proc/self/exe", {"--threads", "2"});
+  good_caller good(w.address());
+  std::atomic<bool> stop{false};
+  std::atomic<long> flood_refused{0}, flood_answered{0};
+  std::array<std::thread, 16> flood;
+  for (auto& connection : flood) {
+    connection = std::thread([&] {
+      raw_peer peer(w.port());
+      std::string burst;
+      std::uint32_t next = 1;
+      for (; next <= 1024; ++next) burst += request_bytes(next, "hardening_sleep", 20);
+      peer.send(burst);
+      while (!stop) {  // each answer is replaced by a new call: 1,024 stay outstanding
+        auto r = peer.receive();
+        if (!r) break;
+        if (r->get().via.array.ptr[2].type != msgpack::type::NIL) {
+          ++flood_refused;
+          std::this_thread::sleep_for(1ms);
+        } else {
+          ++flood_answered;
+        }
+        peer.request(next++, "hardening_sleep", 20);
+      }
+      peer.socket().close();
+    });
+  }
+  std::this_thread::sleep_for(15s);
+  int newcomer = 0;
+  {
+    framex::runtime rt(distributed({w.address()}));
+    newcomer = run([&]() { return framex::remote<&hardening_add>.with({.timeout = 60s, .runtime = &rt}).remote(40, 2); });
+  }
+  stop = true;
+  for (auto& t : flood) t.join();
+  good.finish();
+  std::cout << "[ siege    ] 16 x 1024 outstanding: good caller " << good.succeeded() << " calls, " << good.failed()
+            << " errors; the flood " << flood_answered << " answered, " << flood_refused << " refused\n";
+  EXPECT_EQ(good.failed(), 0) << good.first_failure();
+  EXPECT_GE(good.succeeded(), 10);
+  EXPECT_EQ(newcomer, 42);
+  EXPECT_GT(flood_refused, 0);  // beyond its share, the flood was refused
 }
 
 }  // namespace
