@@ -341,7 +341,7 @@ bool reader::next(received_message& out) {
   const char* at = buffer_->bytes() + parsed_;
   const std::size_t length = scanner_.scan(at, used_ - parsed_);
   if (length == 0) return false;
-  last_cost_ = length + scanner_.elements() * sizeof(msgpack::object_kv);
+  last_cost_ = length + scanner_.elements() * decoded_object_bytes;
   scanner_.reset();
   struct give_back_on_failure {
     detail::message_storage* storage;

@@ -64,6 +64,10 @@ enum class incoming_shape : std::uint8_t { ok, not_request, method_not_string };
 incoming_shape parse_incoming(const msgpack::object& m, incoming_request& r);
 
 /// What one message may make the reader hold.
+/// What one object of a message takes once decoded, beyond its bytes: a
+/// msgpack::object in the message's zone (a map's key and value are one each).
+inline constexpr std::size_t decoded_object_bytes = sizeof(msgpack::object);
+
 struct read_limits {
   std::size_t max_bytes = std::size_t{64} << 20;
   /// Objects in one message, containers and their elements alike.

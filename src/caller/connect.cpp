@@ -148,7 +148,7 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
   auto [answer, failed] = co_await ask(conn, protocol::hello, std::move(params), deadline, self.over_tls);
   if (failed.unknown_method && self.mode == hello_mode::automatic && !expected) {
     // Any msgpack-RPC server: called by method name, with this side's limit, checking no signature.
-    co_return std::pair{greeting_failure{}, greeted{{}, {}, self.max_message_size}};
+    co_return std::pair{greeting_failure{}, greeted{{}, {}, {self.max_message_size}}};
   }
   if (failed.unknown_method)
     failed.what += " (a server that is no framex worker: set distributed.hello = \"auto\" or \"off\" to call it)";
@@ -165,8 +165,10 @@ asio::awaitable<std::pair<greeting_failure, greeted>> greet(const std::shared_pt
     const auto it = told->functions.find(f->name);
     if (it != told->functions.end() && it->second != f->signature) mismatched.emplace(f->name, it->second);
   }
-  greeted out{std::move(told->resources), std::move(mismatched),
-              std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size)), true};
+  const request_limits limits{
+      std::min<std::size_t>(self.max_message_size, told->max_message_size.value_or(self.max_message_size)),
+      told->max_message_elements.value_or(0), told->max_held_bytes.value_or(0)};
+  greeted out{std::move(told->resources), std::move(mismatched), limits, true};
   co_return std::pair{greeting_failure{}, std::move(out)};
 }
 
@@ -214,7 +216,7 @@ asio::awaitable<void> distributed_runtime::impl::connect_and_greet(std::shared_p
         std::lock_guard lock(self->mutex);
         s->resources = std::move(told.resources);
         s->mismatched = std::move(told.mismatched);
-        s->limit = told.limit;
+        s->limits = told.limits;
         s->framex = told.framex;
         if (told.framex) conn->cancel_with(protocol::cancel);
       }

@@ -118,7 +118,7 @@ void distributed_runtime::impl::add_worker(const std::string& address, const net
     sl->address = address;
     sl->where = where;
     sl->verify_host = verify_host;
-    sl->limit = settings.max_message_size;
+    sl->limits = {settings.max_message_size};
     slots.push_back(std::move(sl));
   }
 }
@@ -240,9 +240,9 @@ void distributed_runtime::impl::route(const call_ref& call, std::unique_lock<std
   }
   if (!call->needs().empty() && !reserve(*chosen, *call)) return;  // it completed meanwhile
   auto conn = chosen->conn;
-  const std::size_t limit = chosen->limit;
+  const request_limits limits = chosen->limits;
   lock.unlock();
-  call->send(*chosen, conn, limit);
+  call->send(*chosen, conn, limits);
 }
 
 void distributed_runtime::impl::revive(slot& s, clock::time_point now) {

@@ -15,6 +15,7 @@
 #include "framex/config.hpp"
 #include "framex/error.hpp"
 #include "framex/resources.hpp"
+#include "caller/remote_call.hpp"
 #include "net/client.hpp"
 
 namespace framex::detail {
@@ -31,7 +32,7 @@ struct greeting_failure {
 struct greeted {
   resource_map resources;
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature, where it differs
-  std::size_t limit = 0;                                    // the smaller of both sides' message limits
+  request_limits limits;  // bytes: the smaller of both sides' message limits
   bool framex = false;  // it answered the hello: it takes framex's own notifications
 };
 

@@ -12,11 +12,105 @@
 #include <ostream>
 #include <streambuf>
 
+#include "net/message.hpp"
 #include "protocol/protocol.hpp"
 
 namespace framex::detail {
 
 namespace {
+
+// One argument of a request, as the worker frames it.
+struct argument_size {
+  std::size_t bytes = 0;
+  std::size_t objects = 0;
+};
+
+// Each argument's bytes and objects, read with the worker's framing
+// (net/message.hpp); empty when the parameters are no array.
+std::vector<argument_size> arguments_of(const message_buffer& params) {
+  const message_buffer flat = params.contiguous() ? message_buffer() : params.clone();
+  const message_buffer& whole = params.contiguous() ? params : flat;
+  const auto* p = reinterpret_cast<const unsigned char*>(whole.data());
+  const std::size_t size = whole.size();
+  if (size == 0) return {};
+  std::size_t count = 0, at = 0;
+  if (p[0] >= 0x90 && p[0] <= 0x9f) {
+    count = p[0] & 0x0f;
+    at = 1;
+  } else if (p[0] == 0xdc && size >= 3) {
+    count = std::size_t{p[1]} << 8 | p[2];
+    at = 3;
+  } else if (p[0] == 0xdd && size >= 5) {
+    count = std::size_t{p[1]} << 24 | std::size_t{p[2]} << 16 | std::size_t{p[3]} << 8 | p[4];
+    at = 5;
+  } else {
+    return {};
+  }
+  net::read_limits unlimited;
+  unlimited.max_bytes = unlimited.max_elements = static_cast<std::size_t>(-1);
+  std::vector<argument_size> out;
+  try {
+    for (std::size_t i = 0; i < count && at < size; ++i) {
+      net::frame_scanner scan(unlimited);
+      const std::size_t n = scan.scan(whole.data() + at, size - at);
+      if (n == 0) return {};
+      out.push_back({n, scan.elements()});
+      at += n;
+    }
+  } catch (const std::exception&) {
+    return {};
+  }
+  return out;
+}
+
+// The argument that weighs most by `weight`, as words for an error.
+template <class Weight>
+std::string heaviest(const std::vector<argument_size>& args, Weight weight, const char* unit) {
+  if (args.empty()) return "its arguments are too large";
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (weight(args[i]) > weight(args[best])) best = i;
+  }
+  return "argument " + std::to_string(best) + " (from 0) alone has " + std::to_string(weight(args[best])) + unit;
+}
+
+constexpr const char* put_instead = ": pass it with framex::put and send the reference instead";
+
+// Why a worker that announced `limits` cannot take this request; empty when it
+// can. Objects are counted only when the request is large enough to pass a
+// limit (each takes at least a byte), so a small call costs no scan.
+std::string refused_by(const function_entry& fn, const message_buffer& params, const request_limits& limits) {
+  const std::size_t size = params.size();
+  if (limits.bytes != 0 && size > limits.bytes) {
+    return fn.name + ": the request is " + std::to_string(size) + " bytes, and the worker takes at most " +
+           std::to_string(limits.bytes) + " in a message (distributed.max_message_size); " +
+           heaviest(arguments_of(params), [](const argument_size& a) { return a.bytes; }, " bytes") + put_instead;
+  }
+  constexpr std::size_t envelope = 5;  // [type, msgid, method, [arguments]]: the objects around the arguments
+  const std::size_t most_objects = size + envelope;
+  const bool may_pass_elements = limits.elements != 0 && most_objects > limits.elements;
+  const bool may_pass_held = limits.held_bytes != 0 && size + most_objects * net::decoded_object_bytes > limits.held_bytes;
+  if (!may_pass_elements && !may_pass_held) return {};
+  const auto args = arguments_of(params);
+  std::size_t objects = envelope;
+  for (const auto& a : args) objects += a.objects;
+  if (limits.elements != 0 && objects > limits.elements) {
+    return fn.name + ": the request has " + std::to_string(objects) + " objects, and the worker takes at most " +
+           std::to_string(limits.elements) + " in a message (distributed.max_message_elements); " +
+           heaviest(args, [](const argument_size& a) { return a.objects; }, " objects") + put_instead;
+  }
+  const std::size_t cost = size + fn.name.size() + objects * net::decoded_object_bytes;
+  if (limits.held_bytes != 0 && cost > limits.held_bytes) {
+    return fn.name + ": the request takes " + std::to_string(cost) + " bytes in the worker once decoded (its " +
+           std::to_string(size) + " bytes and " + std::to_string(net::decoded_object_bytes) + " for each of its " +
+           std::to_string(objects) + " objects), more than the worker holds for all its calls (worker.max_held_bytes, " +
+           std::to_string(limits.held_bytes) + "); " +
+           heaviest(args, [](const argument_size& a) { return a.bytes + a.objects * net::decoded_object_bytes; },
+                    " bytes decoded") +
+           put_instead;
+  }
+  return {};
+}
 
 // `o` as text (msgpack-c's rendering), cut at `limit` bytes as it is written:
 // a large object costs no more memory than that.
@@ -124,12 +218,9 @@ void remote_call::arm(asio::io_context& io, clock::duration timeout, clock::dura
   }
 }
 
-void remote_call::send(slot& s, const std::shared_ptr<net::client>& conn, std::size_t limit) {
+void remote_call::send(slot& s, const std::shared_ptr<net::client>& conn, const request_limits& limits) {
   if (done()) return;
-  if (params_.size() > limit) {
-    return finish(code_of(errc::too_large), fn_.name + ": the request is " + std::to_string(params_.size()) +
-                                                " bytes; the limit is " + std::to_string(limit));
-  }
+  if (auto why = refused_by(fn_, params_, limits); !why.empty()) return finish(code_of(errc::too_large), std::move(why));
   if (notification_) {  // no answer to wait for: done once it is handed to the connection
     slot_.store(&s, std::memory_order_release);
     net::prepend_notification_header(params_, fn_.name);

@@ -56,6 +56,13 @@ namespace framex::detail {
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 
+/// What a worker takes in one request, from its hello (0: not said, not checked).
+struct request_limits {
+  std::size_t bytes = 0;       // a message's bytes: the smaller of both sides' limits
+  std::size_t elements = 0;    // a message's objects (its distributed.max_message_elements)
+  std::size_t held_bytes = 0;  // what its requests held may take, decoded (its worker.max_held_bytes)
+};
+
 inline constexpr auto first_backoff = std::chrono::milliseconds(50);
 inline constexpr auto last_backoff = std::chrono::milliseconds(1000);
 // Unsent output above which a connection takes no new calls.
@@ -93,7 +100,7 @@ struct slot {
   clock::time_point retry_at{};
   clock::time_point connecting_since{};
   backoff reconnect{first_backoff, last_backoff};
-  std::size_t limit = 0;                                    // the smaller of both sides' message limits
+  request_limits limits;  // what the worker takes (its hello)
   std::unordered_map<std::string, std::string> mismatched;  // name -> the worker's signature
   std::string last_error;
   errc last_code = errc::worker_lost;          // what last_error means to a call
@@ -156,7 +163,7 @@ class remote_call final : public net::pending_call, public bound_completion, pub
   }
 
   // Sends the call on `conn` of `s`; completes it if that is impossible.
-  void send(slot& s, const std::shared_ptr<net::client>& conn, std::size_t limit);
+  void send(slot& s, const std::shared_ptr<net::client>& conn, const request_limits& limits);
 
   void on_response(net::received_message message) noexcept override;
 

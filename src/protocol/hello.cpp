@@ -92,13 +92,17 @@ hello_request read_hello_request(const msgpack::object& params) noexcept {
 
 void pack(detail::message_buffer& out, const hello_answer& answer) {
   packer p(out);
-  p.pack_map(answer.proof.empty() ? 4 : 5);
+  p.pack_map(answer.proof.empty() ? 6 : 7);
   p.pack(std::string_view("protocol"));
   p.pack(answer.version);
   p.pack(std::string_view("functions"));
   pack_functions(p, answer.functions);
   p.pack(std::string_view("max_message_size"));
   p.pack(answer.max_message_size);
+  p.pack(std::string_view("max_message_elements"));
+  p.pack(answer.max_message_elements);
+  p.pack(std::string_view("max_held_bytes"));
+  p.pack(answer.max_held_bytes);
   p.pack(std::string_view("resources"));
   p.pack_map(static_cast<std::uint32_t>(answer.resources.size()));
   for (const auto& [name, amount] : answer.resources) {
@@ -118,6 +122,10 @@ std::optional<read_answer> read_hello_answer(const msgpack::object& r) {
     a.version_ok = v->type == msgpack::type::POSITIVE_INTEGER && v->via.u64 == version;
   if (const auto* v = field(r, "max_message_size"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER)
     a.max_message_size = v->via.u64;
+  if (const auto* v = field(r, "max_message_elements"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER)
+    a.max_message_elements = v->via.u64;
+  if (const auto* v = field(r, "max_held_bytes"); v != nullptr && v->type == msgpack::type::POSITIVE_INTEGER)
+    a.max_held_bytes = v->via.u64;
   if (const auto* v = field(r, "proof"); v != nullptr && v->type == msgpack::type::BIN)
     a.proof = std::string_view(v->via.bin.ptr, v->via.bin.size);
   if (const auto* v = field(r, "functions"); v != nullptr && v->type == msgpack::type::MAP) {

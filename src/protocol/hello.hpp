@@ -53,11 +53,14 @@ void pack(detail::message_buffer& out, const hello_request& hello);
 /// has the right type (a hello that is no array of four reads as empty).
 [[nodiscard]] hello_request read_hello_request(const msgpack::object& params) noexcept;
 
-/// framex.hello's answer: {"protocol", "functions", "max_message_size", "resources", "proof"?}.
+/// framex.hello's answer: {"protocol", "functions", "max_message_size",
+/// "max_message_elements", "max_held_bytes", "resources", "proof"?}.
 struct hello_answer {
   std::uint64_t version = 0;
   std::vector<std::pair<std::string_view, std::string_view>> functions;  // name, signature
   std::uint64_t max_message_size = 0;
+  std::uint64_t max_message_elements = 0;  // objects in a message
+  std::uint64_t max_held_bytes = 0;        // what the requests held may take, decoded (0: no limit)
   std::map<std::string, double> resources;
   std::string_view proof;  // empty: none
 };
@@ -69,6 +72,8 @@ void pack(detail::message_buffer& out, const hello_answer& answer);
 struct read_answer {
   bool version_ok = true;
   std::optional<std::uint64_t> max_message_size;
+  std::optional<std::uint64_t> max_message_elements;
+  std::optional<std::uint64_t> max_held_bytes;
   std::unordered_map<std::string, std::string> functions;
   std::map<std::string, double> resources;
   std::optional<std::string_view> proof;  // present and binary

@@ -443,6 +443,8 @@ void worker::impl::hello(net::session& to, std::uint32_t msgid, const msgpack::o
     if (detail::serves(cfg_.serve, f->name)) answer.functions.emplace_back(f->name, f->signature);
   }
   answer.max_message_size = max_message_;
+  answer.max_message_elements = max_elements_;
+  answer.max_held_bytes = cfg_.max_held_bytes;
   answer.resources = cfg_.resources;
   message_buffer body(detail::invocation::response_headroom);
   protocol::pack(body, answer);

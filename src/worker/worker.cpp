@@ -143,6 +143,7 @@ std::size_t connections_that_fit(std::size_t wanted) {
 worker::impl::impl(const config& cfg)
     : cfg_(cfg.worker),
       max_message_(cfg.distributed.max_message_size),
+      max_elements_(cfg.distributed.max_message_elements),
       token_(cfg.worker.token_file.empty() ? std::string() : detail::read_token_file(cfg.worker.token_file, "worker.token_file")),
       admission_({cfg.worker.max_queued, cfg.worker.max_calls_per_connection, cfg.worker.max_held_bytes}),
       pool_(threads_or_hardware(cfg.worker.threads), cfg.worker.spin),

@@ -274,6 +274,7 @@ class worker::impl final : public net::dispatcher {
 
   config::worker_section cfg_;
   std::size_t max_message_;
+  std::size_t max_elements_;
   std::string token_;  // empty: callers need not prove anything
   std::mutex mutex_;
   std::condition_variable held_changed_;

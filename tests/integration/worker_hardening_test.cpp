@@ -107,6 +107,7 @@ std::string hardening_blob(std::uint32_t n) { return std::string(n, 'b'); }
 // Only ever called by raw peers, so registered explicitly.
 [[maybe_unused]] const bool blob_exposed = (framex::expose<&hardening_blob>(), true);
 std::size_t hardening_length(const std::string& s) { return s.size(); }
+std::size_t hardening_count(const std::vector<int>& v) { return v.size(); }
 std::atomic<int> notes{0};
 void hardening_note(int n) { notes += n; }
 int hardening_notes() { return notes.load(); }
@@ -375,6 +376,56 @@ TEST_F(Hardening, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   const auto start = clock::now();
   EXPECT_TRUE(peer.closed_by_worker());
   EXPECT_LT(since(start), 10s);
+}
+
+// ---- a large argument by value: checked by the caller against every limit the worker announced ----
+
+struct call_failure {
+  std::error_code code;
+  std::string what;
+};
+// How the call `make` starts failed; an empty code when it succeeded.
+template <class Make>
+call_failure failure_of(Make make) {
+  try {
+    run(make);
+  } catch (const std::system_error& e) {
+    return {e.code(), e.what()};
+  }
+  return {};
+}
+
+TEST(HardeningCaller, AnArgumentWithMoreObjectsThanTheWorkerTakesFailsAsTooLargeAndTheConnectionStays) {
+  worker_process w(0, {"FRAMEX_DISTRIBUTED__MAX_MESSAGE_ELEMENTS=2000"});
+  framex::runtime rt(distributed({w.address()}));
+  const auto err = failure_of([&]() { return framex::remote<&hardening_count>.with({.timeout = 20s, .runtime = &rt}).remote(std::vector<int>(5000, 1)); });
+  EXPECT_EQ(err.code, framex::errc::too_large) << err.what;
+  for (const char* words : {"5006 objects", "at most 2000", "distributed.max_message_elements", "argument 0", "framex::put"}) {
+    EXPECT_NE(err.what.find(words), std::string::npos) << words << " in: " << err.what;
+  }
+  // The connection was never at fault: the next call goes on it.
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_count>.with({.timeout = 20s, .runtime = &rt}).remote(std::vector<int>(900, 1)); }),
+            900u);
+}
+
+TEST(HardeningCaller, ARequestTooLargeOnceDecodedForTheWorkersHeldBytesFailsAsTooLargeBeforeItIsSent) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_HELD_BYTES=1048576"});
+  framex::runtime rt(distributed({w.address()}));
+  const auto err = failure_of([&]() { return framex::remote<&hardening_count>.with({.timeout = 20s, .runtime = &rt}).remote(std::vector<int>(100000, 1)); });
+  EXPECT_EQ(err.code, framex::errc::too_large) << err.what;
+  for (const char* words : {"worker.max_held_bytes", "once decoded", "framex::put"}) {
+    EXPECT_NE(err.what.find(words), std::string::npos) << words << " in: " << err.what;
+  }
+}
+
+// A request's cost is its bytes and what its objects take decoded (24 bytes
+// each), not twice that: 100,000 small integers (about 2.5 MB) fit a 4 MiB
+// budget on an idle worker.
+TEST(HardeningCaller, AWorkerAdmitsARequestThatFitsItsHeldBytesOnceDecoded) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_HELD_BYTES=4194304"});
+  framex::runtime rt(distributed({w.address()}));
+  EXPECT_EQ(run([&]() { return framex::remote<&hardening_count>.with({.timeout = 20s, .runtime = &rt}).remote(std::vector<int>(100000, 1)); }),
+            100000u);
 }
 
 // ---- a notification, then a request: in order, as Neovim and msgpack-rpc peers expect ----

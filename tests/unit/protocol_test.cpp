@@ -108,12 +108,14 @@ TEST(Protocol, AWorkersHelloAnswerHasTheseBytes) {
   a.version = protocol::version;
   a.functions = {{"add", "i(ii)"}};
   a.max_message_size = 1024;
+  a.max_message_elements = 4096;
+  a.max_held_bytes = 0;
   // An amount travels as msgpack-c packs a double: as an integer when it is one.
   a.resources = {{"gpu", 2.5}, {"mem", 16.0}};
   message_buffer b(0);
   protocol::pack(b, a);
-  const std::string expected = lit("\x84\xa8" "protocol" "\x01\xa9" "functions" "\x81\xa3" "add" "\xa5" "i(ii)" "\xb0" "max_message_size"
-                                   "\xcd\x04\x00\xa9" "resources" "\x82\xa3" "gpu" "\xcb\x40\x04\x00\x00\x00\x00\x00\x00\xa3" "mem" "\x10");
+  const std::string expected = lit("\x86\xa8" "protocol" "\x01\xa9" "functions" "\x81\xa3" "add" "\xa5" "i(ii)" "\xb0" "max_message_size"
+                                   "\xcd\x04\x00\xb4" "max_message_elements" "\xcd\x10\x00\xae" "max_held_bytes" "\x00\xa9" "resources" "\x82\xa3" "gpu" "\xcb\x40\x04\x00\x00\x00\x00\x00\x00\xa3" "mem" "\x10");
   EXPECT_EQ(hex(bytes_of(b)), hex(expected));
 }
 
@@ -124,6 +126,8 @@ TEST(Protocol, ACallerReadsEveryFieldOfAHelloAnswer) {
   a.version = protocol::version;
   a.functions = {{"add", "i(ii)"}, {"sub", "i(ii)"}};
   a.max_message_size = 4096;
+  a.max_message_elements = 5000;
+  a.max_held_bytes = std::uint64_t{1} << 33;
   a.resources = {{"gpu", 1.5}, {"mem", 17179869184.0}};
   a.proof = proof_bytes;
   message_buffer b(0);
@@ -133,6 +137,8 @@ TEST(Protocol, ACallerReadsEveryFieldOfAHelloAnswer) {
   ASSERT_TRUE(read.has_value());
   EXPECT_TRUE(read->version_ok);
   EXPECT_EQ(read->max_message_size, 4096u);
+  EXPECT_EQ(read->max_message_elements, 5000u);
+  EXPECT_EQ(read->max_held_bytes, std::uint64_t{1} << 33);
   EXPECT_EQ(read->functions.at("sub"), "i(ii)");
   EXPECT_EQ(read->resources.at("mem"), 17179869184.0);
   ASSERT_TRUE(read->proof.has_value());

@@ -126,6 +126,28 @@ TEST(Reader, BadInputIsAnErrorAndLimitsHold) {
 // soon as the header is in, as a long string's is; and so are headers whose
 // promises add up past it, however they nest. Within the limit, a message
 // whose elements have not arrived yet waits for them.
+// What a message is said to cost (admission counts it against
+// worker.max_held_bytes) is what it takes: its bytes, and one msgpack::object
+// per object in the zone; an array's elements are objects, a map's keys and
+// values one each.
+TEST(Reader, AMessageCostsItsBytesAndOneDecodedObjectPerObject) {
+  msgpack::sbuffer b;
+  msgpack::packer<msgpack::sbuffer> p(b);
+  p.pack_array(2);
+  p.pack(std::vector<int>(1000, 7));
+  p.pack_map(10);
+  for (int i = 0; i < 10; ++i) {
+    p.pack(i);
+    p.pack(i);
+  }
+  reader r(read_limits{});
+  const auto messages = read_all(r, std::string(b.data(), b.size()), 4096);
+  ASSERT_EQ(messages.size(), 1u);
+  const std::size_t objects = 1 + 1 + 1000 + 1 + 20;
+  EXPECT_EQ(r.last_cost(), b.size() + objects * sizeof(msgpack::object));
+  EXPECT_EQ(framex::net::decoded_object_bytes, sizeof(msgpack::object));
+}
+
 TEST(Reader, ContainerHeadersPromisingTooManyElementsAreRefusedAtTheHeader) {
   read_limits limits;
   limits.max_elements = 1000;
