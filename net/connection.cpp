@@ -486,6 +486,7 @@ void connection::arrived(std::size_t n) {
       if (!cork_guard.corked && (completed || reader_.partial() != 0)) cork_guard.corked = cork();
       completed = true;
       if (!is_open()) return;
+      if (too_large_before_greeting(reader_.last_cost())) return;
       on_message(std::move(message), reader_.last_cost());
     }
   } catch (const std::system_error& e) {
@@ -493,6 +494,7 @@ void connection::arrived(std::size_t n) {
   } catch (const std::exception& e) {
     return do_close(std::make_error_code(std::errc::protocol_error), e.what());
   }
+  if (too_large_before_greeting(reader_.partial())) return;
   if (!count_partial()) {
     return do_close(make_error_code(errc::too_large), "messages still arriving on all connections would hold over " +
                                                           std::to_string(limits_.max_partial_bytes) + " bytes");
@@ -544,6 +546,14 @@ bool connection::count_partial() {
 
 // On the strand: one timer for every deadline, re-armed from timestamps so the
 // read path never touches it.
+bool connection::too_large_before_greeting(std::size_t bytes) {
+  const std::size_t cap = limits_.max_bytes_before_greeting;
+  if (cap == 0 || bytes <= cap || greeted_.load(std::memory_order_relaxed)) return false;
+  do_close(make_error_code(errc::too_large), "a message of over " + std::to_string(cap) +
+                                                 " bytes before the peer proved who it is");
+  return true;
+}
+
 void connection::watch() {
   const auto message_timeout = limits_.message_timeout;
   const auto idle_timeout = limits_.idle_timeout;

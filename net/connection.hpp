@@ -82,6 +82,11 @@ struct connection_limits {
   /// A connection the owner has not marked `greeted()` this long after it
   /// started closes (a peer that never authenticates); zero: no limit.
   std::chrono::milliseconds greeting_timeout{0};
+  /// Until the owner marks it `greeted()`, a message (as `reader::last_cost`
+  /// counts it, or the part of it that has arrived) larger than this closes
+  /// the connection: a peer that has not proved who it is cannot make the
+  /// process hold large messages. Zero: no such limit.
+  std::size_t max_bytes_before_greeting = 0;
   /// A TLS handshake must complete this long after the connection started;
   /// zero: no limit of its own.
   std::chrono::milliseconds handshake_timeout{0};
@@ -216,6 +221,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void finish_close();
   void do_close(std::error_code why, std::string detail);
   void watch();
+  // On the strand: closes the connection, and says so, when `bytes` of a
+  // message are more than a peer that has not proved itself may send.
+  bool too_large_before_greeting(std::size_t bytes);
   void touch() noexcept;
   bool count_partial();
 

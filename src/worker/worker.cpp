@@ -77,7 +77,11 @@ net::connection_limits limits_of(const config& cfg) {
   l.idle_timeout = cfg.worker.idle_timeout;
   l.partial_bytes = std::make_shared<std::atomic<std::size_t>>(0);
   l.max_partial_bytes = cfg.worker.max_held_bytes;
-  if (!cfg.worker.token_file.empty()) l.greeting_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
+  if (!cfg.worker.token_file.empty()) {
+    l.greeting_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
+    // The challenge and the hello (which lists the caller's functions) fit in far less.
+    l.max_bytes_before_greeting = std::size_t{1} << 20;
+  }
   if (cfg.worker.tls.enabled) l.handshake_timeout = std::max(cfg.worker.auth_timeout, std::chrono::milliseconds(1));
   return l;
 }

@@ -181,6 +181,28 @@ TEST_F(Security, BeforeTheHelloEveryCallIsUnauthorizedAndASilentPeerIsCutOff) {
   EXPECT_LT(framex::test::since(start), 10s);
 }
 
+// Before it proves the token, a peer may not make the worker hold a large
+// message: one over 1 MiB closes its connection as it arrives, whole or not.
+TEST_F(Security, BeforeTheHelloALargeMessageClosesTheConnectionAsItArrives) {
+  // The auth timeout is long: only the size can close the connection within the test's 10 s.
+  worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good, "FRAMEX_WORKER__AUTH_TIMEOUT_MS=60000"});
+  for (const bool whole : {false, true}) {
+    raw_peer p(w.port());
+    // A request whose 30 MB string argument is announced; 2 MiB of it sent, or all.
+    std::string head("\x94\x00\x01\xafsecurity_double\x91\xdb", 21);
+    const std::uint32_t n = 30'000'000;
+    for (int shift = 24; shift >= 0; shift -= 8) head += static_cast<char>((n >> shift) & 0xff);
+    boost::system::error_code ec;
+    asio::write(p.socket(), asio::buffer(head), ec);
+    const std::string body(whole ? n : std::size_t{2} << 20, 'x');
+    asio::write(p.socket(), asio::buffer(body), ec);  // fails once the worker has closed
+    EXPECT_TRUE(p.closed_by_worker(10s)) << (whole ? "whole" : "partial");
+  }
+  // A caller with the token is served as before.
+  framex::runtime rt(caller(w.address(), good));
+  EXPECT_EQ(run([&]() { return framex::remote<&security_double>.with({.timeout = 20s, .runtime = &rt}).remote(21); }), 42);
+}
+
 TEST_F(Security, TheDocumentedHelloWorksAndARecordedOneCannotBeReplayed) {
   worker_process w(0, {"FRAMEX_WORKER__TOKEN_FILE=" + good});
   const bytes caller_nonce(32, 'c');
