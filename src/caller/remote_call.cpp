@@ -261,6 +261,8 @@ void remote_call::on_response(net::received_message message) noexcept {
 
 void remote_call::on_lost(std::error_code why) noexcept {
   const call_ref self(this, false);  // the table's reference, adopted
+  // This side closed it, shutting down (`rpc_client::close`, the runtime's end): the call is cancelled.
+  if (why == errc::cancelled) return finish(code_of(errc::cancelled), fn_.name + ": the runtime is shutting down");
   finish(code_of(errc::worker_lost), fn_.name + ": the connection to the worker was lost (" + why.message() + ")");
 }
 

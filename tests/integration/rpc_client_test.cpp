@@ -228,6 +228,21 @@ TEST_P(RpcClientPython, TimeoutCancellationAndReconnect) {
   });
 }
 
+// close() ends the calls in flight as its documentation says: `cancelled`.
+TEST_P(RpcClientPython, CloseFailsTheCallsInFlightWithCancelled) {
+  run_client(io, client, [&]() -> asio::awaitable<void> {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          asio::steady_timer timer(io, 200ms);
+          co_await timer.async_wait(asio::use_awaitable);
+          client.close();
+        },
+        asio::detached);
+    EXPECT_EQ(co_await framex::test::error_of(client.call<std::string>("echo_after", "late", 5000)), framex::errc::cancelled);
+  });
+}
+
 TEST(RpcClientPythonFlood, RequestsBeyondMaxServingAreRefusedAsOverloaded) {
   python_server server;
   asio::io_context io(1);
