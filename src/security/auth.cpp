@@ -126,10 +126,19 @@ std::string resolve_key(const std::string& spec, std::string_view where) {
   return key;
 }
 
+namespace {
+// A key a client presents over HTTP: long enough not to be guessed.
+std::string http_key(const std::string& spec, const std::string& where) {
+  std::string key = resolve_key(spec, where);
+  if (key.size() < 16) throw config_error(where + ": a key shorter than 16 characters; use a long random one");
+  return key;
+}
+}  // namespace
+
 http_guard::http_guard(const std::map<std::string, std::vector<std::string>>& rules, const std::string& dashboard_key) {
   for (const auto& [path, specs] : rules) {
     std::vector<std::string> keys;
-    for (const auto& spec : specs) keys.push_back(resolve_key(spec, "auth.rules: " + path));
+    for (const auto& spec : specs) keys.push_back(http_key(spec, "auth.rules: " + path));
     if (!path.empty() && path.back() == '*') {
       prefixes_.emplace_back(path.substr(0, path.size() - 1), std::move(keys));
     } else {
@@ -137,7 +146,7 @@ http_guard::http_guard(const std::map<std::string, std::vector<std::string>>& ru
     }
   }
   std::sort(prefixes_.begin(), prefixes_.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  if (!dashboard_key.empty()) dashboard_.push_back(resolve_key(dashboard_key, "auth.dashboard_key"));
+  if (!dashboard_key.empty()) dashboard_.push_back(http_key(dashboard_key, "auth.dashboard_key"));
 }
 
 const std::vector<std::string>* http_guard::rule_for(std::string_view path) const {

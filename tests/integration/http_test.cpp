@@ -267,13 +267,13 @@ response get_with(std::uint16_t port, const std::string& target, const std::stri
 void check_key_rules(const framex::config& base) {
   char dir_pattern[] = "/tmp/framex-keys-XXXXXX";
   const std::filesystem::path dir = ::mkdtemp(dir_pattern);
-  std::ofstream(dir / "c") << "key-c\n";
-  ::setenv("FRAMEX_TEST_KEY_A", "key-a", 1);
+  std::ofstream(dir / "c") << "key-c-0123456789abcdef\n";
+  ::setenv("FRAMEX_TEST_KEY_A", "key-a-0123456789abcdef", 1);
   framex::config cfg = base;
   cfg.apply_toml(R"([auth]
-rules = { "/api/v1/multiply" = ["key-b"], "/api/v1/*" = ["env:FRAMEX_TEST_KEY_A"], "/api/v1/gr*" = ["file:)" +
+rules = { "/api/v1/multiply" = ["key-b-0123456789abcdef"], "/api/v1/*" = ["env:FRAMEX_TEST_KEY_A"], "/api/v1/gr*" = ["file:)" +
                      (dir / "c").string() + R"("] }
-dashboard_key = "board-key"
+dashboard_key = "board-key-0123456789abcdef"
 )",
                  "test");
   framex::app app{cfg};
@@ -285,33 +285,33 @@ dashboard_key = "board-key"
   EXPECT_EQ(r.status, 401);
   EXPECT_EQ(boost::json::parse(r.body).at("status").as_int64(), 401);
   EXPECT_EQ(h.www_authenticate, "Bearer");
-  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-a").status, 401);  // the exact rule, not /api/v1/*
-  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-b").body, "42");
-  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "key-b").body, "42");  // the key alone
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-a-0123456789abcdef").status, 401);  // the exact rule, not /api/v1/*
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "Bearer key-b-0123456789abcdef").body, "42");
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "key-b-0123456789abcdef").body, "42");  // the key alone
   // Rules and routes see the path normalized, whatever form it was sent in.
   EXPECT_EQ(get_with(port, "/api/v1/pub/../multiply?a=6&b=7", "").status, 401);
   EXPECT_EQ(get_with(port, "/api/v1/pub/%2e%2e/multiply?a=6&b=7", "").status, 401);
-  EXPECT_EQ(get_with(port, "/api/v1//%6dultiply?a=6&b=7", "Bearer key-b").body, "42");
-  EXPECT_EQ(get_with(port, "/api/v1/a%2fb", "Bearer key-b").status, 400);
-  EXPECT_EQ(get_with(port, "/api/../../multiply", "Bearer key-b").status, 400);
-  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "bearer key-b").body, "42");  // the scheme in any case
-  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "BEARER  key-b").body, "42");
-  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-a").status, 401);  // /api/v1/gr* is longer
-  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-c").status, 200);
-  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a").status, 200);
-  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a2").status, 401);
+  EXPECT_EQ(get_with(port, "/api/v1//%6dultiply?a=6&b=7", "Bearer key-b-0123456789abcdef").body, "42");
+  EXPECT_EQ(get_with(port, "/api/v1/a%2fb", "Bearer key-b-0123456789abcdef").status, 400);
+  EXPECT_EQ(get_with(port, "/api/../../multiply", "Bearer key-b-0123456789abcdef").status, 400);
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "bearer key-b-0123456789abcdef").body, "42");  // the scheme in any case
+  EXPECT_EQ(get_with(port, "/api/v1/multiply?a=6&b=7", "BEARER  key-b-0123456789abcdef").body, "42");
+  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-a-0123456789abcdef").status, 401);  // /api/v1/gr* is longer
+  EXPECT_EQ(get_with(port, "/api/v1/greet?name=x&loud=false", "Bearer key-c-0123456789abcdef").status, 200);
+  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a-0123456789abcdef").status, 200);
+  EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-a-0123456789abcdef2").status, 401);
   EXPECT_EQ(get_with(port, "/api/v1/wait?ms=1", "Bearer key-").status, 401);
   EXPECT_EQ(get(port, "/health").status, 200);  // no rule: public
   // The dashboard's own key; a browser is asked for it as a password.
   const auto board = app.dashboard_port();
   EXPECT_EQ(get_with(board, "/api/v1/stats", "", &h).status, 401);
   EXPECT_EQ(h.www_authenticate, R"(Basic realm="framex dashboard")");
-  EXPECT_EQ(get_with(board, "/metrics", "Bearer key-a").status, 401);
-  EXPECT_EQ(get_with(board, "/api/v1/stats", "Bearer board-key").status, 200);
-  EXPECT_EQ(get_with(board, "/", "Basic " + std::string("YW55b25lOmJvYXJkLWtleQ==")).status, 200);  // anyone:board-key
+  EXPECT_EQ(get_with(board, "/metrics", "Bearer key-a-0123456789abcdef").status, 401);
+  EXPECT_EQ(get_with(board, "/api/v1/stats", "Bearer board-key-0123456789abcdef").status, 200);
+  EXPECT_EQ(get_with(board, "/", "Basic " + std::string("YW55b25lOmJvYXJkLWtleS0wMTIzNDU2Nzg5YWJjZGVm")).status, 200);  // anyone:board-key-0123456789abcdef
   EXPECT_EQ(get_with(board, "/", "Basic " + std::string("YW55b25lOmJvYXJkLWtleg==")).status, 401);  // anyone:board-kez
   EXPECT_EQ(get(board, "/health").status, 200);
-  EXPECT_EQ(cfg.describe().find("board-key"), std::string::npos);  // --print-config shows no key
+  EXPECT_EQ(cfg.describe().find("board-key-0123456789abcdef"), std::string::npos);  // --print-config shows no key
   app.stop();
   std::filesystem::remove_all(dir);
 }
@@ -344,7 +344,25 @@ TEST(AppKeys, ADashboardBeyondLoopbackWithNoKeyIsWarnedOf) {
     return testing::internal::GetCapturedStdout() + testing::internal::GetCapturedStderr();
   };
   EXPECT_NE(log_of_start("").find("the dashboard listens on 0.0.0.0 with no auth.dashboard_key"), std::string::npos);
-  EXPECT_EQ(log_of_start("a-dashboard-key-0123456789").find("no auth.dashboard_key"), std::string::npos);
+  EXPECT_EQ(log_of_start("a-dashboard-key-0123456789abcdef-0123456789").find("no auth.dashboard_key"), std::string::npos);
+}
+
+TEST(AppKeys, AKeyShorterThanSixteenCharactersIsAConfigErrorThatDoesNotShowIt) {
+  for (const bool dashboard : {false, true}) {
+    framex::config cfg = app_config();
+    if (dashboard) {
+      cfg.auth.dashboard_key = "short-key-1";
+    } else {
+      cfg.auth.rules = {{"/api/*", {"a-long-enough-key-0123", "short-key-1"}}};
+    }
+    try {
+      framex::app app{cfg};
+      ADD_FAILURE() << "a short key was taken";
+    } catch (const framex::config_error& e) {
+      EXPECT_NE(std::string(e.what()).find("shorter than 16 characters"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("short-key-1"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(AppKeys, AMissingKeyFileOrVariableIsAConfigError) {
@@ -383,14 +401,14 @@ TEST(AppHttps, TheIngressAndTheDashboardSpeakHttpsWithKeysAndTurnAwayPlainHttp) 
   framex::config cfg = app_config();
   cfg.server.tls = {.enabled = true, .ca_file = {}, .cert_file = cert.cert, .key_file = cert.key};
   cfg.server.header_timeout = 2s;
-  cfg.auth.rules = {{"/api/v1/multiply", {"key-b"}}};
-  cfg.auth.dashboard_key = "board-key";
+  cfg.auth.rules = {{"/api/v1/multiply", {"key-b-0123456789abcdef"}}};
+  cfg.auth.dashboard_key = "board-key-0123456789abcdef";
   framex::app app{cfg};
   add_routes(app);
   app.start();
-  EXPECT_EQ(https_get(app.port(), "/api/v1/multiply?a=6&b=7", ca.ca_file(), "Bearer key-b").body, "42");
+  EXPECT_EQ(https_get(app.port(), "/api/v1/multiply?a=6&b=7", ca.ca_file(), "Bearer key-b-0123456789abcdef").body, "42");
   EXPECT_EQ(https_get(app.port(), "/api/v1/multiply?a=6&b=7", ca.ca_file()).status, 401);
-  EXPECT_EQ(https_get(app.dashboard_port(), "/metrics", ca.ca_file(), "Bearer board-key").status, 200);
+  EXPECT_EQ(https_get(app.dashboard_port(), "/metrics", ca.ca_file(), "Bearer board-key-0123456789abcdef").status, 200);
   EXPECT_THROW(get(app.port(), "/health"), boost::system::system_error);  // plain HTTP gets no answer
   framex::test::pki stranger("another CA");
   EXPECT_THROW(https_get(app.port(), "/health", stranger.ca_file()), boost::system::system_error);  // not its CA

@@ -449,7 +449,7 @@ namespace {
 // piece by piece.
 TEST(Plugins, TheProxyForwardsToRealUpstreams) {
   framex::config up = plugin_config();
-  up.apply("auth.rules", "/api/v1/billing/*=s3cret", "test");
+  up.apply("auth.rules", "/api/v1/billing/*=s3cret-0123456789abcdef", "test");
   framex::app first{up};
   up.apply("plugins.billing.currency", "EUR", "test");  // tells the two apart
   framex::app second{up};
@@ -481,7 +481,7 @@ timeout_ms = 10000
                    "test");
     return cfg;
   };
-  framex::app front{front_config("s3cret")};
+  framex::app front{front_config("s3cret-0123456789abcdef")};
   front.start();
   const auto port = front.port();
   EXPECT_EQ(get(port, "/api/v1/billing/tax?cents=250").body, "25");
