@@ -13,10 +13,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -114,6 +116,7 @@ class store {
     std::lock_guard lock(registry_mutex_);
     if (own) {
       if (auto live = registry_[id.name()].lock()) return live;
+      own_dirs_.insert(dir);
     }
     std::error_code ec;
     if (fs::file_size(file, ec) != packed.size()) write(dir, file, packed, describe(id));
@@ -388,6 +391,20 @@ class store {
     }
   }
 
+ public:
+  // At a clean exit: this process's directories go, its `.alive` with them;
+  // nothing in them outlives it (an exit without this is left to the sweepers
+  // of others, after the orphan TTL).
+  void remove_own_directories() noexcept {
+    std::lock_guard lock(registry_mutex_);
+    for (const auto& dir : own_dirs_) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+    own_dirs_.clear();
+  }
+
+ private:
   mutable std::mutex mutex_;
   std::condition_variable settings_changed_;
   fs::path root_ = fs::temp_directory_path() / "framex-objects";
@@ -397,6 +414,7 @@ class store {
 
   std::mutex registry_mutex_;
   std::unordered_map<std::string, std::weak_ptr<const spilled_object>> registry_;
+  std::set<fs::path> own_dirs_;  // under registry_mutex_: where this process's objects went
 
   std::mutex cache_mutex_;
   std::unordered_map<std::string, std::shared_ptr<cache_entry>> cache_;
@@ -411,7 +429,11 @@ class store {
 
 // Never destroyed: handles may be released, and the sweeper runs, until the process ends.
 store& the_store() {
-  static store* s = new store;
+  static store* s = [] {
+    auto* made = new store;
+    std::atexit([] { the_store().remove_own_directories(); });
+    return made;
+  }();
   return *s;
 }
 

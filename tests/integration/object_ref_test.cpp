@@ -13,6 +13,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/co_spawn.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -255,6 +257,33 @@ TEST(ObjectRef, AnObjectIsDeletedWithItsLastReference) {
     EXPECT_FALSE(fs::exists(put_file));
     EXPECT_FALSE(fs::exists(result_file));
   });
+}
+
+// A process that exits cleanly takes its directory, and its `.alive`, with
+// it, even with an object still referenced at exit.
+TEST(ObjectRef, AProcessThatExitsCleanlyLeavesNoDirectoryBehind) {
+  storage s;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 3;
+    try {
+      static std::optional<framex::object_ref<bytes>> kept;  // still referenced at exit
+      framex::runtime rt(to({"127.0.0.1:1"}, s));
+      const framex::runtime_scope scope(rt);
+      kept = run([&]() { return framex::put(pattern(threshold * 2, 21)); });
+      code = fs::exists(s.file_of(kept->name())) ? 0 : 4;
+    } catch (...) {
+    }
+    std::exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child did not put its object";
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(s.dir.path())) left.push_back(e.path().filename().string());
+  EXPECT_TRUE(left.empty()) << "left behind: " << (left.empty() ? "" : left.front());
 }
 
 TEST(ObjectRef, TheObjectsOfADeadProcessAreDeletedAfterTheOrphanTtl) {
