@@ -37,7 +37,8 @@ struct resources {
   }
 };
 
-/// What one call needs beyond its function's needs (`call_options::resources`):
+/// What one call needs besides its function's needs (`call_options::resources`),
+/// merged with them name by name, the larger amount winning:
 /// up to 8 named amounts, `{{"zone:eu", 1}, {"gpu", 1}}`. A literal type, so
 /// call options stay constexpr; the names must outlive the call's start
 /// (string literals do).

@@ -298,16 +298,18 @@ slot* distributed_runtime::impl::pick_pinned(const std::string& address) {
 }
 
 std::string distributed_runtime::impl::lacking(const resource_map& needs) const {
-  std::string most;  // what the first worker lacks, for the message
+  constexpr std::size_t named = 4;  // workers named in the message; the rest are counted
+  std::string said;
+  std::size_t lacking = 0;
   for (const auto& s : slots) {
     if (s->retired) continue;
     if (!s->resources) return {};
     std::string lack = missing(*s->resources, needs);
     if (lack.empty()) return {};
-    if (most.empty()) most = s->address + " lacks " + lack;
+    if (lacking++ < named) said += (said.empty() ? "" : "; ") + s->address + " lacks " + lack;
   }
-  if (most.empty()) return {};  // no worker at all: waits like any call
-  return "no worker has the resources the call needs (" + most + ")";
+  if (lacking > named) said += "; and " + std::to_string(lacking - named) + " more workers";
+  return said;  // empty: no worker at all, and the call waits like any call
 }
 
 bool distributed_runtime::impl::reserve(slot& s, remote_call& call) {
