@@ -877,6 +877,12 @@ TEST(Siege, AWorkerUnderEveryAttackAtOnceKeepsServingAGoodCallerInBoundedMemory)
 // answers and never reads them. The answers of all connections share one
 // budget (`worker.max_output_total_bytes`), and the memory goes back once they
 // are gone, round after round.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool gives_memory_back = false;
+#else
+constexpr bool gives_memory_back = true;
+#endif
+
 TEST(SiegeOutput, SlowReadersOnManyConnectionsShareOneBudgetAndGiveTheMemoryBack) {
   raise_file_limit();
   worker_process w(0, framex::test::siege_env());
@@ -897,7 +903,9 @@ TEST(SiegeOutput, SlowReadersOnManyConnectionsShareOneBudgetAndGiveTheMemoryBack
       std::this_thread::sleep_for(4s);  // the attack lasts this long, then its connections go
     }
     // The memory goes back: within 20 s, the worker is near where it rested.
-    const auto give_up = clock::now() + 20s;
+    // (Under ASan the allocator keeps freed memory for reuse by design: there
+    // only the peak is bounded.)
+    const auto give_up = clock::now() + (gives_memory_back ? 20s : 0s);
     long now = framex::test::rss_mib(w.pid());
     while (now - at_rest > framex::test::siege_bound_mib / 4 && clock::now() < give_up) {
       std::this_thread::sleep_for(100ms);
@@ -908,7 +916,9 @@ TEST(SiegeOutput, SlowReadersOnManyConnectionsShareOneBudgetAndGiveTheMemoryBack
               << " MiB after (" << at_rest << " at rest), good caller " << good.succeeded() << " calls, "
               << good.failed() << " errors " << good.first_failure() << "\n";
     EXPECT_LT(peak - at_rest, framex::test::siege_bound_mib) << connections << " connections";
-    EXPECT_LE(now - at_rest, framex::test::siege_bound_mib / 4) << "the memory stayed after " << connections << " connections";
+    if (gives_memory_back) {
+      EXPECT_LE(now - at_rest, framex::test::siege_bound_mib / 4) << "the memory stayed after " << connections << " connections";
+    }
     after_last_round = now;
   }
   good.finish();
