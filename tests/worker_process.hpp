@@ -190,6 +190,20 @@ inline long peak_rss_mib(pid_t pid) { return status_mib(pid, "VmHWM:"); }
 /// The resident memory (VmRSS) of process `pid` now, in MiB.
 inline long rss_mib(pid_t pid) { return status_mib(pid, "VmRSS:"); }
 
+/// What the peak memory of process `pid` has grown by since this was made (at
+/// rest, before an attack). The bounds are on what an attack adds, not on what a
+/// build rests at: an ASan test binary's own pages take about 460 MiB.
+class peak_growth {
+ public:
+  explicit peak_growth(pid_t pid) : pid_(pid), at_rest_(peak_rss_mib(pid)) {}
+  [[nodiscard]] long at_rest() const noexcept { return at_rest_; }
+  [[nodiscard]] long mib() const { return peak_rss_mib(pid_) - at_rest_; }
+
+ private:
+  pid_t pid_;
+  long at_rest_;
+};
+
 /// What a siege may add to a worker's peak memory: 256 MiB, as users see it;
 /// under ASan, where every allocation costs a redzone, shadow bytes and a size
 /// class (about twice what it costs a plain build), 512.

@@ -352,12 +352,11 @@ TEST(SiegeTls, ATlsWorkerUnderHandshakeFloodsKeepsServingAGoodCaller) {
     env.push_back("FRAMEX_WORKER__" + setting);
   }
   worker_process w(0, env);
-  const auto peak_rss = [&] { return framex::test::peak_rss_mib(w.pid()); };
   auto cfg = distributed({w.address()});
   cfg.distributed.tls = {.enabled = true, .ca_file = ca.ca_file(), .cert_file = client_cert.cert, .key_file = client_cert.key};
   framex::runtime good(cfg);
   ASSERT_EQ(run([&]() { return framex::remote<&tls_double>.with({.timeout = 20s, .runtime = &good}).remote(1); }), 2);
-  const long resting = peak_rss();
+  const framex::test::peak_growth growth(w.pid());
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> attackers;
@@ -424,10 +423,9 @@ TEST(SiegeTls, ATlsWorkerUnderHandshakeFloodsKeepsServingAGoodCaller) {
   EXPECT_EQ(failed, std::error_code{}) << "after " << served << " calls";
   EXPECT_GT(served, 10);
   EXPECT_EQ(run([&]() { return framex::remote<&tls_double>.with({.timeout = 20s, .runtime = &good}).remote(21); }), 42);
-  const long grown = peak_rss() - resting;
-  EXPECT_LT(grown, framex::test::siege_bound_mib) << "MiB above resting";
-  std::cout << "[ siege    ] good calls " << served << ", TLS worker peak RSS " << peak_rss() << " MiB (" << resting
-            << " at rest)\n";
+  EXPECT_LT(growth.mib(), framex::test::siege_bound_mib) << "MiB above resting";
+  std::cout << "[ siege    ] good calls " << served << ", TLS worker peak RSS " << growth.mib() << " MiB above "
+            << growth.at_rest() << " at rest\n";
 }
 
 }  // namespace
