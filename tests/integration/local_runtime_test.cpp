@@ -190,6 +190,37 @@ TEST(LocalRuntime, ACallTimedOutBeforeItStartedNeverRuns) {
   EXPECT_FALSE(queued_body_ran);
 }
 
+// A service stopped with blocking calls in flight, in the order the README
+// recommends (the io_context stops, the runtime declared after it shuts down and
+// goes, then the io_context goes): every call's completion was posted to an
+// io_context that never runs again, and destroying it frees each call and the
+// coroutine frame waiting on it.
+struct frame_guard {
+  std::atomic<int>& freed;
+  ~frame_guard() { ++freed; }
+};
+
+TEST(LocalRuntime, CallsInFlightWhenTheServiceStopsFreeTheirCoroutineFrames) {
+  std::atomic<int> started{0};
+  std::atomic<int> freed{0};
+  {
+    asio::io_context io;
+    framex::runtime rt({.threads = 2});
+    for (int i = 0; i < 4; ++i) {  // two run, two wait in the pool's queue
+      asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+        const frame_guard guard{freed};
+        ++started;
+        co_await sleeper.with({.runtime = &rt}).remote(100);
+      }, asio::detached);
+    }
+    while (started < 4) io.run_one();
+    io.stop();      // SIGTERM: the service's io_context returns from run()
+    rt.shutdown();  // the bodies that run finish; the queued ones are cancelled
+    EXPECT_EQ(freed, 0);  // every completion waits in the stopped io_context
+  }
+  EXPECT_EQ(freed, 4);
+}
+
 void fill_slowly(std::vector<int>& out) {
   std::this_thread::sleep_for(150ms);
   out.assign(1000, 1);  // writes into the caller's vector

@@ -18,7 +18,10 @@
 // and one for the binding to the caller's execution context (see
 // bound_completion.hpp), dropped by whoever unbinds: the completion's post, or
 // `detach` when the caller destroys its context with the call in flight, in
-// which case the caller's reference goes too, with its handler.
+// which case the caller's reference goes too, with its handler. A step posted
+// to the caller's executor owns the references it will drop, so a caller's
+// io_context that stops and is destroyed with the step still queued frees the
+// call, its handler and the coroutine frames behind it.
 #pragma once
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -116,6 +119,22 @@ class blocking_call final : public pool_task, public bound_completion {
     blocking_call* call;
   };
 
+  // A step posted to the caller's executor that owns `Refs` references: it
+  // runs the step, which gives them up, or, destroyed unrun (the caller's
+  // io_context stopped and is destroyed with it queued), releases them, and
+  // with the last one the handler and the coroutine frames it keeps.
+  template <void (blocking_call::*Step)(), int Refs>
+  struct posted_step {
+    explicit posted_step(blocking_call* c) noexcept : call(c) {}
+    posted_step(posted_step&& o) noexcept : call(std::exchange(o.call, nullptr)) {}
+    posted_step& operator=(posted_step&&) = delete;
+    ~posted_step() {
+      if (call != nullptr) call->release(Refs);
+    }
+    void operator()() { (std::exchange(call, nullptr)->*Step)(); }
+    blocking_call* call;
+  };
+
   blocking_call(Invoker&& invoker, Handler&& handler)
       : invoker_(std::move(invoker)),
         handler_(std::in_place, std::move(handler)),
@@ -123,21 +142,22 @@ class blocking_call final : public pool_task, public bound_completion {
         work_(std::in_place, boost::asio::prefer(boost::asio::get_associated_executor(*handler_),
                                                  boost::asio::execution::outstanding_work.tracked)) {}
 
-  void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  void release(int n = 1) noexcept {
+    if (refs_.fetch_sub(n, std::memory_order_acq_rel) == n) delete this;
   }
 
-  // Posts `fn` to the caller's executor unless the caller's context is gone
+  // Posts `Step` to the caller's executor unless the caller's context is gone
   // (then `detach` dropped the binding's reference; here the post drops it).
-  template <class Fn>
-  bool post_to_caller(Fn fn) noexcept {
-    if (!unbind_completion(*this, [&] { boost::asio::post(*work_, std::move(fn)); })) return false;
+  template <void (blocking_call::*Step)(), int Refs>
+  bool post_to_caller() noexcept {
+    if (!unbind_completion(*this, [&] { boost::asio::post(*work_, posted_step<Step, Refs>(this)); })) return false;
     release();
     return true;
   }
 
   void post_deliver() noexcept {
-    if (!post_to_caller([this] { deliver(); })) release();  // the pool's: deliver will not run
+    // deliver gives up the caller's reference and the pool's.
+    if (!post_to_caller<&blocking_call::deliver, 2>()) release();  // the pool's: deliver will not run
   }
 
   // The caller's context shuts down with this call in flight (bound_completion).
@@ -160,6 +180,14 @@ class blocking_call final : public pool_task, public bound_completion {
     complete(std::move(result_), 2);  // moved into complete's parameter before `this` may go
   }
 
+  // Caller's executor, after a cancellation abandoned the call.
+  void deliver_abandoned() {
+    outcome<R> out;
+    out.set_error(deferred_);
+    record_outcome(*stats_, started_, out);
+    complete(std::move(out), 1);
+  }
+
   // Caller's executor: the slot fired or the timer expired.
   void cancel(errc why) {
     std::uint8_t p = phase_.load(std::memory_order_acquire);
@@ -168,12 +196,7 @@ class blocking_call final : public pool_task, public bound_completion {
         if (!phase_.compare_exchange_weak(p, abandoned, std::memory_order_acq_rel)) continue;
         deferred_ = why;
         // Not from inside the slot's emit: the handler runs from the executor.
-        post_to_caller([this] {
-          outcome<R> out;
-          out.set_error(deferred_);
-          record_outcome(*stats_, started_, out);
-          complete(std::move(out), 1);
-        });
+        post_to_caller<&blocking_call::deliver_abandoned, 1>();  // the caller's reference
         return;
       }
       if (p == running) {  // pinned: the body may write into the caller's memory
