@@ -6,7 +6,9 @@
 #include <boost/asio/write.hpp>
 
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -100,6 +102,7 @@ connection::connection(socket_type socket, const connection_limits& limits, tls_
       timer_(executor_),
       last_activity_(clock::now().time_since_epoch().count()),
       last_heard_(last_activity_.load(std::memory_order_relaxed)),
+      last_moved_(last_activity_.load(std::memory_order_relaxed)),
       greeted_(limits.greeting_timeout.count() == 0),
       started_(clock::now()) {
   limits_.write_cap = std::max(limits_.write_cap, limits_.write_high_water + limits_.read.max_bytes);
@@ -168,6 +171,14 @@ connection::clock::time_point connection::last_activity() const noexcept {
 
 void connection::touch() noexcept {
   last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+void connection::watch_send_queue() {
+  std::lock_guard lock(mutex_);
+  int queued = 0;  // the socket closes only after state_ is closed, under this lock
+  if (state_ == write_state::closed || ::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) != 0) return;
+  if (queued != send_queue_seen_) moved();
+  send_queue_seen_ = queued;
 }
 
 bool connection::send(message_buffer message, bool batch) {
@@ -312,6 +323,7 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
 // was asked for meanwhile.
 void connection::finish_direct(message_buffer rest, std::size_t sent, bool failed) {
   bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
+  if (sent != 0) moved();
   if (sent == rest.size()) touch();
   std::unique_lock lock(mutex_);
   if (!failed && sent < rest.size() && state_ != write_state::closing) {
@@ -389,8 +401,14 @@ void connection::flush() {
   if (n < 0) return do_close(std::error_code(errno, std::system_category()));
   const auto sent = static_cast<std::size_t>(n);
   if (sent == total) return wrote({}, sent);
+  if (sent != 0) moved();
   drop_front(buffers, sent);
-  asio::async_write(socket_, buffers, [self = shared_from_this(), sent](const boost::system::error_code& ec, std::size_t rest) {
+  // Each piece written is life (see last_moved): the condition runs after each.
+  const auto progress = [this](const boost::system::error_code& ec, std::size_t done) -> std::size_t {
+    if (done != 0) moved();
+    return ec ? 0 : 65536;  // the piece asio::transfer_all asks for
+  };
+  asio::async_write(socket_, buffers, progress, [self = shared_from_this(), sent](const boost::system::error_code& ec, std::size_t rest) {
     self->wrote(ec, sent + rest);
   });
 }
@@ -469,6 +487,7 @@ void connection::arrived(std::size_t n) {
   if (n != 0) {
     touch();
     last_heard_.store(last_activity_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    last_moved_.store(last_activity_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   bool completed = false;
   struct uncork_at_exit {

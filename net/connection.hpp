@@ -158,13 +158,24 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] std::size_t queued_bytes() const;
   /// When a message was last read or written.
   [[nodiscard]] clock::time_point last_activity() const noexcept;
-  /// When bytes last arrived from the peer (or the connection began): how long
-  /// it has been silent, whatever was written to it.
   /// Bytes written to the socket since the connection opened.
   [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
+  /// When bytes last arrived from the peer (or the connection began): how long
+  /// it has been silent, whatever was written to it.
   [[nodiscard]] clock::time_point last_heard() const noexcept {
     return clock::time_point(clock::duration(last_heard_.load(std::memory_order_relaxed)));
   }
+  /// When bytes last moved either way: arrived, or left for the peer (each
+  /// piece of a long write counts). A connection sending a large message is
+  /// alive though its peer says nothing until it has all of it.
+  [[nodiscard]] clock::time_point last_moved() const noexcept {
+    return clock::time_point(clock::duration(last_moved_.load(std::memory_order_relaxed)));
+  }
+  /// Looks at the socket's send queue (bytes written, not yet taken by the
+  /// peer): when it changed since the last look, bytes moved (`last_moved`).
+  /// The kernel's queue drains at the link's pace after a large write has left
+  /// framex, for seconds on a slow link. Any thread.
+  void watch_send_queue();
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
   [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
   /// The peer's "address:port" (or "unix:PATH" of the socket), as it was when
@@ -225,6 +236,7 @@ class connection : public std::enable_shared_from_this<connection> {
   // message are more than a peer that has not proved itself may send.
   bool too_large_before_greeting(std::size_t bytes);
   void touch() noexcept;
+  void moved() noexcept { last_moved_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
   bool count_partial();
 
   socket_type socket_;
@@ -240,6 +252,8 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t counted_partial_ = 0;       // strand only: what this adds to limits_.partial_bytes
   std::atomic<clock::rep> last_activity_;
   std::atomic<clock::rep> last_heard_;
+  std::atomic<clock::rep> last_moved_;
+  int send_queue_seen_ = 0;  // under mutex_: see watch_send_queue
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<bool> greeted_{false};
   bool handshaking_ = false;  // strand only

@@ -271,11 +271,14 @@ void distributed_runtime::impl::beat() {
     const auto now = clock::now();
     for (auto& s : slots) {
       if (s->status != slot::state::ready || !s->framex || !s->conn->is_open()) continue;  // a stranger is never pinged
+      s->conn->watch_send_queue();
       const auto sent = s->beat.sent_at.load(std::memory_order_relaxed);
-      if (sent != 0 && now - clock::time_point(clock::duration(sent)) >= period && now - s->conn->last_heard() >= period) {
+      // Bytes moving either way are life: a large request being sent holds
+      // the ping behind it, and the worker answers nothing until it has it all.
+      if (sent != 0 && now - clock::time_point(clock::duration(sent)) >= period && now - s->conn->last_moved() >= period) {
         s->unhealthy = true;
         dead.push_back(s->conn);  // its calls fail as lost, "Connection timed out"; the slot reconnects with backoff
-      } else if (sent == 0 && now - s->conn->last_heard() >= period) {
+      } else if (sent == 0 && now - s->conn->last_moved() >= period) {
         s->beat.sent_at.store(now.time_since_epoch().count(), std::memory_order_relaxed);
         ping.emplace_back(s->conn, &s->beat);
       }

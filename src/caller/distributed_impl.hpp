@@ -14,10 +14,11 @@
 // whose worker registered as draining) are retired (routed nothing, closed
 // once idle) and kept, so a call or a connect that holds one stays valid.
 //
-// Health. Every half `heartbeat`, a ready connection that has heard nothing
-// for a heartbeat gets a `framex.ping` (answered on the worker's I/O thread,
-// whatever its pool is doing); if that too goes unanswered for a heartbeat,
-// the worker is taken for hung or unreachable and the connection closes: its
+// Health. Every half `heartbeat`, a ready connection on which no byte moved,
+// either way, for a heartbeat gets a `framex.ping` (answered on the worker's
+// I/O thread, whatever its pool is doing); if that too goes unanswered while
+// nothing moves for a heartbeat (a large request still leaving is life), the
+// worker is taken for hung or unreachable and the connection closes: its
 // calls fail with `worker_lost` (a retry picks another worker) and the slot is
 // reconnected like any lost one.
 //
@@ -155,8 +156,9 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   net::connection_limits limits() const;
 
   // On the heartbeat timer's strand, every half heartbeat: a ready connection
-  // silent for a heartbeat gets a `framex.ping`; one whose ping has gone
-  // unanswered for a heartbeat is taken for dead and closed.
+  // still (no byte moved) for a heartbeat gets a `framex.ping`; one whose
+  // ping has gone unanswered, still, for a heartbeat is taken for dead and
+  // closed.
   void beat();
 
   // The outcome of connecting `s`: ready with `conn`, or failed with `error`.

@@ -41,6 +41,7 @@
 #include <filesystem>
 
 #include "raw_peer.hpp"
+#include "slow_link.hpp"
 #include "support.hpp"
 #include "worker_process.hpp"
 
@@ -661,6 +662,25 @@ TEST(HardeningRandom, RandomBytesCloseOnlyTheirConnection) {
 }
 
 // A stand-in worker that answers the hello and then never reads again.
+// A large request over a slow link takes many heartbeats to send; the ping
+// waits behind it, yet bytes leaving for the worker are life, and the call
+// succeeds instead of failing with worker_lost at the second heartbeat.
+TEST(HardeningCaller, ALargeRequestOverASlowLinkOutlivesTheHeartbeat) {
+  worker_process w;
+  framex::test::slow_link link(w.port(), 4 << 20);  // 4 MiB/s: 12 MiB take 3 s
+  auto cfg = distributed({link.address()});
+  cfg.distributed.heartbeat = 300ms;
+  framex::runtime rt(cfg);
+  ASSERT_EQ(run([&]() { return framex::remote<&hardening_length>.with({.timeout = 20s, .runtime = &rt}).remote(std::string(1, 'x')); }),
+            1u);
+  const auto start = clock::now();
+  EXPECT_EQ(run([&]() {
+              return framex::remote<&hardening_length>.with({.timeout = 20s, .runtime = &rt}).remote(std::string(12 << 20, 'x'));
+            }),
+            std::size_t{12} << 20);
+  EXPECT_GT(since(start), 1500ms) << "the link was not slow: the test proved nothing";
+}
+
 TEST(HardeningCaller, CallsTowardAStalledWorkerWaitWithinTheirTimeoutInsteadOfQueueing) {
   asio::io_context server_io;
   asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});
