@@ -176,9 +176,15 @@ void connection::touch() noexcept {
 void connection::watch_send_queue() {
   std::lock_guard lock(mutex_);
   int queued = 0;  // the socket closes only after state_ is closed, under this lock
-  if (state_ == write_state::closed || ::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) != 0) return;
-  if (queued != send_queue_seen_) moved();
-  send_queue_seen_ = queued;
+  if (state_ == write_state::closed || ::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) != 0 || queued < 0) return;
+  // Written and no longer queued: taken by the peer. bytes_sent_ grows just
+  // after a write, so this may fall short for a moment, never exceed.
+  const std::uint64_t written = bytes_sent_.load(std::memory_order_relaxed);
+  const std::uint64_t taken = written - std::min<std::uint64_t>(written, static_cast<std::uint64_t>(queued));
+  if (taken > taken_seen_) {
+    taken_seen_ = taken;
+    last_moved_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  }
 }
 
 bool connection::send(message_buffer message, bool batch) {
@@ -323,7 +329,6 @@ bool connection::transmit(message_buffer message, std::unique_lock<std::mutex>& 
 // was asked for meanwhile.
 void connection::finish_direct(message_buffer rest, std::size_t sent, bool failed) {
   bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
-  if (sent != 0) moved();
   if (sent == rest.size()) touch();
   std::unique_lock lock(mutex_);
   if (!failed && sent < rest.size() && state_ != write_state::closing) {
@@ -400,17 +405,22 @@ void connection::flush() {
       socket_.native_handle(), [&](const auto& piece) { for (const auto& b : buffers) piece(b.data(), b.size()); }, 0);
   if (n < 0) return do_close(std::error_code(errno, std::system_category()));
   const auto sent = static_cast<std::size_t>(n);
+  bytes_sent_.fetch_add(sent, std::memory_order_relaxed);
   if (sent == total) return wrote({}, sent);
-  if (sent != 0) moved();
   drop_front(buffers, sent);
-  // Each piece written is life (see last_moved): the condition runs after each.
-  const auto progress = [this](const boost::system::error_code& ec, std::size_t done) -> std::size_t {
-    if (done != 0) moved();
+  // bytes_sent_ follows each piece (watch_send_queue compares it with the
+  // kernel's queue): the condition runs after every piece but the last.
+  writing_counted_ = 0;
+  const auto count_piece = [this](const boost::system::error_code& ec, std::size_t done) -> std::size_t {
+    bytes_sent_.fetch_add(done - writing_counted_, std::memory_order_relaxed);
+    writing_counted_ = done;
     return ec ? 0 : 65536;  // the piece asio::transfer_all asks for
   };
-  asio::async_write(socket_, buffers, progress, [self = shared_from_this(), sent](const boost::system::error_code& ec, std::size_t rest) {
-    self->wrote(ec, sent + rest);
-  });
+  asio::async_write(socket_, buffers, count_piece,
+                    [self = shared_from_this(), sent](const boost::system::error_code& ec, std::size_t rest) {
+                      self->bytes_sent_.fetch_add(rest - self->writing_counted_, std::memory_order_relaxed);
+                      self->wrote(ec, sent + rest);
+                    });
 }
 
 // On the strand: `n` bytes of what `flush` took are written, or writing failed.
@@ -423,7 +433,6 @@ void connection::wrote(const boost::system::error_code& ec, std::size_t n) {
     return do_close(ec);
   }
   touch();
-  bytes_sent_.fetch_add(n, std::memory_order_relaxed);
   bool drained = false, resume = false, more = false, close_now = false;
   {
     std::lock_guard lock(mutex_);

@@ -165,16 +165,17 @@ class connection : public std::enable_shared_from_this<connection> {
   [[nodiscard]] clock::time_point last_heard() const noexcept {
     return clock::time_point(clock::duration(last_heard_.load(std::memory_order_relaxed)));
   }
-  /// When bytes last moved either way: arrived, or left for the peer (each
-  /// piece of a long write counts). A connection sending a large message is
-  /// alive though its peer says nothing until it has all of it.
+  /// When bytes last moved either way: arrived from the peer, or were taken
+  /// by it, as `watch_send_queue` last saw. A connection sending a large
+  /// message is alive though its peer says nothing until it has all of it;
+  /// bytes merely written (into the kernel's queue) are not life: they are
+  /// written to a vanished peer too.
   [[nodiscard]] clock::time_point last_moved() const noexcept {
     return clock::time_point(clock::duration(last_moved_.load(std::memory_order_relaxed)));
   }
-  /// Looks at the socket's send queue (bytes written, not yet taken by the
-  /// peer): when it changed since the last look, bytes moved (`last_moved`).
-  /// The kernel's queue drains at the link's pace after a large write has left
-  /// framex, for seconds on a slow link. Any thread.
+  /// Looks at the socket's send queue (SIOCOUTQ: written, not yet taken by
+  /// the peer): when the peer took more than at the last look, bytes moved.
+  /// Any thread.
   void watch_send_queue();
   [[nodiscard]] const socket_type::executor_type& executor() const noexcept { return executor_; }
   [[nodiscard]] std::size_t max_message() const noexcept { return limits_.read.max_bytes; }
@@ -236,7 +237,6 @@ class connection : public std::enable_shared_from_this<connection> {
   // message are more than a peer that has not proved itself may send.
   bool too_large_before_greeting(std::size_t bytes);
   void touch() noexcept;
-  void moved() noexcept { last_moved_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
   bool count_partial();
 
   socket_type socket_;
@@ -253,8 +253,9 @@ class connection : public std::enable_shared_from_this<connection> {
   std::atomic<clock::rep> last_activity_;
   std::atomic<clock::rep> last_heard_;
   std::atomic<clock::rep> last_moved_;
-  int send_queue_seen_ = 0;  // under mutex_: see watch_send_queue
+  std::uint64_t taken_seen_ = 0;  // under mutex_: the most the peer was seen to have taken (watch_send_queue)
   std::atomic<std::uint64_t> bytes_sent_{0};
+  std::size_t writing_counted_ = 0;  // strand only: what bytes_sent_ has of the async write under way
   std::atomic<bool> greeted_{false};
   bool handshaking_ = false;  // strand only
   bool peeked_ = false;       // strand only: a server saw the first byte of a TLS handshake
