@@ -50,6 +50,7 @@ class slow_link {
   [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   /// From now on nothing crosses, either way; the connections stay open.
   void cut() { cut_ = true; }
+  [[nodiscard]] bool was_cut() const { return cut_; }
 
  private:
   struct pair {

@@ -261,6 +261,37 @@ net::connection_limits distributed_runtime::impl::limits() const {
   return l;
 }
 
+namespace {
+
+// Sends the ping that `b` marked as sent.
+void send_ping(net::client& c, heartbeat& b) {
+  message_buffer params(32);
+  msgpack::packer<message_buffer>(params).pack_array(0);
+  if (c.call(protocol::ping, std::move(params), b) == 0) b.sent_at.store(0, std::memory_order_relaxed);
+}
+
+// How long a worker with calls outstanding may stay quiet, and then leave a
+// probe unanswered, before it is suspect: several of its ping round trips, and
+// never under a quarter second, which a busy machine's scheduling can take.
+constexpr clock::duration suspect_floor = std::chrono::milliseconds(250);
+constexpr int suspect_round_trips = 4;
+
+}  // namespace
+
+bool distributed_runtime::impl::suspect(slot& s, clock::time_point now) {
+  if (!s.framex) return false;  // a stranger is never pinged
+  const auto window = std::max(suspect_floor, suspect_round_trips * clock::duration(s.beat.round_trip.load(std::memory_order_relaxed)));
+  if (now - s.conn->last_heard() < window) return false;
+  auto sent = s.beat.sent_at.load(std::memory_order_relaxed);
+  if (sent != 0) return now - clock::time_point(clock::duration(sent)) >= window;  // still unanswered: suspect
+  // Quiet that long with calls waiting for it: ask. (Calls that timed out
+  // meanwhile do not clear a suspicion: the ping stays unanswered.)
+  if (s.conn->outstanding() != 0 && s.beat.sent_at.compare_exchange_strong(sent, now.time_since_epoch().count(), std::memory_order_relaxed)) {
+    send_ping(*s.conn, s.beat);
+  }
+  return false;
+}
+
 void distributed_runtime::impl::beat() {
   const auto period = settings.heartbeat;
   std::vector<std::pair<std::shared_ptr<net::client>, heartbeat*>> ping;
@@ -285,11 +316,7 @@ void distributed_runtime::impl::beat() {
     }
   }
   for (auto& c : dead) c->close(std::make_error_code(std::errc::timed_out));
-  for (auto& [c, b] : ping) {
-    message_buffer params(32);
-    msgpack::packer<message_buffer>(params).pack_array(0);
-    if (c->call(protocol::ping, std::move(params), *b) == 0) b->sent_at.store(0, std::memory_order_relaxed);
-  }
+  for (auto& [c, b] : ping) send_ping(*c, *b);
   heartbeat_timer.expires_after(period / 2);
   heartbeat_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->beat();

@@ -271,6 +271,7 @@ slot* distributed_runtime::impl::pick(const resource_map& needs) {
       c.status = route_candidate::state::ready;
       c.draining = s.conn->draining();
       c.stalled = s.conn->queued_bytes() > stalled_bytes;
+      c.suspect = suspect(s, now);
       c.load = s.conn->outstanding();
       if (const auto held = in_use.find(s.address); held != in_use.end()) c.held = &held->second;
     } else if (s.status == slot::state::connecting) {

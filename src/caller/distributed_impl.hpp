@@ -160,6 +160,11 @@ struct distributed_runtime::impl : std::enable_shared_from_this<impl> {
   // ping has gone unanswered, still, for a heartbeat is taken for dead and
   // closed.
   void beat();
+  // Under the lock, while routing: true when `s` has been quiet (nothing
+  // heard) since a ping went out several of its round trips ago; sends that
+  // ping when it has been quiet that long with calls outstanding and none in
+  // flight. The router sends new calls elsewhere while anything else fits.
+  bool suspect(slot& s, clock::time_point now);
 
   // The outcome of connecting `s`: ready with `conn`, or failed with `error`.
   // The calls that waited for it are sent on it, or routed again.

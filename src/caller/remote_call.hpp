@@ -81,10 +81,15 @@ void intrusive_ptr_release(remote_call* c) noexcept;
 /// Every holder of a call but the connection's table holds one of these.
 using call_ref = boost::intrusive_ptr<remote_call>;
 
-// The heartbeat of a slot's connection: a `framex.ping` in flight, or none.
+// The heartbeat of a slot's connection: a `framex.ping` in flight, or none,
+// and how long the last one took to be answered.
 struct heartbeat final : net::pending_call {
-  std::atomic<clock::rep> sent_at{0};  // 0: none in flight
-  void on_response(net::received_message) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
+  std::atomic<clock::rep> sent_at{0};     // 0: none in flight
+  std::atomic<clock::rep> round_trip{0};  // the last answered ping's
+  void on_response(net::received_message) noexcept override {
+    const auto sent = sent_at.exchange(0, std::memory_order_relaxed);
+    if (sent != 0) round_trip.store(clock::now().time_since_epoch().count() - sent, std::memory_order_relaxed);
+  }
   void on_lost(std::error_code) noexcept override { sent_at.store(0, std::memory_order_relaxed); }
 };
 

@@ -12,6 +12,7 @@ std::size_t router::pick(std::span<const route_candidate> candidates, const reso
   const auto better = [&](const route_candidate& c) {
     if (best == none) return true;
     const route_candidate& b = candidates[best];
+    if (c.suspect != b.suspect) return !c.suspect;
     if (c.load != b.load) return c.load < b.load;
     return b.worker == last_worker_ && c.worker != last_worker_;  // a tie: prefer another worker than last time
   };

@@ -6,9 +6,11 @@
 // The rules, in order:
 //   1. never a retired connection (its worker left discovery), a draining one
 //      (its worker said so), or a stalled one (unsent output above the mark);
-//   2. a ready connection whose worker has the call's resources free, the one
-//      with the fewest calls in flight; among equals, the next worker after the
-//      one chosen last, so sequential calls alternate between workers;
+//   2. a ready connection whose worker has the call's resources free: one
+//      that is not suspect (gone quiet: see `route_candidate::suspect`) before
+//      one that is, then the one with the fewest calls in flight; among
+//      equals, the next worker after the one chosen last, so sequential calls
+//      alternate between workers;
 //   3. else a connection being made whose worker may have the resources
 //      (unknown counts as may), the one with the fewest calls waiting for it;
 //   4. else none: the call waits unrouted.
@@ -31,6 +33,9 @@ struct route_candidate {
   bool retired = false;
   bool draining = false;
   bool stalled = false;
+  // Calls outstanding and nothing heard since a probe went out several round
+  // trips ago: perhaps cut off. New calls go elsewhere while anything else fits.
+  bool suspect = false;
   std::size_t load = 0;                // ready: calls in flight; connecting: calls waiting for it
   const resource_map* has = nullptr;   // what its worker has; null: not known yet
   const resource_map* held = nullptr;  // what calls in flight hold on its worker; null: nothing

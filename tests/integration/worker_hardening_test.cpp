@@ -681,6 +681,54 @@ TEST(HardeningCaller, ALargeRequestOverASlowLinkOutlivesTheHeartbeat) {
   EXPECT_GT(since(start), 1500ms) << "the link was not slow: the test proved nothing";
 }
 
+// A worker cut off (its link carries nothing, its connection stays open, as
+// across a partition) stops getting new calls within a second with default
+// settings, long before the heartbeat gives up on it: only the calls already
+// sent to it are lost.
+TEST(HardeningCaller, NewCallsLeaveAWorkerCutOffWithinASecond) {
+  worker_process w1(0, {}, "/proc/self/exe", {"--threads", "8"});
+  worker_process w2(0, {}, "/proc/self/exe", {"--threads", "8"});
+  framex::test::slow_link link(w1.port(), 1e9);  // as fast as it goes, until cut
+  framex::runtime rt(distributed({link.address(), w2.address()}));
+  struct call_outcome {
+    clock::time_point started;
+    bool ok = false;
+  };
+  std::vector<call_outcome> calls;  // the io_context's thread only
+  asio::io_context io;
+  const auto start = clock::now();
+  clock::time_point cut_at = start + 1s;
+  // Eight callers, each calling again as soon as a call ends; a call to the
+  // worker cut off ends after 500 ms (its timeout), which leaves that worker
+  // with no call in flight, so the fewest calls in flight alone would keep
+  // choosing it.
+  for (int caller = 0; caller < 8; ++caller) {
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      while (since(start) < 4s) {
+        if (!link.was_cut() && clock::now() >= cut_at) {
+          link.cut();
+          cut_at = clock::now();
+        }
+        const std::size_t i = calls.size();
+        calls.push_back({clock::now()});
+        calls[i].ok = !co_await error_of(framex::remote<&hardening_sleep>.with({.timeout = 500ms, .runtime = &rt}).remote(5));
+      }
+    }, asio::detached);
+  }
+  io.run();
+  int before_cut = 0, lost_in_the_first_second = 0, lost_later = 0;
+  for (const auto& c : calls) {
+    if (c.ok) continue;
+    if (c.started < cut_at) ++before_cut;
+    else if (c.started < cut_at + 1s) ++lost_in_the_first_second;
+    else ++lost_later;
+  }
+  std::cout << "[ cut off  ] " << calls.size() << " calls; lost: " << lost_in_the_first_second
+            << " started in the first second after the cut, " << lost_later << " later, " << before_cut << " before\n";
+  EXPECT_EQ(lost_later, 0) << "new calls still went to the worker cut off more than a second before";
+  EXPECT_GT(before_cut + lost_in_the_first_second, 0) << "no call was in flight to the worker cut off: the test proved nothing";
+}
+
 TEST(HardeningCaller, CallsTowardAStalledWorkerWaitWithinTheirTimeoutInsteadOfQueueing) {
   asio::io_context server_io;
   asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});

@@ -58,6 +58,18 @@ TEST(Router, NeverPicksARetiredDrainingOrStalledConnection) {
   EXPECT_EQ(r.pick(c, {}), router::none);
 }
 
+TEST(Router, ASuspectConnectionIsPickedOnlyWhenNoOtherReadyOneFits) {
+  router r;
+  std::vector<route_candidate> c{ready("a:1", 0), ready("b:1", 40)};
+  c[0].suspect = true;  // idle, yet gone quiet: the busier worker gets the calls
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r.pick(c, {}), 1u);
+  c[1].stalled = true;  // nothing else fits: better a suspect than waiting
+  EXPECT_EQ(r.pick(c, {}), 0u);
+  c[1].stalled = false;
+  c[1].suspect = true;  // both suspect: the fewest calls in flight again
+  EXPECT_EQ(r.pick(c, {}), 0u);
+}
+
 TEST(Router, AConnectionBeingMadeIsPickedOnlyWhenNoneIsReady) {
   router r;
   route_candidate connecting;
