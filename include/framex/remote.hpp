@@ -45,8 +45,12 @@ struct call_options {
   /// blocking functions use it (an async function runs on the caller's executor).
   framex::runtime* runtime = nullptr;
   /// Distributed mode: further attempts after a failure that another worker may
-  /// not have, `worker_lost` or `overloaded`; each attempt picks a worker anew.
-  /// A call lost after it was sent may have run: retried calls run at least once.
+  /// not have, `worker_lost` or `overloaded`; each attempt picks a worker anew,
+  /// and all share the one `timeout`. A call lost after it was sent may have
+  /// run: retried calls run at least once. A call refused as `overloaded` never
+  /// ran: with a `timeout` and at least one retry, it is sent again after a
+  /// pause (10 ms, doubling to 500 ms) as often as the timeout allows, without
+  /// using up a retry.
   unsigned retries = 0;
   /// Distributed mode: what this call needs of a worker, beyond what its
   /// function needs (`framex::require`); see framex/resources.hpp.

@@ -79,7 +79,8 @@ struct rpc_call_options {
   /// Deadline for the call; zero: the client's `timeout`.
   std::chrono::steady_clock::duration timeout{};
   /// Further attempts after `worker_lost` or `overloaded` (the call may then
-  /// have run more than once).
+  /// have run more than once), within the one deadline, as
+  /// `framex::call_options::retries` describes.
   unsigned retries = 0;
 };
 

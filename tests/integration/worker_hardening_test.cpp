@@ -729,6 +729,27 @@ TEST(HardeningCaller, NewCallsLeaveAWorkerCutOffWithinASecond) {
   EXPECT_GT(before_cut + lost_in_the_first_second, 0) << "no call was in flight to the worker cut off: the test proved nothing";
 }
 
+// A burst past the worker's per-connection limit: the calls refused as
+// `overloaded` never ran, and with a retry allowed they are sent again after a
+// short pause, as often as their deadline allows, instead of once at once
+// into the same full connection.
+TEST(HardeningCaller, CallsRefusedAsOverloadedAreRetriedWithinTheirDeadline) {
+  worker_process w(0, {"FRAMEX_WORKER__MAX_CALLS_PER_CONNECTION=4"}, "/proc/self/exe", {"--threads", "4"});
+  framex::runtime rt(distributed({w.address()}));
+  asio::io_context io;
+  int ok = 0;
+  std::error_code failed;
+  for (int i = 0; i < 40; ++i) {  // 40 calls of 50 ms, 4 at a time: 0.5 s of work
+    asio::co_spawn(io, error_of(framex::remote<&hardening_sleep>.with({.timeout = 20s, .runtime = &rt, .retries = 1}).remote(50)),
+                   [&](std::exception_ptr, std::error_code ec) {
+                     if (ec) failed = ec;
+                     else ++ok;
+                   });
+  }
+  io.run();
+  EXPECT_EQ(ok, 40) << failed.message();
+}
+
 TEST(HardeningCaller, CallsTowardAStalledWorkerWaitWithinTheirTimeoutInsteadOfQueueing) {
   asio::io_context server_io;
   asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});

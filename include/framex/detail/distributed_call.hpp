@@ -11,8 +11,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -370,26 +374,55 @@ decltype(auto) object_value(O&& o) {
   throw std::system_error(ec, name);
 }
 
+// The pause before a call refused as `overloaded` is sent again: from 10 ms,
+// doubling, to at most half a second.
+inline constexpr auto first_overload_pause = std::chrono::milliseconds(10);
+inline constexpr auto last_overload_pause = std::chrono::milliseconds(500);
+
+// A pause, in a frame of its own: a timer in await_remote's frame would make
+// every call's frame larger than Asio recycles without allocating.
+inline boost::asio::awaitable<void> wait_for(std::chrono::steady_clock::duration pause) {
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, pause);
+  co_await timer.async_wait(boost::asio::use_awaitable);
+}
+
 // Sends a call with `start` (which forwards to `start_remote` or its like),
 // retrying `retries` times on a lost worker or overload, and decodes its result.
+// All attempts share the call's deadline (`timeout` from now). A call refused
+// as `overloaded` never ran: with retries allowed and a deadline, it is sent
+// again after a pause that grows, as often as the deadline allows, without
+// using up a retry.
 template <class T, class Start>
 boost::asio::awaitable<T> await_remote(Start start, const function_entry& fn, message_buffer params,
                                        std::chrono::steady_clock::duration timeout, unsigned retries,
                                        resource_needs needs,  // by value: the call options are gone when it runs
                                        std::vector<std::shared_ptr<const spilled_object>> keep = {}) {  // the objects its arguments refer to
+  using clock = std::chrono::steady_clock;
   static constexpr auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
+  const bool has_deadline = timeout > clock::duration::zero();
+  const auto deadline = has_deadline ? clock::now() + timeout : clock::time_point::max();
+  clock::duration pause = first_overload_pause;
   std::error_code ec;
   reply r;
-  for (unsigned attempt = 0;; ++attempt) {
-    message_buffer sent = attempt < retries ? params.clone() : std::move(params);
+  for (unsigned attempt = 0;;) {
+    const bool last = attempt >= retries;
+    message_buffer sent = last ? std::move(params) : params.clone();
+    const auto left = has_deadline ? std::max<clock::duration>(deadline - clock::now(), std::chrono::milliseconds(1)) : timeout;
     std::tie(ec, r) = co_await boost::asio::async_initiate<decltype(token), void(std::error_code, reply)>(
         [&](auto handler) {
           const boost::asio::any_io_executor caller = boost::asio::get_associated_executor(handler);
-          start(fn, std::move(sent), timeout, needs, caller, std::move(handler));
+          start(fn, std::move(sent), left, needs, caller, std::move(handler));
         },
         token);
-    if (attempt < retries && (ec == errc::worker_lost || ec == errc::overloaded)) continue;
-    break;
+    if (last || (ec != errc::worker_lost && ec != errc::overloaded)) break;
+    if (ec == errc::overloaded) {
+      if (!has_deadline) ++attempt;
+      else if (clock::now() + pause >= deadline) break;
+      co_await wait_for(pause);
+      pause = std::min<clock::duration>(2 * pause, last_overload_pause);
+    } else {
+      ++attempt;
+    }
   }
   keep.clear();
   if (ec) throw_failure(ec, r, fn.name);
