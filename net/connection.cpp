@@ -481,10 +481,14 @@ void connection::read() {
   }
   char* room = reader_.prepare(read_chunk);
   socket_.async_read_some(asio::buffer(room, reader_.capacity()),
-                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                          [self = shared_from_this(), room](const boost::system::error_code& ec, std::size_t n) {
                             self->reading_ = false;
                             if (ec == asio::error::eof && !self->receiving()) return self->on_end_of_input();
                             if (ec) return self->do_close(ec);
+                            if (!self->peeked_ && n != 0 && self->serves()) {
+                              self->peeked_ = true;
+                              if (n >= 2 && room[0] == '\x16' && room[1] == '\x03') return self->answer_tls_hello();
+                            }
                             self->reader_.commit(n);
                             self->arrived(n);
                           });

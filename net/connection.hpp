@@ -196,6 +196,9 @@ class connection : public std::enable_shared_from_this<connection> {
   virtual void on_end_of_input() { do_close(std::make_error_code(std::errc::connection_aborted)); }
   /// True when nothing is owed to the peer, so `idle_timeout` may close it.
   [[nodiscard]] virtual bool idle() const { return true; }
+  /// True for a server's side: a plaintext one answers a TLS hello (see
+  /// answer_tls_hello).
+  [[nodiscard]] virtual bool serves() const { return false; }
   /// The output queue drained below the high-water mark. Any thread, no lock held.
   virtual void on_writable() {}
   /// True while a message is partly received.
@@ -210,6 +213,7 @@ class connection : public std::enable_shared_from_this<connection> {
   struct tls_stream;
 
   void handshake(const char* in, std::size_t n);
+  void answer_tls_hello();
   void read_handshake();
   void handshake_done();
   message_buffer seal(const message_buffer& plain);
@@ -258,7 +262,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t writing_counted_ = 0;  // strand only: what bytes_sent_ has of the async write under way
   std::atomic<bool> greeted_{false};
   bool handshaking_ = false;  // strand only
-  bool peeked_ = false;       // strand only: a server saw the first byte of a TLS handshake
+  bool peeked_ = false;       // strand only: a server saw the peer's first bytes (see handshake, answer_tls_hello)
   std::atomic<bool> tls_resumed_{false};
   clock::time_point started_;  // for greeting_timeout
 

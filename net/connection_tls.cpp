@@ -7,19 +7,67 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
 
 namespace framex::net {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// The msgid of a msgpack-RPC request `[0, msgid, ...]` at the start of `in`,
+// read by hand (nothing is decoded, nothing allocated), or nothing.
+std::optional<std::uint32_t> request_id(const unsigned char* in, std::size_t n) {
+  if (n < 3 || in[0] != 0x94 || in[1] != 0x00) return std::nullopt;
+  if (in[2] <= 0x7f) return in[2];
+  std::size_t width = in[2] == 0xcc ? 1 : in[2] == 0xcd ? 2 : in[2] == 0xce ? 4 : 0;
+  if (width == 0 || n < 3 + width) return std::nullopt;
+  std::uint32_t id = 0;
+  for (std::size_t i = 0; i < width; ++i) id = (id << 8) | in[3 + i];
+  return id;
+}
+
+}  // namespace
+
+// On the strand: a plaintext server heard a TLS hello (0x16 0x03). It answers
+// with bytes that are no TLS record (a msgpack-RPC error, which a person can
+// read too), so the caller's TLS fails at once with "wrong version number",
+// which no retry changes, rather than with a closed connection, which it
+// would retry until its deadline; then it closes.
+void connection::answer_tls_hello() {
+  auto answer = std::make_shared<message_buffer>(error_response(
+      0, static_cast<int>(errc::unauthorized), "unauthorized", "this worker speaks plaintext msgpack-RPC, not TLS"));
+  answer->flatten();
+  asio::async_write(socket_, asio::buffer(answer->data(), answer->size()),
+                    [self = shared_from_this(), answer](const boost::system::error_code&, std::size_t) {
+                      self->do_close(std::make_error_code(std::errc::protocol_error), "the peer speaks TLS to a plaintext worker");
+                    });
+}
+
 // On the strand, in `writing` with nothing in flight: one step of the
 // handshake with `n` bytes received. What TLS has to say is written, then more
 // is read, until it is done. A server turns away at once a peer whose first
 // byte does not begin a TLS handshake record (a plaintext peer) rather than
-// when the handshake times out.
+// when the handshake times out; a plaintext msgpack-RPC request is answered,
+// in plaintext, with an error saying so (as an HTTPS server answers plain
+// HTTP), so that its caller fails at once instead of trying again.
 void connection::handshake(const char* in, std::size_t n) {
   if (n != 0 && tls_->setup.context->side() == tls_context::role::server && !peeked_) {
-    if (static_cast<unsigned char>(in[0]) != 0x16) return do_close(not_tls());
+    if (static_cast<unsigned char>(in[0]) != 0x16) {
+      const auto id = request_id(reinterpret_cast<const unsigned char*>(in), n);
+      if (!id) return do_close(not_tls());
+      auto answer = std::make_shared<message_buffer>(
+          error_response(*id, static_cast<int>(errc::unauthorized), "unauthorized",
+                         "this worker speaks TLS only: the caller must connect with TLS (distributed.tls.enabled)"));
+      answer->flatten();
+      asio::async_write(socket_, asio::buffer(answer->data(), answer->size()),
+                        [self = shared_from_this(), answer](const boost::system::error_code&, std::size_t) {
+                          self->do_close(not_tls());
+                        });
+      return;
+    }
     peeked_ = true;
   }
   auto out = std::make_shared<message_buffer>();

@@ -67,6 +67,7 @@ class session final : public connection {
   void on_close(std::error_code why) override;
   void on_end_of_input() override;
   [[nodiscard]] bool idle() const override { return calls() == 0; }
+  [[nodiscard]] bool serves() const override { return true; }
   std::shared_ptr<session> self() { return std::static_pointer_cast<session>(shared_from_this()); }
 
   dispatcher& dispatcher_;

@@ -195,15 +195,24 @@ TEST_F(Tls, PlaintextAgainstTlsFailsClearlyEitherWay) {
     }
   };
   worker_process tls_worker(0, worker_env(worker_cert));
-  expect_fails_saying(distributed({tls_worker.address()}), "does the worker require TLS?");
+  // A TLS worker answers a plaintext caller's hello, in plaintext, that it
+  // speaks TLS only: the call fails at once, as with wrong credentials, not
+  // with `timeout` or `worker_lost` after retrying until the deadline.
+  framex::runtime plain_to_tls(distributed({tls_worker.address()}));
+  const auto refused = failure(plain_to_tls);
+  EXPECT_EQ(refused.code(), framex::errc::unauthorized) << refused.what();
+  EXPECT_NE(std::string(refused.what()).find("speaks TLS only"), std::string::npos) << refused.what();
   still_serves(tls_worker);
   worker_process plain_worker(0);
   expect_fails_saying(caller(plain_worker.address(), &client_cert), "does the worker speak TLS?");
   framex::runtime plain(distributed({plain_worker.address()}));
   EXPECT_EQ(twice(plain, 5), 10);
-  // A plaintext server never turns into a TLS one: no retry until the deadline.
   framex::runtime tls_to_plain(caller(plain_worker.address(), &client_cert));
-  EXPECT_EQ(failure(tls_to_plain).code(), framex::errc::worker_lost);  // at once, not `timeout` after 20 s
+  // A plaintext worker answers a TLS hello with bytes that are no TLS record:
+  // the caller's TLS fails with "wrong version number", which no retry changes.
+  const auto spoke_tls = failure(tls_to_plain);
+  EXPECT_EQ(spoke_tls.code(), framex::errc::worker_lost) << spoke_tls.what();  // at once, not `timeout` after 20 s
+  EXPECT_NE(std::string(spoke_tls.what()).find("wrong version number"), std::string::npos) << spoke_tls.what();
 }
 
 TEST_F(Tls, ATokenOverTlsIsCheckedAsWithout) {
